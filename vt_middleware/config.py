@@ -1,0 +1,90 @@
+"""Configuration: one pydantic settings object, read from ``VT_*`` variables and code.
+
+``vt.configure(store_path="...", strict=True)`` replaces the process-wide config;
+``get_config()`` returns it. Components read the config when they start, so
+configure before the first captured call (or call ``vt.reset()`` in tests).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import List, Literal, Optional
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class VTConfig(BaseSettings):
+    """All knobs of vt_middleware. Every field can be set as ``VT_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="VT_", extra="forbid", validate_assignment=True)
+
+    # --- store -------------------------------------------------------------
+    store_mode: Literal["lite", "weaviate"] = "lite"
+    store_path: Path = Path(".vt/lance")
+    weaviate_host: str = "localhost"
+    weaviate_port: int = 8080
+    weaviate_grpc_port: int = 50051
+    weaviate_api_key: Optional[str] = None
+
+    # --- embedding ---------------------------------------------------------
+    # "minilm" (int8 ONNX all-MiniLM-L6-v2, shipped in PyPI wheels),
+    # "minilm-torch" (same model through sentence-transformers), "hash" (no model).
+    embedding_model: str = "minilm"
+    embedding_dim: int = 384
+
+    # --- capture -----------------------------------------------------------
+    capture_enabled: bool = True
+    queue_size: int = Field(10_000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    flush_interval_s: float = Field(0.5, gt=0)
+    shutdown_timeout_s: float = Field(10.0, ge=0)
+    journal_path: Path = Path(".vt/journal")
+    max_field_chars: int = Field(32_000, ge=256)
+
+    # --- redaction ---------------------------------------------------------
+    redact_secrets: bool = True
+    redact_emails: bool = True
+    redact_patterns: List[str] = Field(default_factory=list)
+
+    # --- hooks / evolution -------------------------------------------------
+    hooks_dir: Path = Path("hooks_generated")
+    state_dir: Path = Path(".vt")
+    hook_failure_rollback_after: int = Field(5, ge=1)
+
+    # --- behaviour ---------------------------------------------------------
+    strict: bool = False  # raise internal errors instead of failing open (tests)
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: List[str]) -> List[str]:
+        import re
+
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"redact_patterns: {pattern!r} is not a valid regex: {exc}") from exc
+        return patterns
+
+
+_lock = threading.Lock()
+_config: Optional[VTConfig] = None
+
+
+def get_config() -> VTConfig:
+    """The process-wide config (built from the environment on first use)."""
+    global _config
+    if _config is None:
+        with _lock:
+            if _config is None:
+                _config = VTConfig()
+    return _config
+
+
+def configure(**overrides: object) -> VTConfig:
+    """Replace the process-wide config: environment values overlaid by ``overrides``."""
+    global _config
+    with _lock:
+        _config = VTConfig(**overrides)  # type: ignore[arg-type]
+    return _config

@@ -1,0 +1,51 @@
+"""Fail-open bookkeeping: internal errors are counted and logged once, never raised
+into the user's call -- unless the config says ``strict=True`` (tests)."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from typing import Dict, Iterator, Tuple
+
+from .config import get_config
+
+logger = logging.getLogger("vt_middleware")
+
+_lock = threading.Lock()
+_errors: Counter = Counter()
+_logged: set = set()
+
+
+def record_internal_error(component: str, exc: BaseException) -> None:
+    """Count ``exc`` against ``component``; log the first of each kind; raise if strict."""
+    key: Tuple[str, str] = (component, type(exc).__name__)
+    with _lock:
+        _errors[key] += 1
+        first = key not in _logged
+        _logged.add(key)
+    if first:
+        logger.warning("vt_middleware %s failed open: %s: %s", component, type(exc).__name__, exc)
+    if get_config().strict:
+        raise exc
+
+
+@contextmanager
+def fail_open(component: str) -> Iterator[None]:
+    """Run the block; on an internal error count it and continue (or raise when strict)."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - the point is to contain everything
+        record_internal_error(component, exc)
+
+
+def error_counts() -> Dict[str, int]:
+    """``{"component:ErrorType": count}`` of internal errors since start (or reset)."""
+    with _lock:
+        return {f"{c}:{e}": n for (c, e), n in _errors.items()}
+
+
+def reset_error_counts() -> None:
+    with _lock:
+        _errors.clear()
+        _logged.clear()

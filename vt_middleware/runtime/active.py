@@ -1,0 +1,113 @@
+"""The active (hooks, model routing) pair, swapped atomically.
+
+A call reads ``get_runtime().current()`` once and uses that one immutable
+``ActivePair`` for its whole life: calls in flight finish on the old pair,
+new calls see the new one, and no call ever mixes the two.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Callable, List, Mapping, Optional
+
+from .hooks import LoadedHooks
+
+
+@dataclass(frozen=True)
+class ActivePair:
+    """Immutable snapshot of what live calls use."""
+
+    hooks: Optional[LoadedHooks] = None
+    routes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    generation: int = 0
+    label: str = "initial"
+
+    @property
+    def hook_version(self) -> Optional[str]:
+        return self.hooks.version if self.hooks is not None else None
+
+    def route(self, model: Optional[str]) -> Optional[str]:
+        """The model to call for a requested ``model`` (base -> fine-tuned successor)."""
+        if model is None:
+            return None
+        return self.routes.get(model, model)
+
+
+Listener = Callable[[ActivePair, ActivePair], None]
+
+
+class Runtime:
+    """Holds the current pair and the history of earlier ones (for rollback)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current = ActivePair()
+        self._history: List[ActivePair] = []
+        self._listeners: List[Listener] = []
+
+    def current(self) -> ActivePair:
+        return self._current  # one attribute read: atomic under the GIL
+
+    def activate(
+        self,
+        *,
+        hooks: Optional[LoadedHooks] = None,
+        routes: Optional[Mapping[str, str]] = None,
+        keep_hooks: bool = False,
+        keep_routes: bool = False,
+        label: str = "",
+    ) -> ActivePair:
+        """Make a new pair current in one step. ``keep_*`` carries a half over unchanged."""
+        with self._lock:
+            old = self._current
+            new = ActivePair(
+                hooks=old.hooks if keep_hooks else hooks,
+                routes=old.routes if keep_routes else MappingProxyType(dict(routes or {})),
+                generation=old.generation + 1,
+                label=label or f"generation-{old.generation + 1}",
+            )
+            self._history.append(old)
+            self._current = new
+        self._notify(old, new)
+        return new
+
+    def rollback(self) -> ActivePair:
+        """Restore the previous pair (no-op when there is none)."""
+        with self._lock:
+            if not self._history:
+                return self._current
+            old = self._current
+            previous = self._history.pop()
+            new = replace(previous, generation=old.generation + 1)
+            self._current = new
+        self._notify(old, new)
+        return new
+
+    def history(self) -> List[ActivePair]:
+        with self._lock:
+            return list(self._history)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._current = ActivePair()
+            self._history.clear()
+
+    def _notify(self, old: ActivePair, new: ActivePair) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(old, new)
+            except Exception as exc:  # noqa: BLE001
+                from ..health import record_internal_error
+
+                record_internal_error("runtime.listener", exc)
+
+
+_runtime = Runtime()
+
+
+def get_runtime() -> Runtime:
+    return _runtime

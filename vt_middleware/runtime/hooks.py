@@ -1,0 +1,100 @@
+"""Loading a generated hook module and calling it safely.
+
+Each version is imported from its file under a fresh module name
+(``vt_hooks_<version>_<n>``); nothing is ever reloaded in place, so a call that
+holds the old module keeps running the old code.
+"""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Dict, Optional
+
+from ..errors import HookError
+from ..health import record_internal_error
+
+_load_counter = itertools.count(1)
+
+
+def import_hook_file(path: Path, version: str) -> ModuleType:
+    """Import ``path`` as a new module; raise HookError if it lacks the two hooks."""
+    safe = "".join(ch if ch.isalnum() else "_" for ch in version)
+    name = f"vt_hooks_{safe}_{next(_load_counter)}"
+    spec = importlib.util.spec_from_file_location(name, str(path))
+    if spec is None or spec.loader is None:
+        raise HookError(f"cannot import hook module from {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise HookError(f"hook module {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    for fn in ("intercept_prompt", "intercept_output"):
+        if not callable(getattr(module, fn, None)):
+            raise HookError(f"hook module {path} has no callable {fn}()")
+    # Registered only so tracebacks and pickling can find it; never re-imported.
+    sys.modules[name] = module
+    return module
+
+
+class LoadedHooks:
+    """One loaded hook version. Calls fail open: on error the input passes through unchanged.
+
+    After ``rollback_after`` consecutive failures ``on_repeated_failure`` is called
+    once (the runtime uses it to roll back to the previous version).
+    """
+
+    def __init__(
+        self,
+        module: ModuleType,
+        version: str,
+        path: Optional[Path] = None,
+        rollback_after: int = 5,
+        on_repeated_failure: Optional[Callable[["LoadedHooks"], None]] = None,
+    ) -> None:
+        self.module = module
+        self.version = version
+        self.path = path
+        self.rollback_after = rollback_after
+        self.on_repeated_failure = on_repeated_failure
+        self.calls = 0
+        self.failures = 0
+        self._consecutive = 0
+        self._tripped = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_file(cls, path: Path, version: str, **kwargs: Any) -> "LoadedHooks":
+        return cls(import_hook_file(Path(path), version), version, Path(path), **kwargs)
+
+    def apply_prompt(self, text: str, context: Dict[str, Any]) -> str:
+        return self._call("intercept_prompt", text, context)
+
+    def apply_output(self, text: str, context: Dict[str, Any]) -> str:
+        return self._call("intercept_output", text, context)
+
+    def _call(self, fn_name: str, text: str, context: Dict[str, Any]) -> str:
+        self.calls += 1
+        try:
+            result = getattr(self.module, fn_name)(text, context)
+            if not isinstance(result, str):
+                raise HookError(f"{fn_name} returned {type(result).__name__}, expected str")
+        except Exception as exc:  # noqa: BLE001 - user-facing calls must not fail
+            self._failed()
+            record_internal_error(f"hooks.{fn_name}", exc)
+            return text
+        self._consecutive = 0
+        return result
+
+    def _failed(self) -> None:
+        with self._lock:
+            self.failures += 1
+            self._consecutive += 1
+            trip = self._consecutive >= self.rollback_after and not self._tripped
+            if trip:
+                self._tripped = True
+        if trip and self.on_repeated_failure is not None:
+            self.on_repeated_failure(self)

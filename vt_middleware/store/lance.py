@@ -1,0 +1,154 @@
+"""VectorWave's LanceDB store with its lite-mode faults fixed.
+
+VectorWave 1.0.2's ``LanceVectorStore`` (tested in tests/test_store.py):
+- ``collection_exists`` tests ``name in db.list_tables()``; with lancedb 0.40
+  ``list_tables()`` returns a response object, so it is always False;
+- every vector is padded/truncated to 384 dimensions whatever the table holds;
+- reads load the whole table into Python.
+
+``FixedLanceStore`` keeps VectorWave's on-disk layout (``uuid``, ``vector``,
+JSON ``payload``) so VectorWave's own tools read what we write, and adds
+idempotent writes (merge on ``uuid``) and paged scans with a pushed-down filter.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any, Dict, Iterator, List, Optional
+
+os.environ.setdefault("VECTORWAVE_QUIET", "1")  # VectorWave prints a banner on import
+
+from vectorwave.store.lance_store import LanceVectorStore, _serialize_properties
+
+from ..errors import DataError
+
+
+def sql_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class FixedLanceStore(LanceVectorStore):
+    """A ``vectorwave`` ``VectorStore`` over LanceDB that keeps the table's own dimension."""
+
+    def __init__(self, db_path: str, vector_dim: int = 384) -> None:
+        super().__init__(db_path=db_path, vector_dim=vector_dim)
+        self._write_lock = threading.Lock()
+
+    # -- schema ---------------------------------------------------------------
+    def table_names(self) -> List[str]:
+        names: List[str] = []
+        token: Optional[str] = None
+        while True:
+            listing = self._db.list_tables(page_token=token)
+            names.extend(getattr(listing, "tables", None) or [])
+            token = getattr(listing, "page_token", None)
+            if not token:
+                return names
+
+    def collection_exists(self, collection: str) -> bool:
+        return collection in self.table_names()
+
+    def ensure_collection(
+        self, collection: str, properties: List[Dict[str, Any]], vector_dim: Optional[int] = None
+    ) -> None:
+        if self.collection_exists(collection):
+            return
+        super().ensure_collection(collection, properties, vector_dim or self._vector_dim)
+
+    def delete_collection(self, collection: str) -> None:
+        if self.collection_exists(collection):
+            self._db.drop_table(collection)
+        self._open_tables.pop(collection, None)
+
+    def _open(self, collection: str):
+        cached = self._open_tables.get(collection)
+        if cached is not None:
+            return cached
+        if not self.collection_exists(collection):
+            self.ensure_collection(collection, properties=[])
+        table = self._db.open_table(collection)
+        self._open_tables[collection] = table
+        return table
+
+    def table_dim(self, collection: str) -> int:
+        """The vector dimension the table was created with."""
+        field = self._open(collection).schema.field("vector")
+        return int(field.type.list_size)
+
+    # -- writes -----------------------------------------------------------------
+    def insert(self, collection: str, properties: Dict[str, Any], uuid: Optional[str] = None,
+               vector: Optional[List[float]] = None) -> str:
+        from uuid import uuid4
+
+        uid = uuid or str(uuid4())
+        self.upsert_many(collection, [{"uuid": uid, "properties": properties, "vector": vector}])
+        return uid
+
+    def insert_many(self, collection: str, items: List[Dict[str, Any]]) -> int:
+        return self.upsert_many(collection, items)
+
+    def upsert_many(self, collection: str, items: List[Dict[str, Any]]) -> int:
+        """Write items keyed by ``uuid``; a uuid already present is not written again."""
+        if not items:
+            return 0
+        table = self._open(collection)
+        dim = self.table_dim(collection)
+        rows = []
+        for item in items:
+            vector = item.get("vector")
+            vector = [0.0] * dim if vector is None else [float(x) for x in vector]
+            if len(vector) != dim:
+                raise DataError(
+                    f"vector of {len(vector)} dimensions for collection '{collection}', "
+                    f"which stores {dim}; configure embedding_dim to match or use a new store_path"
+                )
+            rows.append({
+                "uuid": str(item["uuid"]),
+                "vector": vector,
+                "payload": _serialize_properties(item["properties"]),
+            })
+        with self._write_lock:
+            (
+                table.merge_insert("uuid")
+                .when_not_matched_insert_all()
+                .execute(rows)
+            )
+        return len(rows)
+
+    # -- reads ----------------------------------------------------------------
+    def count_rows(self, collection: str, where: Optional[str] = None) -> int:
+        if not self.collection_exists(collection):
+            return 0
+        return int(self._open(collection).count_rows(where))
+
+    def scan(
+        self,
+        collection: str,
+        where: Optional[str] = None,
+        include_vector: bool = False,
+        batch_size: int = 1000,
+    ) -> Iterator[List[Dict[str, Any]]]:
+        """Yield pages of raw rows (``uuid``, ``payload`` dict, optional ``vector``)."""
+        if not self.collection_exists(collection):
+            return
+        table = self._open(collection)
+        columns = ["uuid", "payload"] + (["vector"] if include_vector else [])
+        query = table.search().select(columns)
+        if where:
+            query = query.where(where)
+        reader = query.to_batches(batch_size)
+        for batch in reader:
+            data = batch.to_pydict()
+            page = []
+            for i, uid in enumerate(data["uuid"]):
+                try:
+                    payload = json.loads(data["payload"][i] or "{}")
+                except ValueError:
+                    payload = {}
+                row: Dict[str, Any] = {"uuid": uid, "payload": payload}
+                if include_vector:
+                    row["vector"] = data["vector"][i]
+                page.append(row)
+            if page:
+                yield page
