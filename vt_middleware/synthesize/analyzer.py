@@ -1,0 +1,175 @@
+"""Diff analysis of feedback pairs: edit distance, word-level segments, semantic similarity."""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..errors import DataError
+from ..types import FeedbackPair
+
+TOKEN_RE = re.compile(r"\s+|\w+\s*|[^\w\s]\s*", re.UNICODE)
+# Beyond these sizes the exact diffs would take seconds: segments fall back to
+# common prefix/suffix + one middle segment, and the edit distance is capped.
+MAX_DIFF_CELLS = 400_000_000
+EDIT_DISTANCE_CAP = 20_000
+
+
+def tokenize(text: str) -> List[str]:
+    """Words and punctuation marks with their trailing whitespace (leading whitespace alone);
+    ``"".join`` restores ``text``."""
+    return TOKEN_RE.findall(text)
+
+
+def _check_pair(pair: FeedbackPair) -> None:
+    if not isinstance(pair, FeedbackPair):
+        raise DataError(f"expected a FeedbackPair, got {type(pair).__name__}")
+    for name in ("input_prompt", "bad_output", "fixed_output"):
+        value = getattr(pair, name)
+        if not isinstance(value, str):
+            raise DataError(f"FeedbackPair.{name} must be str, got {type(value).__name__}")
+
+
+def plain_context(context: Any) -> Dict[str, Any]:
+    """A feedback pair's context as a dict (anything else becomes ``{}``)."""
+    return dict(context) if isinstance(context, dict) else {}
+
+
+def word_segments(bad: str, fixed: str) -> List[Dict[str, Any]]:
+    """Word-level diff of ``bad`` -> ``fixed``: equal/insert/delete/replace runs.
+
+    Adjacent non-equal operations are merged into one segment, so "USD 20" -> "$20"
+    gives one replace segment ``"USD "`` -> ``"$"``.
+    """
+    from rapidfuzz.distance import Indel  # LCS alignment: keeps shared words aligned
+
+    bad_tokens, fixed_tokens = tokenize(bad), tokenize(fixed)
+    bad_offsets = _offsets(bad_tokens)
+    fixed_offsets = _offsets(fixed_tokens)
+    merged: List[List[Any]] = []  # [tag, b0, b1, f0, f1]
+    if len(bad_tokens) * len(fixed_tokens) > MAX_DIFF_CELLS:
+        opcodes = _prefix_suffix_opcodes(bad_tokens, fixed_tokens)
+    else:
+        opcodes = Indel.opcodes(bad_tokens, fixed_tokens)
+    for op in opcodes:
+        tag = op.tag
+        if merged and tag != "equal" and merged[-1][0] != "equal":
+            merged[-1][2], merged[-1][4] = op.src_end, op.dest_end
+            merged[-1][0] = "replace"
+        else:
+            merged.append([tag, op.src_start, op.src_end, op.dest_start, op.dest_end])
+    segments = []
+    for tag, b0, b1, f0, f1 in merged:
+        if tag == "replace" and b0 == b1:
+            tag = "insert"
+        elif tag == "replace" and f0 == f1:
+            tag = "delete"
+        bad_text = bad[bad_offsets[b0] : bad_offsets[b1]]
+        fixed_text = fixed[fixed_offsets[f0] : fixed_offsets[f1]]
+        segments.append(
+            {
+                "op": tag,
+                "bad": bad_text,
+                "fixed": fixed_text,
+                "text": fixed_text if tag in ("insert", "replace") else bad_text,
+                "bad_span": [bad_offsets[b0], bad_offsets[b1]],
+                "fixed_span": [fixed_offsets[f0], fixed_offsets[f1]],
+            }
+        )
+    return segments
+
+
+class _Op:
+    def __init__(self, tag: str, src_start: int, src_end: int, dest_start: int, dest_end: int) -> None:
+        self.tag, self.src_start, self.src_end = tag, src_start, src_end
+        self.dest_start, self.dest_end = dest_start, dest_end
+
+
+def _prefix_suffix_opcodes(bad: Sequence[str], fixed: Sequence[str]) -> List[_Op]:
+    """Coarse diff for huge texts: shared head, one changed middle, shared tail."""
+    head = 0
+    while head < min(len(bad), len(fixed)) and bad[head] == fixed[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(bad), len(fixed)) - head and bad[-1 - tail] == fixed[-1 - tail]:
+        tail += 1
+    ops = [_Op("equal", 0, head, 0, head)] if head else []
+    if head < len(bad) - tail or head < len(fixed) - tail:
+        ops.append(_Op("replace", head, len(bad) - tail, head, len(fixed) - tail))
+    if tail:
+        ops.append(_Op("equal", len(bad) - tail, len(bad), len(fixed) - tail, len(fixed)))
+    return ops
+
+
+def _offsets(tokens: Sequence[str]) -> List[int]:
+    offsets = [0]
+    for token in tokens:
+        offsets.append(offsets[-1] + len(token))
+    return offsets
+
+
+class FeedbackDiffAnalyzer:
+    """Turns a :class:`FeedbackPair` into the diff record rule mining works from.
+
+    ``embedder`` defaults to the capture layer's model (``VTConfig.embedding_model``).
+    """
+
+    def __init__(self, embedder: Optional[Any] = None, embedding_model: Optional[str] = None) -> None:
+        self._embedder = embedder
+        self._embedding_model = embedding_model
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from ..config import get_config
+            from ..store.embedding import get_embedder
+
+            self._embedder = get_embedder(self._embedding_model or get_config().embedding_model)
+        return self._embedder
+
+    def analyze(self, pair: FeedbackPair) -> Dict[str, Any]:
+        """Diff one pair (see :meth:`analyze_many`)."""
+        return self.analyze_many([pair])[0]
+
+    def analyze_many(self, pairs: Sequence[FeedbackPair]) -> List[Dict[str, Any]]:
+        """Diff many pairs, embedding all texts in one batch."""
+        from rapidfuzz.distance import Levenshtein
+
+        for pair in pairs:
+            _check_pair(pair)
+        if not pairs:
+            return []
+        texts: List[str] = []
+        for pair in pairs:
+            texts.extend([pair.bad_output, pair.fixed_output, pair.input_prompt])
+        vectors = self.embedder.embed(texts)
+        diffs = []
+        for index, pair in enumerate(pairs):
+            bad_vec, fixed_vec, input_vec = vectors[3 * index : 3 * index + 3]
+            if pair.bad_output == pair.fixed_output:
+                similarity = 1.0
+            else:
+                similarity = float(bad_vec @ fixed_vec)
+            capped = len(pair.bad_output) * len(pair.fixed_output) > MAX_DIFF_CELLS * 25
+            distance = Levenshtein.distance(
+                pair.bad_output, pair.fixed_output, score_cutoff=EDIT_DISTANCE_CAP if capped else None
+            )
+            longest = max(len(pair.bad_output), len(pair.fixed_output), 1)
+            diffs.append(
+                {
+                    "pair_id": pair.pair_id,
+                    "run_id": pair.run_id,
+                    "created_at": pair.created_at,
+                    "input_prompt": pair.input_prompt,
+                    "bad_output": pair.bad_output,
+                    "fixed_output": pair.fixed_output,
+                    "context": plain_context(pair.context),
+                    "identical": pair.bad_output == pair.fixed_output,
+                    "edit_distance": int(distance),
+                    "edit_distance_capped": capped,
+                    "normalized_edit_distance": distance / longest,
+                    "similarity_score": round(similarity, 6),
+                    "segments": word_segments(pair.bad_output, pair.fixed_output),
+                    "input_vector": [float(x) for x in input_vec],
+                }
+            )
+        return diffs
