@@ -1,1 +1,14 @@
-"""synthesize stage."""
+"""synthesize stage: feedback diffs -> rules -> libcst-generated hook versions."""
+from .analyzer import FeedbackDiffAnalyzer
+from .codegen import CodegenResult, HookScriptGenerator, build_module
+from .conflicts import ConflictReport, resolve_conflicts
+from .pipeline import SynthesisResult, run_synthesis_pipeline, synthesize_version
+from .rules import RuleSetSynthesizer
+from .validate import validate_hook
+from .versions import HookVersionStore
+
+__all__ = [
+    "FeedbackDiffAnalyzer", "RuleSetSynthesizer", "HookScriptGenerator", "CodegenResult", "build_module",
+    "ConflictReport", "resolve_conflicts", "run_synthesis_pipeline", "synthesize_version",
+    "SynthesisResult", "validate_hook", "HookVersionStore",
+]
