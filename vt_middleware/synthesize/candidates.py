@@ -108,6 +108,8 @@ def _edit_spans(diff: Dict[str, Any]) -> List[Tuple[str, str]]:
         if seg["op"] == "equal":
             continue
         bad, fixed = seg["bad"], seg["fixed"]
+        if bad.split() == fixed.split():
+            continue  # whitespace-only edits are the normalisers' job
         if len(bad) > MAX_SEGMENT_CHARS or len(fixed) > MAX_SEGMENT_CHARS:
             continue
         if seg["op"] == "insert":
@@ -167,13 +169,17 @@ def mine_replacements(diffs: Sequence[Dict[str, Any]], min_support: int) -> List
 
 def _addition(diff: Dict[str, Any], where: str) -> Optional[Tuple[str, str]]:
     """(separator, body) of text the fix added at the end (or start) of the output."""
-    segments = diff["segments"]
-    if not segments:
+    changed = [seg for seg in diff["segments"] if seg["op"] != "equal"]
+    if not changed:
         return None
-    seg = segments[-1] if where == "append" else segments[0]
-    if seg["op"] == "equal":
-        return None
-    bad, fixed = seg["bad"], seg["fixed"]
+    # From the last change to the end (or start to the first change), so that an
+    # alignment which matched a final "." inside the addition still counts.
+    if where == "append":
+        seg = changed[-1]
+        bad, fixed = diff["bad_output"][seg["bad_span"][0] :], diff["fixed_output"][seg["fixed_span"][0] :]
+    else:
+        seg = changed[0]
+        bad, fixed = diff["bad_output"][: seg["bad_span"][1]], diff["fixed_output"][: seg["fixed_span"][1]]
     if where == "append":
         kept = bad.rstrip()
         if not fixed.startswith(kept):
