@@ -122,7 +122,8 @@ class RuleSetSynthesizer:
                     continue
                 after = _apply_rules(entries, bad, context)
                 if after != bad:
-                    if distance(after, fixed) < before:
+                    # Banded distance (cutoff): cheap even for huge texts; only "closer?" matters.
+                    if before and distance(after, fixed, score_cutoff=before - 1) < before:
                         support_ids.append(diff["pair_id"])
                     else:
                         harm += 1

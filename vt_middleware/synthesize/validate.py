@@ -57,7 +57,8 @@ def validate_hook(path: str | Path, rules: Sequence[Rule], diffs: Sequence[Dict[
                 else:
                     bad, fixed = diff["bad_output"], diff["fixed_output"]
                     after = module.apply_rules(bad, context, [rule.rule_id], "output")
-                    ok = Levenshtein.distance(after, fixed) < Levenshtein.distance(bad, fixed)
+                    before = Levenshtein.distance(bad, fixed)
+                    ok = bool(before) and Levenshtein.distance(after, fixed, score_cutoff=before - 1) < before
                 if not ok:
                     failed.append(rule.rule_id)
                     break
@@ -70,7 +71,8 @@ def validate_hook(path: str | Path, rules: Sequence[Rule], diffs: Sequence[Dict[
             if diff["identical"]:
                 continue
             after = module.intercept_output(bad, context)
-            before_d, after_d = Levenshtein.distance(bad, fixed), Levenshtein.distance(after, fixed)
+            before_d = Levenshtein.distance(bad, fixed)
+            after_d = Levenshtein.distance(after, fixed, score_cutoff=before_d + 1)
             result["exact_fixed"] += after == fixed
             result["improved"] += after_d < before_d
             result["worsened"] += after_d > before_d

@@ -1,0 +1,163 @@
+"""Diff analysis, rule synthesis (generalisation, thresholds), conflicts, bad input."""
+from __future__ import annotations
+
+import pytest
+
+from synth_data import FAMILIES, good_outputs, make_pairs
+from vt_middleware.errors import DataError
+from vt_middleware.synthesize import FeedbackDiffAnalyzer, RuleSetSynthesizer, build_module, resolve_conflicts
+from vt_middleware.synthesize.rules import eval_context
+from vt_middleware.types import FeedbackPair, Rule
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    return FeedbackDiffAnalyzer(embedding_model="minilm")
+
+
+@pytest.fixture(scope="session")
+def split(analyzer):
+    data = make_pairs(140, seed=3)
+    train = [p for p, _ in data[:70]]
+    return analyzer.analyze_many(train), data[70:]
+
+
+def load(rules):
+    result = build_module(rules, version="v9999")
+    assert result.ok, result.errors
+    namespace: dict = {}
+    exec(compile(result.code, "<hook>", "exec"), namespace)
+    return namespace
+
+
+def test_analyze_reports_distance_similarity_and_word_segments(analyzer):
+    pair = FeedbackPair("q", "It costs USD 20 today.", "It costs $20 today.")
+    diff = analyzer.analyze(pair)
+    assert diff["edit_distance"] == 4  # "USD " -> "$"
+    assert 0.5 < diff["similarity_score"] < 1.0
+    ops = [(s["op"], s["bad"], s["fixed"]) for s in diff["segments"]]
+    assert ("replace", "USD ", "$") in ops
+    assert "".join(s["fixed"] for s in diff["segments"]) == pair.fixed_output
+    assert "".join(s["bad"] for s in diff["segments"]) == pair.bad_output
+
+
+def test_similarity_is_semantic_not_character_overlap(analyzer):
+    same_meaning = analyzer.analyze(FeedbackPair("q", "The film was great.", "The movie was excellent."))
+    anagram = analyzer.analyze(FeedbackPair("q", "dog bites man", "man bites dog extremely"))
+    unrelated = analyzer.analyze(FeedbackPair("q", "The film was great.", "Tax forms are due in April."))
+    assert same_meaning["similarity_score"] > unrelated["similarity_score"] + 0.3
+    assert anagram["similarity_score"] < 1.0
+
+
+def test_rules_fix_unseen_outputs_of_every_family(split):
+    diffs, held_out = split
+    rules = RuleSetSynthesizer().synthesize(diffs)
+    hook = load(rules)
+    fixed = {family: 0 for family in FAMILIES}
+    for pair, family in held_out:
+        out = hook["intercept_output"](pair.bad_output, eval_context({"context": pair.context, "input_prompt": pair.input_prompt}))
+        fixed[family] += out == pair.fixed_output
+    assert all(count >= 9 for count in fixed.values()), fixed
+    kinds = {r.kind for r in rules}
+    assert {"replace", "append", "normalize", "prompt"} <= kinds
+    rating = next(r for r in rules if r.kind == "append" and "Rating" in r.description)
+    assert ["input_number", "0"] == rating.action["parts"][1][:2]  # the slot is filled from the input
+
+
+def test_rules_leave_good_outputs_alone(split):
+    diffs, _ = split
+    hook = load(RuleSetSynthesizer().synthesize(diffs))
+    goods = good_outputs(200, seed=11)
+    changed = sum(hook["intercept_output"](text, ctx) != text for text, ctx in goods)
+    assert changed == 0
+
+
+def test_each_rule_records_support_confidence_and_sources(split):
+    diffs, _ = split
+    rules = RuleSetSynthesizer(min_support=2).synthesize(diffs)
+    ids = {d["pair_id"] for d in diffs}
+    for rule in rules:
+        assert rule.support >= 2 and rule.confidence >= 0.8
+        assert len(rule.sources) == rule.support and set(rule.sources) <= ids
+
+
+def test_weak_evidence_is_not_emitted(analyzer):
+    one = [FeedbackPair("q", "It costs USD 20.", "It costs $20.", pair_id="a")]
+    assert [r for r in RuleSetSynthesizer(min_support=2).synthesize(analyzer.analyze_many(one)) if r.kind == "replace"] == []
+    # the same edit twice, but two good outputs keep "USD ": low confidence -> dropped
+    pairs = one + [
+        FeedbackPair("q", "Pay USD 5 now.", "Pay $5 now.", pair_id="b"),
+        FeedbackPair("q", "Fee: USD 7.", "Fee: USD 7.", pair_id="c"),
+        FeedbackPair("q", "Tax: USD 9.", "Tax: USD 9.", pair_id="d"),
+    ]
+    synth = RuleSetSynthesizer(min_support=2, min_confidence=0.8)
+    assert [r for r in synth.synthesize(analyzer.analyze_many(pairs)) if r.kind == "replace"] == []
+    assert any(s["support"] == 2 and s["harm"] == 2 for s in synth.last_scores.values())
+
+
+def test_synthesis_is_deterministic(split):
+    diffs, _ = split
+    first = [r.to_dict() for r in RuleSetSynthesizer().synthesize(diffs)]
+    second = [r.to_dict() for r in RuleSetSynthesizer().synthesize(list(diffs))]
+    assert first == second
+
+
+def _rule(rule_id, pattern, text, support, kind="replace"):
+    parts = [["lit", text, ""]]
+    return Rule(rule_id, f"{rule_id}", {"scope": None, "pattern": pattern, "anchor": ""}, {"parts": parts},
+                priority=50, sources=[f"p{i}-{rule_id}" for i in range(support)], kind=kind, support=support)
+
+
+def test_conflicts_same_trigger_resolved_by_support_then_recency():
+    strong, weak = _rule("a", "USD ", "$", 5), _rule("b", "USD ", "US$", 2)
+    kept, report = resolve_conflicts([weak, strong])
+    assert [r.rule_id for r in kept] == ["a"]
+    assert report.dropped[0]["rule_id"] == "b" and report.dropped[0]["winner"] == "a"
+    older, newer = _rule("c", "x", "y", 3), _rule("d", "x", "z", 3)
+    recency = {s: "2026-01-01" for s in older.sources} | {s: "2026-06-01" for s in newer.sources}
+    kept, _ = resolve_conflicts([older, newer], recency)
+    assert [r.rule_id for r in kept] == ["d"]
+    kept2, _ = resolve_conflicts([newer, older], recency)
+    assert [r.rule_id for r in kept2] == ["d"]  # order of input does not matter
+
+
+def test_conflicts_merge_duplicates_and_drop_undoing_rules():
+    a, b = _rule("a", "USD ", "$", 3), _rule("b", "USD ", "$", 2)
+    kept, report = resolve_conflicts([a, b])
+    assert len(kept) == 1 and kept[0].support == 5 and report.merged[0]["rule_id"] == "b"
+    forward, backward = _rule("f", "colour", "color", 4), _rule("g", "color", "colour", 2)
+    kept, report = resolve_conflicts([forward, backward])
+    assert [r.rule_id for r in kept] == ["f"] and report.dropped[0]["rule_id"] == "g"
+    add = Rule("add", "add disclaimer", {"scope": None, "pattern": "Not advice"},
+               {"parts": [["lit", "Not advice.", ""]], "separator": " "}, priority=20, kind="append",
+               sources=["x1", "x2", "x3"], support=3)
+    remove = _rule("rm", "Not advice\\.", "", 2, kind="remove")
+    kept, report = resolve_conflicts([add, remove])
+    assert [r.rule_id for r in kept] == ["add"] and report.dropped[0]["rule_id"] == "rm"
+
+
+def test_bad_input_has_defined_results(analyzer):
+    assert RuleSetSynthesizer().synthesize([]) == []
+    assert analyzer.analyze_many([]) == []
+    same = analyzer.analyze(FeedbackPair("q", "fine", "fine"))
+    assert same["identical"] and same["edit_distance"] == 0 and same["similarity_score"] == 1.0
+    assert all(s["op"] == "equal" for s in same["segments"])
+    empty = analyzer.analyze(FeedbackPair("", "", ""))
+    assert empty["edit_distance"] == 0 and empty["segments"] == []
+    odd_context = FeedbackPair("q", "a  b", "a b", context=["not", "a", "dict"])  # type: ignore[arg-type]
+    assert analyzer.analyze(odd_context)["context"] == {}
+    with pytest.raises(DataError, match="bad_output"):
+        analyzer.analyze(FeedbackPair("q", None, "x"))  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="FeedbackPair"):
+        analyzer.analyze({"bad_output": "x"})  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="analyze"):
+        RuleSetSynthesizer().synthesize([{"bad_output": "x"}])
+
+
+def test_huge_texts_are_analysed_and_synthesised(analyzer):
+    body = " ".join(f"word{i}" for i in range(120_000))
+    pairs = [FeedbackPair("q", body + f" USD {i}.", body + f" ${i}.", pair_id=f"h{i}") for i in range(2)]
+    diffs = analyzer.analyze_many(pairs)
+    assert diffs[0]["edit_distance"] == 4
+    rules = RuleSetSynthesizer(prompt_rules=False).synthesize(diffs)
+    assert any(r.kind == "replace" and r.support == 2 for r in rules)
