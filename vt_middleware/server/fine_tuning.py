@@ -182,7 +182,7 @@ def cancel_job(request: Request, job_id: str) -> Any:
     if job is None:
         return openai_error(404, f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
     if job.status in ("succeeded", "failed", "cancelled"):
-        return openai_error(400, f"Job {job_id} has already {job.status}; it cannot be cancelled",
+        return openai_error(400, f"Job {job_id} is already {job.status}; it cannot be cancelled",
                             param="fine_tuning_job_id")
     service.trainer.cancel(job_id)
     return service.job_object(job)
