@@ -1,0 +1,181 @@
+"""Append-only local journal of records the store could not take (yet).
+
+Records are JSON lines in segment files under ``journal_path``. A process appends to
+its own ``*.jsonl.open`` segment; :meth:`Journal.seal` renames it to ``*.jsonl``.
+Replay claims a sealed segment by renaming it (so two processes never replay the same
+one), hands its items to a writer and deletes it only after the write succeeded.
+Open segments left by dead processes are sealed on start. A torn last line (crash
+mid-append) is skipped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from itertools import count
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+Item = Dict[str, Any]  # {"uuid", "properties", "vector" (list or None)}
+
+SEGMENT_BYTES = 16 * 1024 * 1024
+_OPEN_SUFFIX = ".jsonl.open"
+_SEALED_SUFFIX = ".jsonl"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Journal:
+    """Append-only JSONL segments; thread-safe within a process."""
+
+    def __init__(self, path: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
+        self.path = Path(path)
+        self.segment_bytes = segment_bytes
+        self._lock = threading.Lock()
+        self._file: Optional[Any] = None
+        self._file_path: Optional[Path] = None
+        self._seq = count()
+        self._pid = os.getpid()
+
+    # -- writing ------------------------------------------------------------------
+    def append(self, items: Sequence[Item]) -> int:
+        """Append ``items`` durably (flushed and fsynced). Returns how many were written."""
+        if not items:
+            return 0
+        lines = "".join(json.dumps(item, ensure_ascii=False, default=str) + "\n" for item in items)
+        with self._lock:
+            handle = self._current()
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+            if handle.tell() >= self.segment_bytes:
+                self._seal_locked()
+        return len(items)
+
+    def _current(self) -> Any:
+        if self._file is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            name = f"seg-{time.time_ns()}-{self._pid}-{next(self._seq)}{_OPEN_SUFFIX}"
+            self._file_path = self.path / name
+            self._file = open(self._file_path, "a", encoding="utf-8")
+        return self._file
+
+    def seal(self) -> None:
+        """Close the open segment so it can be replayed."""
+        with self._lock:
+            self._seal_locked()
+
+    def _seal_locked(self) -> None:
+        if self._file is None or self._file_path is None:
+            return
+        self._file.close()
+        sealed = self._file_path.with_name(self._file_path.name[: -len(".open")])
+        os.replace(self._file_path, sealed)
+        self._file = None
+        self._file_path = None
+
+    # -- reading ------------------------------------------------------------------
+    def recover_orphans(self) -> int:
+        """Seal open segments whose writing process is gone. Returns how many."""
+        if not self.path.exists():
+            return 0
+        sealed = 0
+        for segment in self.path.glob(f"*{_OPEN_SUFFIX}"):
+            parts = segment.name.split("-")
+            pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else -1
+            if pid == os.getpid() or (pid > 0 and _pid_alive(pid)):
+                continue
+            try:
+                os.replace(segment, segment.with_name(segment.name[: -len(".open")]))
+                sealed += 1
+            except FileNotFoundError:
+                pass
+        for claimed in self.path.glob("*.claimed-*"):  # a replayer died mid-way
+            pid_text = claimed.name.rsplit("-", 1)[-1]
+            if pid_text.isdigit() and not _pid_alive(int(pid_text)) and int(pid_text) != os.getpid():
+                try:
+                    os.replace(claimed, self.path / claimed.name.split(".claimed-")[0])
+                except FileNotFoundError:
+                    pass
+        return sealed
+
+    def sealed_segments(self) -> List[Path]:
+        if not self.path.exists():
+            return []
+        return sorted(self.path.glob(f"*{_SEALED_SUFFIX}"))
+
+    def has_pending(self) -> bool:
+        with self._lock:
+            has_open = self._file is not None
+        return has_open or bool(self.sealed_segments())
+
+    def pending_count(self) -> int:
+        """Records waiting in this journal (all segments, sealed and open)."""
+        total = 0
+        if not self.path.exists():
+            return 0
+        for segment in self.path.iterdir():
+            if segment.is_file():
+                total += sum(1 for _ in read_items(segment))
+        return total
+
+    def replay(self, write: Callable[[List[Item]], Any], batch_size: int = 256) -> int:
+        """Write every sealed segment's items with ``write``; delete each segment after
+        its writes succeeded. Raises what ``write`` raises (the segment stays)."""
+        self.seal()
+        replayed = 0
+        for segment in self.sealed_segments():
+            claimed = segment.with_name(f"{segment.name}.claimed-{os.getpid()}")
+            try:
+                os.replace(segment, claimed)
+            except FileNotFoundError:
+                continue  # another process claimed it
+            in_segment = 0
+            try:
+                batch: List[Item] = []
+                for item in read_items(claimed):
+                    batch.append(item)
+                    if len(batch) >= batch_size:
+                        write(batch)
+                        in_segment += len(batch)
+                        batch = []
+                if batch:
+                    write(batch)
+                    in_segment += len(batch)
+            except BaseException:
+                os.replace(claimed, segment)  # give it back; writes are idempotent per uuid
+                raise
+            claimed.unlink()
+            replayed += in_segment
+        return replayed
+
+    def close(self) -> None:
+        self.seal()
+
+
+def read_items(segment: Path) -> Iterator[Item]:
+    """Items of one segment; unparsable lines (a torn tail) are skipped."""
+    try:
+        handle = open(segment, "r", encoding="utf-8")
+    except FileNotFoundError:
+        return
+    with handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict) and "uuid" in item and "properties" in item:
+                yield item

@@ -1,0 +1,158 @@
+"""Building a ``CallRecord`` safely on the caller's thread.
+
+Everything a record holds is copied into plain JSON values (so later mutation of the
+caller's objects cannot change it), truncated to ``max_field_chars`` with a marker,
+and redacted.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from ..config import VTConfig, get_config
+from ..types import CallRecord
+from .redact import redact, redact_value
+
+TRUNCATION_MARKER = "...[truncated {n} chars]"
+_MAX_DEPTH = 12
+_MAX_ITEMS = 1000
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marker included, when longer."""
+    if len(text) <= limit:
+        return text
+    marker = TRUNCATION_MARKER.format(n=len(text) - limit)
+    return text[: max(0, limit - len(marker))] + marker
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        return repr(obj)
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not break capture
+        return f"<unrepresentable {type(obj).__name__}: {type(exc).__name__}>"
+
+
+def to_jsonable(obj: Any, limit: int, depth: int = 0) -> Any:
+    """A JSON-safe deep copy of ``obj``: containers copied, pydantic models dumped,
+    anything else its ``repr``; strings truncated to ``limit``."""
+    if obj is None or isinstance(obj, (bool, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else str(obj)
+    if isinstance(obj, str):
+        return truncate(obj, limit)
+    if depth >= _MAX_DEPTH:
+        return truncate(_safe_repr(obj), limit)
+    if isinstance(obj, dict):
+        items = list(obj.items())
+        out = {str(k): to_jsonable(v, limit, depth + 1) for k, v in items[:_MAX_ITEMS]}
+        if len(items) > _MAX_ITEMS:
+            out["..."] = f"[{len(items) - _MAX_ITEMS} more items truncated]"
+        return out
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        seq = list(obj)
+        out_list = [to_jsonable(v, limit, depth + 1) for v in seq[:_MAX_ITEMS]]
+        if len(seq) > _MAX_ITEMS:
+            out_list.append(f"[{len(seq) - _MAX_ITEMS} more items truncated]")
+        return out_list
+    if isinstance(obj, (bytes, bytearray)):
+        return f"<{len(obj)} bytes>"
+    dump = getattr(obj, "model_dump", None)  # pydantic (openai / langchain objects)
+    if callable(dump):
+        try:
+            return to_jsonable(dump(), limit, depth + 1)
+        except Exception:  # noqa: BLE001
+            pass
+    return truncate(_safe_repr(obj), limit)
+
+
+def output_text(value: Any, limit: int) -> Optional[str]:
+    """The recorded text of a return value: strings as-is, JSON for JSON-able values,
+    ``repr`` for the rest; truncated."""
+    if value is None or isinstance(value, str):
+        return None if value is None else truncate(value, limit)
+    safe = to_jsonable(value, limit)
+    if isinstance(safe, str):
+        return safe
+    return truncate(json.dumps(safe, ensure_ascii=False), limit)
+
+
+def sanitize(record: CallRecord, config: Optional[VTConfig] = None) -> CallRecord:
+    """Make ``record`` safe to queue and store: JSON copies, truncation, redaction (in place)."""
+    config = config or get_config()
+    limit = config.max_field_chars
+    record.inputs = redact_value(to_jsonable(record.inputs, limit), config)
+    record.params = redact_value(to_jsonable(record.params, limit), config)
+    if record.output is not None:
+        record.output = redact(truncate(str(record.output), limit), config)
+    if record.raw_output is not None:
+        record.raw_output = redact(truncate(str(record.raw_output), limit), config)
+    if record.error_message is not None:
+        record.error_message = redact(truncate(str(record.error_message), limit), config)
+    return record
+
+
+# -- chat messages -------------------------------------------------------------------
+def last_user_index(messages: List[Any]) -> Optional[int]:
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if isinstance(message, dict) and message.get("role") == "user":
+            return i
+    return None
+
+
+def content_text(content: Any) -> Optional[str]:
+    """Text of an OpenAI message ``content`` (a string or a list of content parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return "\n".join(texts) if texts else None
+    return None
+
+
+def replace_content_text(content: Any, text: str) -> Any:
+    """``content`` with its text replaced by ``text`` (parts: the text parts become one)."""
+    if isinstance(content, str):
+        return text
+    parts: List[Any] = []
+    placed = False
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "text":
+            if not placed:
+                parts.append({**part, "text": text})
+                placed = True
+        else:
+            parts.append(part)
+    return parts
+
+
+@dataclass
+class PromptHookResult:
+    messages: List[Any]
+    user_text: Optional[str]
+    hooked_text: Optional[str]
+
+    @property
+    def changed(self) -> bool:
+        return self.hooked_text is not None and self.hooked_text != self.user_text
+
+
+def apply_prompt_hook(pair: Any, messages: List[Any], context: Dict[str, Any]) -> PromptHookResult:
+    """Run ``intercept_prompt`` on the last user message's text; the caller's list is not
+    mutated (a new list is returned when the text changed)."""
+    index = last_user_index(messages)
+    if index is None or pair.hooks is None:
+        return PromptHookResult(messages, None, None)
+    message = messages[index]
+    text = content_text(message.get("content"))
+    if text is None:
+        return PromptHookResult(messages, None, None)
+    hooked = pair.hooks.apply_prompt(text, context)
+    if hooked == text:
+        return PromptHookResult(messages, text, hooked)
+    new_messages = list(messages)
+    new_messages[index] = {**message, "content": replace_content_text(message["content"], hooked)}
+    return PromptHookResult(new_messages, text, hooked)

@@ -1,0 +1,365 @@
+"""The background capture worker: the caller's thread only enqueues.
+
+A bounded queue feeds one lazily started daemon thread that takes whatever is
+queued (up to ``batch_size``), embeds it and writes it to the store in one batch.
+When the store write fails, or the queue is full, records go to the append-only
+journal and are replayed once the store answers again; writes are idempotent per
+``run_id`` so replay never duplicates. ``flush()`` waits until every submitted record
+is in the store or the journal; an atexit hook flushes and journals the rest.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..config import VTConfig, get_config
+from ..health import record_internal_error
+from ..types import CallRecord
+from .journal import Item, Journal
+
+_MAX_BACKOFF_S = 30.0
+_REPLAY_CHECK_S = 1.0
+
+
+def _item(record: CallRecord, vector: Optional[Sequence[float]]) -> Item:
+    return {
+        "uuid": record.run_id,
+        "properties": record.to_properties(),
+        "vector": None if vector is None else [float(x) for x in vector],
+    }
+
+
+def _report(component: str, exc: BaseException) -> None:
+    """Count an internal error from the worker thread; never let it kill the thread."""
+    try:
+        record_internal_error(component, exc)
+    except Exception:  # noqa: BLE001 - strict mode raises; the thread must live on
+        pass
+
+
+class CaptureWorker:
+    """Queue + background batching thread + journal for one configuration."""
+
+    def __init__(self, config: Optional[VTConfig] = None) -> None:
+        self.config = config or get_config()
+        self.journal = Journal(self.config.journal_path)
+        self._queue: "queue.Queue[CallRecord]" = queue.Queue(maxsize=self.config.queue_size)
+        self._cond = threading.Condition()
+        self._start_lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._flush_requested = threading.Event()
+        self._inflight: List[Item] = []
+        self._pending = 0  # submitted, not yet in the store or journal
+        self._replay_passes = 0
+        self._last_replay_check = 0.0
+        self._store_retry_at = 0.0
+        self._backoff = 0.5
+        self._own_store: Any = None
+        self.stats: Dict[str, int] = dict.fromkeys(
+            ("enqueued", "written", "journaled", "replayed", "dropped", "errors", "batches",
+             "spilled_queue_full"), 0)
+
+    # -- caller side ------------------------------------------------------------------
+    def submit(self, record: CallRecord) -> None:
+        """Hand ``record`` to the worker (never blocks; spills to the journal when full)."""
+        if self._thread is None:
+            self._start()
+        with self._cond:
+            self._pending += 1
+            self.stats["enqueued"] += 1
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            with self._cond:
+                self.stats["spilled_queue_full"] += 1
+            self._spill([_item(record, None)])
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every submitted record is stored or journaled, then give the
+        journal one replay pass. True when nothing is left in memory."""
+        if self._thread is None:
+            if not self.journal.has_pending() and not self.journal.sealed_segments():
+                return True
+            self._start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._flush_requested.set()
+        with self._cond:
+            passes = self._replay_passes
+            drained = self._cond.wait_for(lambda: self._pending == 0, _remaining(deadline))
+            if drained and self.journal.has_pending() and time.monotonic() >= self._store_retry_at:
+                self._flush_requested.set()
+                self._cond.wait_for(lambda: self._replay_passes > passes or not self._alive(),
+                                    _remaining(deadline))
+            return self._pending == 0
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Flush, stop the thread, and journal whatever is still in memory."""
+        timeout = self.config.shutdown_timeout_s if timeout is None else timeout
+        drained = self.flush(timeout)
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(0.1, min(timeout, 2.0)))
+        leftovers: List[Item] = []
+        if thread is not None and thread.is_alive():
+            leftovers.extend(self._inflight)  # a stuck write: journal it too (idempotent)
+        while True:
+            try:
+                leftovers.append(_item(self._queue.get_nowait(), None))
+            except queue.Empty:
+                break
+        if leftovers:
+            self._spill(leftovers)
+        try:
+            self.journal.close()
+        except Exception as exc:  # noqa: BLE001
+            _report("capture.journal", exc)
+        return drained and not leftovers
+
+    def snapshot(self) -> Dict[str, Any]:
+        with self._cond:
+            stats: Dict[str, Any] = dict(self.stats)
+            stats["pending"] = self._pending
+        stats["queue_depth"] = self._queue.qsize()
+        stats["store_down"] = time.monotonic() < self._store_retry_at
+        stats["thread_alive"] = self._alive()
+        return stats
+
+    # -- worker thread ------------------------------------------------------------------
+    def _alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="vt-capture", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.journal.recover_orphans()
+        except Exception as exc:  # noqa: BLE001
+            _report("capture.journal", exc)
+        self._flush_requested.set()  # replay what earlier processes left behind
+        while True:
+            batch = self._take_batch()
+            if batch:
+                self._process(batch)
+            if self._stop.is_set() and self._queue.empty():
+                break
+            self._maybe_replay(force=not batch)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _take_batch(self) -> List[CallRecord]:
+        wait = min(self.config.flush_interval_s, 0.25)
+        try:
+            batch = [self._queue.get(timeout=wait)]
+        except queue.Empty:
+            return []
+        while len(batch) < self.config.batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _store(self) -> Any:
+        from ..store.executions import ExecutionStore, get_store
+
+        store = get_store()
+        if store.config is self.config:
+            return store
+        if self._own_store is None:  # a retired worker drains into its own config's store
+            self._own_store = ExecutionStore(self.config)
+        return self._own_store
+
+    def _embed(self, items: List[Item]) -> None:
+        """Fill in missing vectors (in place)."""
+        from ..store.embedding import get_embedder
+
+        missing = [it for it in items if it.get("vector") is None]
+        if not missing:
+            return
+        texts = [CallRecord.from_properties(it["properties"]).embedding_text() for it in missing]
+        vectors = get_embedder(self.config.embedding_model).embed(texts)
+        for it, vec in zip(missing, vectors):
+            it["vector"] = vec.tolist()
+
+    def _process(self, batch: List[CallRecord]) -> None:
+        items = [_item(record, None) for record in batch]
+        self._inflight = items
+        try:
+            try:
+                self._embed(items)
+            except Exception as exc:  # noqa: BLE001 - journal unembedded; replay embeds
+                self._count_error("capture.embed", exc)
+                self._spill(items)
+                return
+            if time.monotonic() < self._store_retry_at:
+                self._spill(items)
+                return
+            try:
+                self._store().write_calls(items)
+            except Exception as exc:  # noqa: BLE001
+                self._count_error("capture.store", exc)
+                self._store_failed()
+                self._spill(items)
+                return
+            self._store_ok()
+            with self._cond:
+                self.stats["written"] += len(items)
+                self.stats["batches"] += 1
+        finally:
+            self._inflight = []
+            self._done(len(items))
+
+    def _maybe_replay(self, force: bool) -> None:
+        now = time.monotonic()
+        requested = self._flush_requested.is_set()
+        if not requested and (not force or now - self._last_replay_check < _REPLAY_CHECK_S):
+            return
+        self._flush_requested.clear()
+        self._last_replay_check = now
+        try:
+            if now >= self._store_retry_at and self.journal.has_pending():
+                replayed = self.journal.replay(self._write_replayed, batch_size=self.config.batch_size)
+                if replayed:
+                    with self._cond:
+                        self.stats["replayed"] += replayed
+                self._store_ok()
+        except Exception as exc:  # noqa: BLE001
+            self._count_error("capture.replay", exc)
+            self._store_failed()
+        finally:
+            with self._cond:
+                self._replay_passes += 1
+                self._cond.notify_all()
+
+    def _write_replayed(self, items: List[Item]) -> None:
+        self._embed(items)
+        self._store().write_calls(items)
+
+    def _spill(self, items: List[Item]) -> None:
+        try:
+            self.journal.append(items)
+        except Exception as exc:  # noqa: BLE001 - disk full / unwritable: the only real loss
+            self._count_error("capture.journal", exc)
+            with self._cond:
+                self.stats["dropped"] += len(items)
+            return
+        with self._cond:
+            self.stats["journaled"] += len(items)
+
+    def _done(self, n: int) -> None:
+        with self._cond:
+            self._pending -= n
+            if self._pending <= 0:
+                self._cond.notify_all()
+
+    def _count_error(self, component: str, exc: BaseException) -> None:
+        with self._cond:
+            self.stats["errors"] += 1
+        _report(component, exc)
+
+    def _store_failed(self) -> None:
+        self._store_retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, _MAX_BACKOFF_S)
+
+    def _store_ok(self) -> None:
+        self._store_retry_at = 0.0
+        self._backoff = 0.5
+
+
+def _remaining(deadline: Optional[float]) -> Optional[float]:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+# -- module-level API ---------------------------------------------------------------------
+_worker_lock = threading.Lock()
+_worker: Optional[CaptureWorker] = None
+
+
+def get_worker() -> CaptureWorker:
+    """The worker for the current config (a config change retires the old one, which
+    drains its queue into its own store)."""
+    global _worker
+    worker = _worker
+    if worker is not None and worker.config is get_config():
+        return worker
+    with _worker_lock:
+        if _worker is None or _worker.config is not get_config():
+            old = _worker
+            _worker = CaptureWorker(get_config())
+            if old is not None:
+                old._stop.set()
+        return _worker
+
+
+def submit(record: CallRecord) -> None:
+    """Enqueue a sanitised record (caller's thread: no I/O, no embedding)."""
+    if not get_config().capture_enabled:
+        return
+    get_worker().submit(record)
+
+
+def flush(timeout: Optional[float] = None) -> bool:
+    """Wait until captured calls are in the store (or the journal). True when drained."""
+    worker = _worker
+    if worker is None:
+        worker = get_worker()
+    return worker.flush(timeout)
+
+
+def capture_stats() -> Dict[str, Any]:
+    """Counters of the capture pipeline, plus records waiting in the journal."""
+    worker = _worker
+    if worker is None:
+        stats: Dict[str, Any] = {"enqueued": 0, "written": 0, "journaled": 0, "replayed": 0,
+                                 "dropped": 0, "errors": 0, "queue_depth": 0, "pending": 0}
+        journal = Journal(get_config().journal_path)
+    else:
+        stats = worker.snapshot()
+        journal = worker.journal
+    stats["journal_pending"] = journal.pending_count()
+    return stats
+
+
+def shutdown_worker(timeout: Optional[float] = None) -> bool:
+    """Flush and stop the worker (``vt.reset()`` and atexit use it)."""
+    global _worker
+    with _worker_lock:
+        worker, _worker = _worker, None
+    if worker is None:
+        return True
+    return worker.shutdown(timeout)
+
+
+def _atexit_flush() -> None:
+    try:
+        shutdown_worker()
+    except Exception:  # noqa: BLE001 - never fail interpreter exit
+        pass
+
+
+def _after_fork_in_child() -> None:
+    """The parent's thread does not exist in the child: start from a clean worker/store."""
+    global _worker, _worker_lock
+    _worker_lock = threading.Lock()
+    _worker = None
+    try:
+        from ..store.executions import reset_store
+
+        reset_store()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+atexit.register(_atexit_flush)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
