@@ -45,3 +45,15 @@ def tracked_call(function_name: str, run_id: str) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+_last_run_id: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("vt_last_run_id", default=None)
+
+
+def set_last_run_id(run_id: str) -> None:
+    _last_run_id.set(run_id)
+
+
+def last_run_id() -> Optional[str]:
+    """run_id of the last call captured in this context (pass it to ``vt.feedback``)."""
+    return _last_run_id.get()

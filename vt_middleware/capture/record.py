@@ -156,3 +156,89 @@ def apply_prompt_hook(pair: Any, messages: List[Any], context: Dict[str, Any]) -
     new_messages = list(messages)
     new_messages[index] = {**message, "content": replace_content_text(message["content"], hooked)}
     return PromptHookResult(new_messages, text, hooked)
+
+
+# -- one chat call in progress (openai wrapper, langchain middleware) ------------------
+class ChatCall:
+    """What a chat call asked, under which runtime pair; :meth:`finish` submits the record."""
+
+    def __init__(self, pair: Any, function_name: str, kind: str, messages: List[Any],
+                 model_requested: Optional[str], model_sent: Optional[str],
+                 prompt: PromptHookResult, params: Dict[str, Any],
+                 parent_run_id: Optional[str] = None) -> None:
+        from time import perf_counter
+
+        from ..types import new_id
+        from .context import set_last_run_id
+
+        self.pair = pair
+        self.function_name = function_name
+        self.kind = kind
+        self.messages = messages
+        self.model_requested = model_requested
+        self.model_sent = model_sent
+        self.prompt = prompt
+        self.params = params
+        self.parent_run_id = parent_run_id
+        self.run_id = new_id()
+        self.started = perf_counter()
+        self.finished = False
+        set_last_run_id(self.run_id)
+
+    def context(self) -> Dict[str, Any]:
+        return {"function_name": self.function_name, "model": self.model_sent,
+                "messages": self.messages, "run_id": self.run_id}
+
+    def apply_output(self, text: str) -> str:
+        if self.pair.hooks is None:
+            return text
+        return self.pair.hooks.apply_output(text, self.context())
+
+    def finish(self, *, output: Optional[str], raw_output: Optional[str] = None,
+               model_used: Optional[str] = None, usage: Any = None,
+               error: Optional[BaseException] = None, extra: Optional[Dict[str, Any]] = None) -> None:
+        """Build, sanitise and submit the record (once)."""
+        from time import perf_counter
+
+        from ..types import STATUS_ERROR, STATUS_SUCCESS
+        from .worker import submit
+
+        if self.finished:
+            return
+        self.finished = True
+        params = dict(self.params)
+        if extra:
+            params.update(extra)
+        if self.prompt.changed:
+            params["prompt_after_hook"] = self.prompt.hooked_text
+        record = CallRecord(
+            function_name=self.function_name,
+            inputs={"messages": self.messages},
+            output=output,
+            status=STATUS_ERROR if error is not None else STATUS_SUCCESS,
+            kind=self.kind,
+            error_type=type(error).__name__ if error is not None else None,
+            error_message=str(error) if error is not None else None,
+            model_requested=self.model_requested,
+            model_used=model_used or self.model_sent,
+            params=params,
+            raw_output=raw_output if raw_output != output else None,
+            latency_ms=(perf_counter() - self.started) * 1000.0,
+            prompt_tokens=_usage_field(usage, "prompt_tokens", "input_tokens"),
+            completion_tokens=_usage_field(usage, "completion_tokens", "output_tokens"),
+            total_tokens=_usage_field(usage, "total_tokens", "total_tokens"),
+            hook_version=self.pair.hook_version,
+            run_id=self.run_id,
+            parent_run_id=self.parent_run_id,
+        )
+        submit(sanitize(record))
+
+
+def _usage_field(usage: Any, name: str, alt: str) -> Optional[int]:
+    if usage is None:
+        return None
+    for key in (name, alt):
+        value = usage.get(key) if isinstance(usage, dict) else getattr(usage, key, None)
+        if isinstance(value, int):
+            return value
+    return None

@@ -1,0 +1,311 @@
+"""``vt.wrap(client)``: a drop-in proxy for ``openai.OpenAI`` / ``AsyncOpenAI``.
+
+Only ``chat.completions.create`` is intercepted (routing, prompt/output hooks, capture);
+every other attribute is the client's own. Provider errors are re-raised unchanged and
+recorded as ERROR rows; our own failures never reach the call (fail open).
+"""
+from __future__ import annotations
+
+from time import perf_counter_ns
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..config import get_config
+from ..errors import ConfigError
+from ..health import fail_open
+from ..runtime.active import get_runtime
+from .context import capture_suppressed, current_function_name, current_run_id
+from .record import ChatCall, apply_prompt_hook, output_text
+
+DEFAULT_FUNCTION = "openai.chat.completions"
+_COMPONENT = "capture.openai"
+_PARAM_KEYS = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "n", "seed", "stop",
+               "stream", "response_format", "tools", "tool_choice")
+
+# Benchmarks set this to a list to collect the wrapper's own time per call (ns,
+# excluding the provider call). None in normal use: one attribute check per call.
+overhead_probe: Optional[List[int]] = None
+
+
+class _Proxy:
+    """Attribute access falls through to the wrapped object."""
+
+    def __init__(self, target: Any) -> None:
+        object.__setattr__(self, "_vt_target", target)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_vt_target"), name)
+
+    def __dir__(self) -> List[str]:
+        return sorted(set(dir(self._vt_target)) | set(super().__dir__()))
+
+    def __repr__(self) -> str:
+        return f"vt.wrap({self._vt_target!r})"
+
+
+class WrappedClient(_Proxy):
+    """What ``vt.wrap`` returns: the client, with chat completions captured."""
+
+    def __init__(self, client: Any, function_name: Optional[str], is_async: bool) -> None:
+        super().__init__(client)
+        completions_cls = _AsyncCompletions if is_async else _SyncCompletions
+        completions = completions_cls(client.chat.completions, function_name)
+        object.__setattr__(self, "chat", _ChatProxy(client.chat, completions))
+        object.__setattr__(self, "vt_function_name", function_name)
+
+    def with_options(self, **options: Any) -> "WrappedClient":
+        return wrap(self._vt_target.with_options(**options), self.vt_function_name)
+
+    def unwrap(self) -> Any:
+        """The original client."""
+        return self._vt_target
+
+
+class _ChatProxy(_Proxy):
+    def __init__(self, chat: Any, completions: Any) -> None:
+        super().__init__(chat)
+        object.__setattr__(self, "completions", completions)
+
+
+def wrap(client: Any, function_name: Optional[str] = None) -> Any:
+    """Return ``client`` with ``chat.completions.create`` logged, hooked and routed."""
+    if isinstance(client, WrappedClient):
+        return client if function_name in (None, client.vt_function_name) else wrap(client.unwrap(), function_name)
+    completions = getattr(getattr(client, "chat", None), "completions", None)
+    if completions is None or not callable(getattr(completions, "create", None)):
+        raise ConfigError(
+            f"vt.wrap expects an openai.OpenAI or openai.AsyncOpenAI client, got {type(client).__name__}"
+        )
+    if function_name is not None and (not isinstance(function_name, str) or not function_name):
+        raise ConfigError(f"function_name must be a non-empty string, got {function_name!r}")
+    import openai
+
+    return WrappedClient(client, function_name, isinstance(client, openai.AsyncOpenAI))
+
+
+def _skip() -> bool:
+    return capture_suppressed() or not get_config().capture_enabled
+
+
+def _begin(function_name: Optional[str], kwargs: Dict[str, Any]) -> Tuple[ChatCall, Dict[str, Any]]:
+    """Route the model, hook the prompt, start the record; returns the kwargs to send."""
+    pair = get_runtime().current()
+    messages = list(kwargs.get("messages") or [])
+    model = kwargs.get("model")
+    routed = pair.route(model)
+    name = function_name or current_function_name() or DEFAULT_FUNCTION
+    context = {"function_name": name, "model": routed, "messages": messages}
+    prompt = apply_prompt_hook(pair, messages, context)
+    params = {k: kwargs[k] for k in _PARAM_KEYS if k in kwargs}
+    call = ChatCall(pair, name, "openai", messages, model, routed, prompt, params,
+                    parent_run_id=current_run_id())
+    send = dict(kwargs)
+    send["messages"] = prompt.messages  # a list even when the caller passed an iterator
+    if "model" in kwargs:
+        send["model"] = routed
+    return call, send
+
+
+def _finish_completion(call: ChatCall, result: Any) -> Any:
+    """Hook each choice's text in place and submit the record of choice 0."""
+    choices = getattr(result, "choices", None) or []
+    raw: Optional[str] = None
+    output: Optional[str] = None
+    for index, choice in enumerate(choices):
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            hooked = call.apply_output(content)
+            if hooked != content:
+                message.content = hooked
+            if index == 0:
+                raw, output = content, hooked
+        elif index == 0 and message is not None:  # tool calls / refusals: recorded as JSON, not hooked
+            tool_calls = getattr(message, "tool_calls", None)
+            refusal = getattr(message, "refusal", None)
+            output = output_text(tool_calls, get_config().max_field_chars) if tool_calls else refusal
+            raw = output
+    first = choices[0] if choices else None
+    call.finish(
+        output=output, raw_output=raw, model_used=getattr(result, "model", None),
+        usage=getattr(result, "usage", None),
+        extra={"finish_reason": getattr(first, "finish_reason", None),
+               "response_id": getattr(result, "id", None), "choices": len(choices)},
+    )
+    return result
+
+
+class _SyncCompletions(_Proxy):
+    def __init__(self, completions: Any, function_name: Optional[str]) -> None:
+        super().__init__(completions)
+        object.__setattr__(self, "_vt_function", function_name)
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        target = self._vt_target
+        if args or _skip():
+            return target.create(*args, **kwargs)
+        t_enter = perf_counter_ns()
+        call: Optional[ChatCall] = None
+        send = kwargs
+        with fail_open(_COMPONENT):
+            call, send = _begin(self._vt_function, kwargs)
+        t_call = perf_counter_ns()
+        try:
+            result = target.create(**send)
+        except Exception as exc:
+            if call is not None:
+                with fail_open(_COMPONENT):
+                    call.finish(output=None, error=exc)
+            raise
+        t_back = perf_counter_ns()
+        if call is not None:
+            with fail_open(_COMPONENT):
+                result = RecordingStream(result, call) if send.get("stream") else _finish_completion(call, result)
+        if overhead_probe is not None:
+            overhead_probe.append((t_call - t_enter) + (perf_counter_ns() - t_back))
+        return result
+
+
+class _AsyncCompletions(_SyncCompletions):
+    async def create(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        target = self._vt_target
+        if args or _skip():
+            return await target.create(*args, **kwargs)
+        call: Optional[ChatCall] = None
+        send = kwargs
+        with fail_open(_COMPONENT):
+            call, send = _begin(self._vt_function, kwargs)
+        try:
+            result = await target.create(**send)
+        except Exception as exc:
+            if call is not None:
+                with fail_open(_COMPONENT):
+                    call.finish(output=None, error=exc)
+            raise
+        if call is not None:
+            with fail_open(_COMPONENT):
+                result = AsyncRecordingStream(result, call) if send.get("stream") else _finish_completion(call, result)
+        return result
+
+
+class _StreamState:
+    """Assembles a streamed answer and submits its record once."""
+
+    def __init__(self, call: ChatCall) -> None:
+        self.call = call
+        self.parts: List[str] = []
+        self.usage: Any = None
+        self.model: Optional[str] = None
+        self.finish_reason: Optional[str] = None
+        self.chunks = 0
+
+    def observe(self, chunk: Any) -> None:
+        with fail_open(_COMPONENT):
+            self.chunks += 1
+            self.model = getattr(chunk, "model", None) or self.model
+            usage = getattr(chunk, "usage", None)
+            if usage is not None:
+                self.usage = usage
+            for choice in getattr(chunk, "choices", None) or []:
+                if getattr(choice, "index", 0) != 0:
+                    continue
+                content = getattr(getattr(choice, "delta", None), "content", None)
+                if content:
+                    self.parts.append(content)
+                if getattr(choice, "finish_reason", None):
+                    self.finish_reason = choice.finish_reason
+
+    def finish(self, error: Optional[BaseException] = None, closed_early: bool = False) -> None:
+        if self.call.finished:
+            return
+        with fail_open(_COMPONENT):
+            raw = "".join(self.parts)
+            output = self.call.apply_output(raw) if error is None else raw
+            self.call.finish(
+                output=output, raw_output=raw, model_used=self.model, usage=self.usage, error=error,
+                extra={"finish_reason": self.finish_reason, "chunks": self.chunks,
+                       "closed_early": closed_early},
+            )
+
+
+class RecordingStream(_Proxy):
+    """An ``openai.Stream`` passed through chunk by chunk; recorded when it ends or closes."""
+
+    def __init__(self, stream: Any, call: ChatCall) -> None:
+        super().__init__(stream)
+        object.__setattr__(self, "_vt_state", _StreamState(call))
+
+    def __iter__(self) -> "RecordingStream":
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self._vt_target)
+        except StopIteration:
+            self._vt_state.finish()
+            raise
+        except Exception as exc:
+            self._vt_state.finish(error=exc)
+            raise
+        self._vt_state.observe(chunk)
+        return chunk
+
+    def close(self) -> None:
+        try:
+            self._vt_target.close()
+        finally:
+            self._vt_state.finish(closed_early=True)
+
+    def __enter__(self) -> "RecordingStream":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        state = self.__dict__.get("_vt_state")
+        if state is not None and not state.call.finished:
+            state.finish(closed_early=True)
+
+
+class AsyncRecordingStream(_Proxy):
+    """An ``openai.AsyncStream`` passed through chunk by chunk; recorded when it ends or closes."""
+
+    def __init__(self, stream: Any, call: ChatCall) -> None:
+        super().__init__(stream)
+        object.__setattr__(self, "_vt_state", _StreamState(call))
+
+    def __aiter__(self) -> "AsyncRecordingStream":
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self._vt_target.__anext__()
+        except StopAsyncIteration:
+            self._vt_state.finish()
+            raise
+        except Exception as exc:
+            self._vt_state.finish(error=exc)
+            raise
+        self._vt_state.observe(chunk)
+        return chunk
+
+    async def close(self) -> None:
+        try:
+            await self._vt_target.close()
+        finally:
+            self._vt_state.finish(closed_early=True)
+
+    async def aclose(self) -> None:
+        await self.close()
+
+    async def __aenter__(self) -> "AsyncRecordingStream":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    def __del__(self) -> None:
+        state = self.__dict__.get("_vt_state")
+        if state is not None and not state.call.finished:
+            state.finish(closed_early=True)
+

@@ -1,0 +1,83 @@
+"""Running the local server: ``LocalServer`` (a thread, for tests and demos) and
+``serve`` (blocking, for ``vt serve``)."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ..errors import VTError
+from .backends import ChatBackend, LocalModelBackend
+
+DEFAULT_DATA_DIR = Path(".vt/server")
+
+
+class LocalServer:
+    """uvicorn in a background thread on ``host:port`` (port 0: a free one).
+
+        with LocalServer(model="vt-tiny-random") as server:
+            OpenAI(base_url=server.base_url, api_key="local").chat.completions.create(...)
+    """
+
+    def __init__(self, backend: Optional[ChatBackend] = None, host: str = "127.0.0.1", port: int = 0,
+                 data_dir: Union[str, Path] = DEFAULT_DATA_DIR, model: Optional[str] = None) -> None:
+        from .app import create_app
+
+        self.backend = backend if backend is not None else LocalModelBackend(default_model=model)
+        self.host = host
+        self.port = port
+        self.data_dir = Path(data_dir)
+        self.app = create_app(self.backend, self.data_dir)
+        self._server: Any = None
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self, timeout: float = 30.0) -> "LocalServer":
+        import uvicorn
+
+        if self._thread is not None:
+            return self
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning",
+                                access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="vt-local-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise VTError(f"local server failed to start on {self.host}:{self.port}")
+            if time.monotonic() > deadline:
+                raise VTError(f"local server did not start within {timeout}s")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+        self._server = None
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, model: Optional[str] = None,
+          data_dir: Union[str, Path] = DEFAULT_DATA_DIR) -> None:
+    """Serve a local model over OpenAI's API until interrupted (``vt serve``)."""
+    import uvicorn
+
+    from .app import create_app
+
+    backend = LocalModelBackend(default_model=model)
+    print(f"vt_middleware local server: http://{host}:{port}/v1  models: {', '.join(backend.list_models())}")
+    uvicorn.run(create_app(backend, data_dir), host=host, port=port, log_level="info")
