@@ -25,3 +25,27 @@ def vt_env(tmp_path):
     )
     yield config
     vt.reset()
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory):
+    """The local OpenAI-compatible server on the tiny random model (one per session)."""
+    from vt_middleware.server.backends import LocalModelBackend
+    from vt_middleware.server.runner import LocalServer
+    from vt_middleware.train.local_models import TINY_ID
+
+    server = LocalServer(LocalModelBackend(default_model=TINY_ID), data_dir=tmp_path_factory.mktemp("vt-server"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def openai_client(local_server):
+    """A real openai SDK client on the local server (no retries: faults show as they are)."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=local_server.base_url, api_key="sk-local-test", max_retries=0)
+    yield client
+    local_server.backend.faults.clear()
+    client.close()
