@@ -118,6 +118,12 @@ class Journal:
             has_open = self._file is not None
         return has_open or bool(self.sealed_segments())
 
+    def has_files(self) -> bool:
+        """Any segment here at all (this process's, sealed, or left by another process)."""
+        if not self.path.exists():
+            return False
+        return any(self.path.glob("seg-*"))
+
     def pending_count(self) -> int:
         """Records waiting in this journal (all segments, sealed and open)."""
         total = 0

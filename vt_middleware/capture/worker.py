@@ -78,12 +78,13 @@ class CaptureWorker:
             with self._cond:
                 self.stats["spilled_queue_full"] += 1
             self._spill([_item(record, None)])
+            self._done(1)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until every submitted record is stored or journaled, then give the
         journal one replay pass. True when nothing is left in memory."""
         if self._thread is None:
-            if not self.journal.has_pending() and not self.journal.sealed_segments():
+            if not self.journal.has_files():
                 return True
             self._start()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -91,7 +92,7 @@ class CaptureWorker:
         with self._cond:
             passes = self._replay_passes
             drained = self._cond.wait_for(lambda: self._pending == 0, _remaining(deadline))
-            if drained and self.journal.has_pending() and time.monotonic() >= self._store_retry_at:
+            if drained and self.journal.has_files() and time.monotonic() >= self._store_retry_at:
                 self._flush_requested.set()
                 self._cond.wait_for(lambda: self._replay_passes > passes or not self._alive(),
                                     _remaining(deadline))
@@ -108,13 +109,16 @@ class CaptureWorker:
         leftovers: List[Item] = []
         if thread is not None and thread.is_alive():
             leftovers.extend(self._inflight)  # a stuck write: journal it too (idempotent)
+        queued = 0
         while True:
             try:
                 leftovers.append(_item(self._queue.get_nowait(), None))
+                queued += 1
             except queue.Empty:
                 break
         if leftovers:
             self._spill(leftovers)
+            self._done(queued)
         try:
             self.journal.close()
         except Exception as exc:  # noqa: BLE001
@@ -360,6 +364,19 @@ def _after_fork_in_child() -> None:
         pass
 
 
+# Flush before threading's exit hooks stop concurrent.futures (LanceDB writes through an
+# executor, which refuses work once its own exit hook ran). Importing it first puts our
+# hook ahead of its hook (they run in reverse order). The plain atexit hook catches
+# records captured by non-daemon threads after that.
+# (concurrent.futures.process too: VectorWave's import chain reaches it via joblib, and
+# an import that registers an exit hook during shutdown raises.)
+import concurrent.futures.process  # noqa: E402,F401
+import concurrent.futures.thread  # noqa: E402,F401
+
+try:
+    threading._register_atexit(_atexit_flush)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    pass
 atexit.register(_atexit_flush)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

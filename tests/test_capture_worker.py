@@ -1,0 +1,143 @@
+"""The capture worker: batching into LanceDB, journal spill and replay, flush, exit, fork."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import vt_middleware as vt
+from vt_middleware.capture import worker
+from vt_middleware.capture.journal import Journal, read_items
+from vt_middleware.errors import StoreError
+from vt_middleware.types import CallRecord
+
+
+def _record(i: int, name: str = "f") -> CallRecord:
+    return CallRecord(function_name=name, inputs={"args": {"i": i}}, output=f"answer {i}")
+
+
+def test_eight_threads_all_written_once(vt_env):
+    def produce(t: int) -> None:
+        for i in range(25):
+            worker.submit(_record(t * 100 + i, "threads"))
+
+    threads = [threading.Thread(target=produce, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert vt.flush(60)
+    stats = vt.capture_stats()
+    assert stats["enqueued"] == 200 and stats["written"] == 200 and stats["pending"] == 0
+    assert vt.get_store().count("threads") == 200
+    outputs = {c.properties["return_value"] for page in vt.get_store().iter_calls("threads") for c in page}
+    assert len(outputs) == 200
+
+
+def test_store_down_spills_to_journal_then_replays_without_duplicates(vt_env, monkeypatch):
+    store = vt.get_store()
+    real_write = store.write_calls
+    down = {"on": True}
+
+    def flaky(items):
+        if down["on"]:
+            raise StoreError("store unreachable")
+        return real_write(items)
+
+    monkeypatch.setattr(store, "write_calls", flaky)
+    vt.configure(**{**vt_env.model_dump(), "strict": False})  # worker errors are counted, not raised
+    monkeypatch.setattr(store, "config", vt.get_config())
+    records = [_record(i, "outage") for i in range(30)]
+    for record in records:
+        worker.submit(record)
+    assert vt.flush(30)
+    stats = vt.capture_stats()
+    assert stats["journaled"] == 30 and stats["written"] == 0 and stats["journal_pending"] == 30
+    assert vt.error_counts().get("capture.store:StoreError", 0) >= 1
+    down["on"] = False
+    worker.get_worker()._store_retry_at = 0.0  # the backoff would retry within seconds anyway
+    assert vt.flush(30)
+    stats = vt.capture_stats()
+    assert stats["replayed"] == 30 and stats["journal_pending"] == 0
+    assert vt.get_store().count("outage") == 30
+    # replaying the same items again (a crash after write, before delete) adds nothing
+    journal = Journal(vt_env.journal_path / "again")
+    journal.append([{"uuid": r.run_id, "properties": r.to_properties(), "vector": None} for r in records[:5]])
+    journal.replay(worker.get_worker()._write_replayed)
+    assert vt.get_store().count("outage") == 30
+
+
+def test_queue_full_spills_to_journal_and_nothing_is_lost(tmp_path):
+    vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", queue_size=1, strict=True)
+    try:
+        for i in range(40):
+            worker.submit(_record(i, "full"))
+        spilled = vt.capture_stats()["spilled_queue_full"]
+        assert vt.flush(60)
+        assert spilled > 0
+        assert vt.get_store().count("full") == 40
+    finally:
+        vt.reset()
+
+
+def test_journal_skips_torn_line_and_recovers_dead_writers(vt_env):
+    journal_dir = vt_env.journal_path
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    good = _record(1, "orphan")
+    item = {"uuid": good.run_id, "properties": good.to_properties(), "vector": None}
+    # an open segment of a process that no longer exists, with a torn last line
+    (journal_dir / "seg-1-999999-0.jsonl.open").write_text(json.dumps(item) + "\n" + '{"uuid": "x", "prop')
+    assert len(list(read_items(journal_dir / "seg-1-999999-0.jsonl.open"))) == 1
+    assert vt.flush(30)  # starts the worker, which seals and replays what it finds
+    assert vt.get_store().count("orphan") == 1
+    assert not list(journal_dir.glob("*.jsonl*"))
+
+
+def test_process_exiting_right_after_last_call_loses_nothing(tmp_path):
+    script = textwrap.dedent(f"""
+        import vt_middleware as vt
+        from vt_middleware.capture import worker
+        from vt_middleware.types import CallRecord
+        vt.configure(store_path={str(tmp_path / 'lance')!r}, journal_path={str(tmp_path / 'journal')!r})
+        for i in range(50):
+            worker.submit(CallRecord(function_name="exit", inputs={{"args": {{"i": i}}}}, output=str(i)))
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+    vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", strict=True)
+    try:
+        assert vt.get_store().count("exit") == 50
+    finally:
+        vt.reset()
+
+
+def test_forked_child_captures_with_its_own_worker(vt_env):
+    worker.submit(_record(0, "fork"))
+    assert vt.flush(30)
+    pid = os.fork()
+    if pid == 0:  # child: the parent's thread is gone; a new worker must start
+        code = 1
+        try:
+            worker.submit(_record(1, "fork"))
+            code = 0 if worker.flush(60) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    vt.reset(**{**vt_env.model_dump()})
+    assert vt.get_store().count("fork") == 2
+
+
+def test_capture_disabled_submits_nothing(tmp_path):
+    vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", capture_enabled=False)
+    try:
+        worker.submit(_record(0, "off"))
+        assert vt.flush(5)
+        assert vt.capture_stats()["enqueued"] == 0
+    finally:
+        vt.reset()
