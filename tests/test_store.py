@@ -1,0 +1,60 @@
+"""VectorWave 1.0.2 lite-mode faults that store/lance.py works around, and that
+VectorWave's own readers see our rows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vt_middleware as vt
+from vt_middleware.capture import worker
+from vt_middleware.errors import DataError
+from vt_middleware.store.lance import FixedLanceStore
+from vt_middleware.types import CallRecord
+
+
+def test_vectorwave_collection_exists_is_wrong_with_lancedb_040(tmp_path):
+    from vectorwave.store.lance_store import LanceVectorStore
+
+    original = LanceVectorStore(db_path=str(tmp_path / "db"))
+    original.ensure_collection("T", properties=[])
+    assert original.collection_exists("T") is False  # the fault
+    assert FixedLanceStore(str(tmp_path / "db")).collection_exists("T") is True
+
+
+def test_vectorwave_silently_resizes_vectors_ours_refuses(tmp_path):
+    from vectorwave.store.lance_store import LanceVectorStore
+
+    original = LanceVectorStore(db_path=str(tmp_path / "a"))
+    original.ensure_collection("T", properties=[])
+    original.insert("T", {"x": 1}, uuid="u1", vector=[1.0] * 500)
+    assert len(original._open("T").to_arrow()["vector"][0]) == 384  # the fault: cut to 384, no error
+    fixed = FixedLanceStore(str(tmp_path / "b"), vector_dim=8)
+    fixed.ensure_collection("T", properties=[], vector_dim=8)
+    fixed.insert("T", {"x": 1}, uuid="u1", vector=[1.0] * 8)
+    assert fixed.table_dim("T") == 8
+    with pytest.raises(DataError, match="8"):
+        fixed.insert("T", {"x": 2}, uuid="u2", vector=[1.0] * 500)
+
+
+def test_write_is_idempotent_per_uuid(vt_env):
+    record = CallRecord(function_name="idem", inputs={"args": {}}, output="o")
+    item = {"uuid": record.run_id, "properties": record.to_properties(), "vector": np.ones(384).tolist()}
+    store = vt.get_store()
+    store.write_calls([item])
+    store.write_calls([item, item])
+    assert store.count("idem") == 1
+
+
+def test_vectorwave_readers_see_our_rows(vt_env):
+    from vectorwave import search_executions
+
+    record = CallRecord(function_name="vw_read", inputs={"args": {"q": 1}}, output="hello", latency_ms=3.0)
+    worker.submit(record)
+    assert vt.flush(30)
+    rows = search_executions(filters={"function_name": "vw_read"}, limit=10)
+    assert len(rows) == 1 and rows[0]["return_value"] == "hello"
+    from vectorwave import VectorWaveDatasetManager
+
+    # VectorWave's golden-data manager reads our row (with its stored vector) by uuid
+    assert VectorWaveDatasetManager().register_as_golden(record.run_id, note="from vt") is True
+    assert VectorWaveDatasetManager().register_as_golden("not-a-logged-uuid") is False
