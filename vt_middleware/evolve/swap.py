@@ -123,9 +123,9 @@ class Promoter:
                 hooks = (self._load_hooks(Path(state.hooks_dir or self.hooks_dir), state.hook_version)
                          if state.hook_version else None)
             self._swap(hooks, state.routes, label=f"rollback:{state.promotion_id or 'initial'}")
+            folder = Path(state.hooks_dir or self._state.hooks_dir or self.hooks_dir)
             self._state = state
-            if state.hooks_dir or state.hook_version:
-                self._point_active(Path(state.hooks_dir or self.hooks_dir), state.hook_version, reason)
+            self._point_active(folder, state.hook_version, reason)
             row = self._row("rollback", state, reason=reason)
             if record:
                 self._record(row)
@@ -144,9 +144,8 @@ class Promoter:
             state = PairState.from_row(latest)
             hooks = (self._load_hooks(Path(state.hooks_dir or self.hooks_dir), state.hook_version)
                      if state.hook_version else None)
-            previous = (self.runtime.current(), self._state)
             self._swap(hooks, state.routes, label=f"sync:{state.promotion_id}")
-            self._stack.append(previous)
+            self._stack.clear()  # from now on rollback follows the shared history
             self._state = state
             self._applied_at_ns = int(latest.get("at_ns") or 0)
             return latest
@@ -216,12 +215,15 @@ class Promoter:
             record_internal_error("evolve.swap.record", exc)
 
     def _previous_from_store(self) -> Optional[PairState]:
-        """After a restart: the state before the latest promotion, from the shared history."""
-        rows = self.promotion_history()
-        promotes = [r for r in rows if r.get("action") == "promote"]
-        if len(promotes) < 2:
-            return PairState() if promotes else None
-        return PairState.from_row(promotes[-2])
+        """The shared history replayed (promote pushes, rollback pops): the state before the
+        current one, or None when there is nothing to go back to."""
+        stack: List[PairState] = [PairState()]
+        for row in self.promotion_history():
+            if row.get("action") == "promote":
+                stack.append(PairState.from_row(row))
+            elif len(stack) > 1:
+                stack.pop()
+        return stack[-2] if len(stack) >= 2 else None
 
 
 _lock = threading.Lock()
