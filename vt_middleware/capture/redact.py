@@ -35,22 +35,42 @@ _SECRET_KEY = re.compile(
     r"client[_\-]?secret|private[_\-]?key|x-api-key)$"
 )
 
-_compiled: Optional[Tuple[int, List[Tuple[Pattern[str], str]]]] = None
+_compiled: Optional[Tuple[int, List[Tuple[Pattern[str], str]], Optional[Pattern[str]]]] = None
+
+
+def _scoped(pattern: str) -> str:
+    """``(?i)x`` -> ``(?i:x)`` so patterns can be joined into one alternation."""
+    return f"(?i:{pattern[4:]})" if pattern.startswith("(?i)") else f"(?:{pattern})"
+
+
+def _any_rule(rules: List[Tuple[Pattern[str], str]]) -> Optional[Pattern[str]]:
+    """One pattern matching where any rule matches: most text has no secret, and one
+    search is much cheaper than every substitution."""
+    if not rules:
+        return None
+    try:
+        return re.compile("|".join(_scoped(p.pattern) for p, _ in rules))
+    except re.error:
+        return None
 
 
 def _rules(config: VTConfig) -> List[Tuple[Pattern[str], str]]:
     """Compiled rules for ``config`` (recompiled only when the config object changes)."""
+    return _compile(config)[1]
+
+
+def _compile(config: VTConfig) -> Tuple[int, List[Tuple[Pattern[str], str]], Optional[Pattern[str]]]:
     global _compiled
     if _compiled is not None and _compiled[0] == id(config):
-        return _compiled[1]
+        return _compiled
     rules: List[Tuple[Pattern[str], str]] = []
     if config.redact_secrets:
         rules += [(re.compile(p), r) for p, r in _SECRET_PATTERNS]
     if config.redact_emails:
         rules.append((re.compile(_EMAIL), REDACTED_EMAIL))
     rules += [(re.compile(p), REDACTED) for p in config.redact_patterns]
-    _compiled = (id(config), rules)
-    return rules
+    _compiled = (id(config), rules, _any_rule(rules))
+    return _compiled
 
 
 def redact(text: str, config: Optional[VTConfig] = None) -> str:
@@ -58,7 +78,10 @@ def redact(text: str, config: Optional[VTConfig] = None) -> str:
     and the configured extra patterns replaced by markers."""
     if not text:
         return text
-    for pattern, replacement in _rules(config or get_config()):
+    _, rules, any_rule = _compile(config or get_config())
+    if any_rule is not None and any_rule.search(text) is None:
+        return text
+    for pattern, replacement in rules:
         text = pattern.sub(replacement, text)
     return text
 
