@@ -176,8 +176,10 @@ class EvaluationGate:
                                   f"by {delta:+.4f} (margin {cfg.margin})", summary)
 
     # --- metrics -----------------------------------------------------------------------
-    def _context(self, contender: Contender, messages: List[Dict[str, Any]]) -> Dict[str, Any]:
-        return {"function_name": self.function_name, "model": contender.model, "messages": messages}
+    def _context(self, contender: Contender, messages: List[Dict[str, Any]],
+                 function_name: Optional[str] = None) -> Dict[str, Any]:
+        return {"function_name": function_name or self.function_name, "model": contender.model,
+                "messages": messages}
 
     def _similarities(self, outputs: Sequence[str], references: Sequence[str]) -> np.ndarray:
         vectors = self.embedder.embed(list(outputs) + list(references))
@@ -225,7 +227,8 @@ class EvaluationGate:
             text = pair.bad_output
             if contender.hooks is not None:
                 messages = [{"role": "user", "content": pair.input_prompt}]
-                text = contender.hooks.apply_output(text, self._context(contender, messages))
+                scope = pair.context.get("function_name") or pair.context.get("function")
+                text = contender.hooks.apply_output(text, self._context(contender, messages, scope))
             hooked.append(text)
         fixed = [p.fixed_output for p in pairs]
         after = self._similarities(hooked, fixed)
