@@ -229,7 +229,7 @@ class TrainingPipeline:
             if reason:
                 result["train"] = {"status": "skipped", "fine_tuned_model": None, "reason": reason}
                 raise _Skip(reason)
-            file_id = self.trainer.prepare_data(str(out / TRAIN_FILE))
+            file_id = self._prepare_data(out / TRAIN_FILE)
             result["cost"] = self._cost(out / TRAIN_FILE)
             if result["cost"] and result["cost"].get("summary"):
                 self._log(result["cost"]["summary"])
@@ -249,6 +249,14 @@ class TrainingPipeline:
                                               if k != "train_loss_curve"}}
             return train.get("fine_tuned_model")
         return None
+
+    def _prepare_data(self, path: Path) -> str:
+        """Upload/stage the training file, priced for the model that will be trained."""
+        import inspect
+
+        if self.base_model and "model" in inspect.signature(self.trainer.prepare_data).parameters:
+            return self.trainer.prepare_data(str(path), model=self.base_model)
+        return self.trainer.prepare_data(str(path))
 
     def _cost(self, path: Path) -> Optional[Dict[str, Any]]:
         """The estimate shown before upload (the trainer's, else priced here)."""

@@ -1,0 +1,233 @@
+"""TrainingPipeline end to end: LanceDB store with captured calls, real synthesis, OpenAITrainer
+against the local server (LoRA on the tiny model), real gate, promotion, run records."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+import vt_middleware as vt
+from synth_data import make_pairs
+from vt_middleware.dashboards.monitor import STAGES, PipelineMonitor
+from vt_middleware.errors import ConfigError, DataError, TrainingError
+from vt_middleware.evolve.run_records import list_runs, load_run
+from vt_middleware.pipeline import OpenAITrainer, TrainingPipeline
+from vt_middleware.runtime.active import get_runtime
+from vt_middleware.train.local_models import TINY_ID
+from vt_middleware.types import STATUS_SUCCESS, CallRecord, FeedbackPair
+
+FUNCTION = "review_summary"
+
+
+class StoreExtractor:
+    """The seed extractor interface over the real store, used only while
+    ``vt_middleware.extractor.DensityBasedExtractor`` has not landed: every successful call."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def _calls(self, function_name: str) -> List[CallRecord]:
+        records = [CallRecord.from_properties(c.properties)
+                   for page in self.store.iter_calls(function_name) for c in page]
+        return [r for r in records if r.status == STATUS_SUCCESS and r.output]
+
+    def select_steady_state(self, function_name: str) -> List[CallRecord]:
+        return self._calls(function_name)
+
+    def select_anomalies(self, function_name: str) -> List[CallRecord]:
+        return []
+
+    def extract_golden_data(self, function_name: str, output_path: str) -> str:
+        calls = self._calls(function_name)
+        if not calls:
+            raise DataError(f"no logged calls of {function_name!r} to select golden data from")
+        with open(output_path, "w", encoding="utf-8") as handle:
+            for call in calls:
+                messages = list(call.inputs["messages"]) + [{"role": "assistant", "content": call.output}]
+                handle.write(json.dumps({"messages": messages}) + "\n")
+        return output_path
+
+
+def make_extractor() -> Any:
+    from vt_middleware.store.executions import get_store
+
+    try:
+        from vt_middleware.extractor import DensityBasedExtractor
+    except ImportError:
+        return StoreExtractor(get_store())
+    return DensityBasedExtractor(get_store(), epsilon=0.3, top_k=50)
+
+
+def seed_calls(n: int = 12, function_name: str = FUNCTION) -> None:
+    """Write ``n`` captured chat calls (good answers) with their embeddings to the store."""
+    from vt_middleware.config import get_config
+    from vt_middleware.store.embedding import get_embedder
+    from vt_middleware.store.executions import get_store
+
+    records = [CallRecord(function_name, {"messages": [{"role": "user", "content": p.input_prompt}]},
+                          p.fixed_output, kind="openai", model_requested=TINY_ID, model_used=TINY_ID)
+               for p, family in make_pairs(n * 3, seed=11) if family in ("preamble", "currency", "rating")][:n]
+    vectors = get_embedder(get_config().embedding_model).embed([r.embedding_text() for r in records])
+    get_store().write_calls([{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()}
+                             for r, v in zip(records, vectors)])
+
+
+def feedback(function_name: str = FUNCTION) -> List[FeedbackPair]:
+    pairs = [p for p, family in make_pairs(60, seed=3) if family in ("preamble", "currency")]
+    for pair in pairs:
+        pair.context = {"function_name": function_name}
+    return pairs
+
+
+class RecordingMonitor(PipelineMonitor):
+    def __init__(self) -> None:
+        self.events: List[tuple] = []
+
+    def on_stage_start(self, stage: str, total: Any = None) -> None:
+        self.events.append(("start", stage))
+
+    def on_stage_progress(self, stage: str, completed: int, total: Any = None, message: str = "",
+                          metrics: Any = None) -> None:
+        self.events.append(("progress", stage, metrics))
+
+    def on_stage_complete(self, stage: str, result: Any = None) -> None:
+        self.events.append(("complete", stage, result))
+
+    def on_stage_error(self, stage: str, error: Any) -> None:
+        self.events.append(("error", stage, str(error)))
+
+    def on_log(self, message: str, level: str = "info") -> None:
+        self.events.append(("log", message))
+
+
+@pytest.fixture
+def trainer(local_server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=local_server.base_url, api_key="sk-local", max_retries=0)
+    yield OpenAITrainer(client=client, max_budget_usd=1.0, model=TINY_ID)
+    client.close()
+
+
+def test_full_run_trains_evaluates_promotes_and_records(vt_env, trainer, tmp_path):
+    seed_calls()
+    for pair in feedback():
+        vt.get_store().add_feedback(pair)  # run() reads the store's feedback by default
+    monitor = RecordingMonitor()
+    pipeline = TrainingPipeline(make_extractor(), synthesizer_output_dir=vt_env.hooks_dir, trainer=trainer,
+                                monitor=monitor, hyperparameters={"n_epochs": 1}, poll_interval=0.2)
+    result = pipeline.run(function_name=FUNCTION, output_dir=str(tmp_path / "out"))
+
+    # seed keys
+    fine_tuned = result["train"]["fine_tuned_model"]
+    assert fine_tuned and fine_tuned.startswith("ft:")
+    assert Path(result["golden_data_path"]).exists() and Path(result["hook_script_path"]).exists()
+    assert result["steady"] + result["anomalies"] >= 1 and result["golden_examples"] == 12
+    assert result["train_examples"] + result["holdout_examples"] == 12 and result["holdout_examples"] >= 1
+    assert {r["kind"] for r in result["rules"]} and result["feedback_pairs"] == len(feedback())
+    assert result["cost"]["usd"] == 0.0 and result["cost"]["model"] == TINY_ID
+    assert fine_tuned in [m.id for m in trainer.client.models.list().data]
+
+    # the gate judged candidate vs incumbent on held-out data, model side included
+    gate = result["gate"]
+    assert gate["metrics"]["model_evaluated"] is True and gate["metrics"]["n_feedback"] >= 1
+    assert gate["metrics"]["candidate"]["model"] == fine_tuned
+    assert gate["metrics"]["incumbent"]["model"] == TINY_ID
+    assert result["promoted"] == gate["promote"]
+    live = get_runtime().current()
+    if result["promoted"]:
+        assert live.route(TINY_ID) == fine_tuned and live.hook_version == result["hook_version"]
+    else:
+        assert live.route(TINY_ID) == TINY_ID and live.hooks is None
+
+    # held-out golden examples were not trained on
+    out = tmp_path / "out"
+    train_rows = (out / "golden_train.jsonl").read_text().splitlines()
+    holdout_rows = (out / "golden_holdout.jsonl").read_text().splitlines()
+    assert not set(train_rows) & set(holdout_rows)
+
+    # the monitor saw every stage in order, training loss included
+    starts = [e[1] for e in monitor.events if e[0] == "start"]
+    assert starts == list(STAGES)
+    assert any(e[0] == "progress" and e[1] == "train" and "train_loss" in (e[2] or {}) for e in monitor.events)
+    assert any(e[0] == "log" and "fine-tuning estimate" in e[1] for e in monitor.events)
+
+    # run record
+    record = load_run(result["run_id"])
+    assert record["status"] == "succeeded" and record["function_name"] == FUNCTION
+    assert set(record["stages"]) == set(STAGES)
+    for name in ("extract", "synthesize", "prepare", "train", "evaluate"):
+        assert record["stages"][name]["status"] == "succeeded", name
+        assert record["stages"][name]["duration_s"] >= 0
+    assert record["stages"]["promote"]["status"] == ("succeeded" if result["promoted"] else "skipped")
+    assert record["decision"]["promoted"] == result["promoted"]
+    assert record["decision"]["reason"] == gate["reason"] and record["decision"]["metrics"]
+    assert record["result"]["train"]["fine_tuned_model"] == fine_tuned
+    assert list_runs(function_name=FUNCTION)[0]["run_id"] == result["run_id"]
+
+
+def test_empty_golden_set_skips_training_and_still_promotes_hooks(vt_env, trainer, tmp_path):
+    pipeline = TrainingPipeline(make_extractor(), trainer=trainer)
+    result = pipeline.run(function_name=FUNCTION, feedback_pairs=feedback(), output_dir=str(tmp_path))
+    assert result["golden_examples"] == 0
+    assert "empty golden set" in result["train"]["reason"] and result["train"]["fine_tuned_model"] is None
+    record = load_run(result["run_id"])
+    assert record["stages"]["prepare"]["status"] == "skipped"
+    assert "empty golden set" in record["stages"]["train"]["result"]["reason"]
+    # hooks alone: judged on held-out feedback, they fix the defects
+    assert result["gate"]["promote"], result["gate"]["reason"]
+    assert result["promoted"] and get_runtime().current().hook_version == result["hook_version"]
+    assert get_runtime().current().route(TINY_ID) == TINY_ID  # no model change
+
+
+def test_no_feedback_and_no_calls_keeps_incumbent_and_says_why(vt_env, trainer, tmp_path):
+    result = TrainingPipeline(make_extractor(), trainer=trainer).run(FUNCTION, feedback_pairs=[],
+                                                                     output_dir=str(tmp_path))
+    assert result["status"] == "succeeded" and not result["promoted"]
+    assert "no feedback pairs" in result["skipped"]["synthesize"]
+    assert "keeping the incumbent" in result["gate"]["reason"] or "incumbent" in result["gate"]["reason"]
+
+
+def _failing_run(pipeline: TrainingPipeline, tmp_path, error: type, match: str, stage: str) -> Dict[str, Any]:
+    monitor = RecordingMonitor()
+    pipeline.monitor = monitor
+    with pytest.raises(error, match=match):
+        pipeline.run(FUNCTION, feedback_pairs=feedback(), output_dir=str(tmp_path))
+    record = load_run(pipeline.last_run_id)
+    assert record["status"] == "failed" and record["finished_at"]
+    assert record["stages"][stage]["status"] == "failed"
+    assert match.split(".*")[0] in record["stages"][stage]["error"]
+    assert ("error", stage) in [e[:2] for e in monitor.events]
+    assert not record["decision"]["promoted"] and get_runtime().current().generation == 0
+    return record
+
+
+def test_unknown_model_in_price_table_fails_prepare_clearly(vt_env, trainer, tmp_path):
+    seed_calls(4)
+    pipeline = TrainingPipeline(make_extractor(), trainer=trainer, base_model="mystery-model-1")
+    _failing_run(pipeline, tmp_path, ConfigError, "not in the fine-tuning price table", "prepare")
+
+
+def test_trainer_job_failure_is_recorded(vt_env, trainer, tmp_path):
+    seed_calls(4)
+    pipeline = TrainingPipeline(make_extractor(), trainer=trainer, hyperparameters={"warmup": 3})
+    _failing_run(pipeline, tmp_path, TrainingError, "unknown hyperparameter", "train")
+
+
+def test_unreachable_server_is_recorded(vt_env, tmp_path):
+    seed_calls(4)
+    dead = OpenAITrainer(api_key="sk-x", base_url="http://127.0.0.1:9/v1", max_retries=0, timeout=2, model=TINY_ID)
+    _failing_run(TrainingPipeline(make_extractor(), trainer=dead), tmp_path, TrainingError, "unreachable", "prepare")
+
+
+def test_missing_api_key_message_passes_through(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        TrainingPipeline(make_extractor, trainer=OpenAITrainer())
+
+
+def test_bad_function_name_is_rejected(vt_env, tmp_path):
+    with pytest.raises(DataError, match="function_name"):
+        TrainingPipeline(make_extractor()).run("", output_dir=str(tmp_path))
