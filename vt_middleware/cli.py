@@ -1,0 +1,378 @@
+"""The ``vt`` command: run the local server, the demo, each loop stage, status, hooks, dashboard.
+
+Paths come from the ``VT_*`` environment (see ``VTConfig``) or the global options
+(``vt --store-path ... --hooks-dir ... --state-dir ... <command>``). Every command exits
+non-zero with a one-line ``error:`` message when it cannot do its job.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+app = typer.Typer(help="vt_middleware: capture, learn from feedback, fine-tune, gate and hot-swap an LLM app.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+hooks_app = typer.Typer(help="Generated hook versions: list, show, roll back.", no_args_is_help=True)
+app.add_typer(hooks_app, name="hooks")
+
+console = Console()
+err_console = Console(stderr=True)
+DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+STREAMLIT_APP = Path(__file__).resolve().parent / "dashboards" / "streamlit_app.py"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(Text(f"error: {message}", style="bold red"))
+    raise typer.Exit(code)
+
+
+def handled(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors (and missing files) into a red one-line message and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import VTError
+
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except (VTError, FileNotFoundError, ValueError, ImportError) as exc:
+            _fail(f"{type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper
+
+
+@app.callback()
+def _global(
+    store_path: Optional[Path] = typer.Option(None, help="LanceDB store directory (VT_STORE_PATH)."),
+    hooks_dir: Optional[Path] = typer.Option(None, help="Generated hook versions (VT_HOOKS_DIR)."),
+    state_dir: Optional[Path] = typer.Option(None, help="Run records and evolver status (VT_STATE_DIR)."),
+) -> None:
+    """Set the paths every command uses (they override the VT_* environment)."""
+    overrides = {k: v for k, v in (("store_path", store_path), ("hooks_dir", hooks_dir),
+                                   ("state_dir", state_dir)) if v is not None}
+    for key, value in overrides.items():
+        os.environ[f"VT_{key.upper()}"] = str(value)  # subprocesses (dashboard) see them too
+    if overrides:
+        from .config import configure
+
+        configure(**overrides)
+
+
+# --- server, demo, dashboard ---------------------------------------------------------------
+@app.command()
+@handled
+def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+          port: int = typer.Option(8000, help="Port."),
+          model: Optional[str] = typer.Option(None, help="Default model id (smollm2-135m-instruct or vt-tiny-random)."),
+          data_dir: Path = typer.Option(Path(".vt/server"), help="Where uploaded files and fine-tuned models live.")) -> None:
+    """Serve a local model over OpenAI's API (chat, files, fine-tuning jobs) until Ctrl-C."""
+    from .server.runner import serve as run_server
+
+    run_server(host=host, port=port, model=model, data_dir=data_dir)
+
+
+@app.command()
+@handled
+def demo(quick: bool = typer.Option(False, "--quick", help="Tiny model and few requests (a smoke run)."),
+         demo_dir: Path = typer.Option(Path(".vt-demo"), "--dir", help="Where the demo keeps its store and state."),
+         requests: Optional[int] = typer.Option(None, help="Requests in the sample stream."),
+         keep: bool = typer.Option(False, help="Keep the previous demo data instead of starting fresh.")) -> None:
+    """Run the offline demo: local model server, sample app, feedback, one evolution cycle."""
+    if not DEMO_SCRIPT.exists():
+        _fail(f"the demo script is not at {DEMO_SCRIPT} (run from a source checkout of vt_middleware)")
+    argv = [sys.executable, str(DEMO_SCRIPT), "--dir", str(demo_dir)]
+    argv += ["--quick"] if quick else []
+    argv += ["--requests", str(requests)] if requests else []
+    argv += ["--keep"] if keep else []
+    raise typer.Exit(subprocess.call(argv))
+
+
+@app.command()
+@handled
+def dashboard(port: int = typer.Option(8501, help="Port of the web dashboard."),
+              host: str = typer.Option("localhost", help="Address to bind.")) -> None:
+    """Open the Streamlit dashboard on http://HOST:PORT for the configured store and state."""
+    import importlib.util
+
+    if importlib.util.find_spec("streamlit") is None:
+        _fail("the dashboard needs streamlit: pip install 'vt_middleware[dashboard]'")
+    from .config import get_config
+
+    config = get_config()
+    env = dict(os.environ, VT_STORE_PATH=str(Path(config.store_path).resolve()),
+               VT_HOOKS_DIR=str(Path(config.hooks_dir).resolve()), VT_STATE_DIR=str(Path(config.state_dir).resolve()))
+    console.print(f"vt dashboard on http://{host}:{port}  (store {env['VT_STORE_PATH']})")
+    argv = [sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP), "--server.port", str(port),
+            "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    raise typer.Exit(subprocess.call(argv, env=env))
+
+
+# --- loop stages ---------------------------------------------------------------------------
+@app.command()
+@handled
+def extract(function_name: str = typer.Argument(..., help="The captured function to select golden data for."),
+            output: Path = typer.Option(Path("golden_data.jsonl"), "--output", "-o", help="ChatML JSONL to write."),
+            epsilon: float = typer.Option(0.3, help="Neighbours are calls with cosine similarity >= 1 - epsilon."),
+            top_k: int = typer.Option(50, help="At most this many calls per strategy.")) -> None:
+    """Select golden data (steady state + anomalies) from captured calls and write ChatML JSONL."""
+    from .extractor import DensityBasedExtractor
+    from .store.executions import get_store
+
+    with console.status(f"selecting golden data for {function_name} ..."):
+        extractor = DensityBasedExtractor(get_store(), epsilon=epsilon, top_k=top_k)
+        steady = extractor.select_steady_state(function_name)
+        anomalies = extractor.select_anomalies(function_name)
+        written = extractor.extract_golden_data(function_name, str(output))
+    table = Table(title=f"golden data of {function_name}")
+    for column in ("strategy", "count", "density range"):
+        table.add_column(column)
+    for name, items in (("steady", steady), ("anomaly", anomalies)):
+        densities = [float(c.density) for c in items or []]
+        span = f"{min(densities):.3f} .. {max(densities):.3f}" if densities else "-"
+        table.add_row(name, str(len(items or [])), span)
+    console.print(table)
+    console.print(f"wrote {written}")
+
+
+@app.command()
+@handled
+def synthesize(function_name: Optional[str] = typer.Option(None, "--function", "-f", help="Only this function's feedback."),
+               activate: bool = typer.Option(False, help="Make the new version active if it validates."),
+               min_support: int = typer.Option(2, help="Pairs a rule needs behind it."),
+               min_confidence: float = typer.Option(0.8, help="Share of pairs a rule must agree with.")) -> None:
+    """Synthesise a new hook version from the stored feedback pairs."""
+    from .config import get_config
+    from .errors import DataError
+    from .store.executions import get_store
+    from .synthesize.pipeline import synthesize_version
+
+    pairs = get_store().list_feedback(function_name)
+    if not pairs:
+        raise DataError(f"no feedback pairs{' for ' + function_name if function_name else ''} in "
+                        f"{get_config().store_path}; record corrections with vt.feedback(run_id, fixed_output)")
+    with console.status(f"synthesising rules from {len(pairs)} feedback pairs ..."):
+        result = synthesize_version(pairs, get_config().hooks_dir, activate=activate,
+                                    min_support=min_support, min_confidence=min_confidence)
+    console.print(_rules_table(result.version, [r.to_dict() for r in result.rules]))
+    state = "active" if result.activated else "not active"
+    console.print(f"hook version {result.version} ({state}), validation ok={result.validation.get('ok')}: {result.hook_path}")
+
+
+@app.command()
+@handled
+def train(jsonl: Path = typer.Argument(..., help="ChatML JSONL training file.", exists=True, dir_okay=False),
+          backend: str = typer.Option("local", help="'local' (LoRA on CPU) or 'openai' (API or --base-url server)."),
+          base_model: Optional[str] = typer.Option(None, help="Model to fine-tune."),
+          base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server (openai backend)."),
+          max_budget_usd: Optional[float] = typer.Option(None, help="Refuse jobs estimated above this."),
+          epochs: int = typer.Option(1, help="Training epochs."),
+          max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimiser steps (local)."),
+          output_dir: Path = typer.Option(Path(".vt/models"), help="Where local adapters go.")) -> None:
+    """Fine-tune on a JSONL file, showing progress and loss; prints the fine-tuned model id."""
+    from .dashboards.cli_dashboard import CLIDashboard
+
+    monitor = CLIDashboard(console)
+    trainer = _make_trainer(backend, base_model, base_url, max_budget_usd, epochs, max_steps, output_dir, monitor)
+    monitor.on_stage_start("prepare", 1)
+    file_id = trainer.prepare_data(str(jsonl))
+    monitor.on_stage_complete("prepare", {"file_id": file_id})
+    monitor.on_stage_start("train")
+    try:
+        job_id = trainer.start_training(file_id, model=base_model or getattr(trainer, "model", None),
+                                        hyperparameters={"n_epochs": epochs})
+        result = trainer.wait(job_id, poll_interval=1.0, timeout=None)
+    except BaseException as exc:
+        monitor.on_stage_error("train", exc)
+        raise
+    monitor.on_stage_complete("train", {"job_id": job_id, "fine_tuned_model": result.get("fine_tuned_model")})
+    monitor.close()
+    console.print(f"fine-tuned model: {result.get('fine_tuned_model')}")
+
+
+def _make_trainer(backend: str, base_model: Optional[str], base_url: Optional[str], budget: Optional[float],
+                  epochs: int, max_steps: Optional[int], output_dir: Path, monitor: Any) -> Any:
+    from .errors import ConfigError
+
+    if backend == "local":
+        from .train import LocalTrainer
+        from .train.local_models import SMOLLM2_ID
+
+        return LocalTrainer(output_dir, base_model=base_model or SMOLLM2_ID, epochs=epochs, max_steps=max_steps,
+                            monitor=monitor)
+    if backend == "openai":
+        from .train import OpenAITrainer
+
+        key = os.environ.get("OPENAI_API_KEY") or ("local" if base_url else None)
+        kwargs = {"model": base_model} if base_model else {}
+        return OpenAITrainer(api_key=key, base_url=base_url, max_budget_usd=budget, n_epochs=epochs,
+                             monitor=monitor, **kwargs)
+    raise ConfigError(f"--backend must be 'local' or 'openai', got {backend!r}")
+
+
+@app.command()
+@handled
+def evolve(function_name: str = typer.Argument(..., help="The captured function to evolve."),
+           backend: str = typer.Option("none", help="Trainer: 'none' (hooks only), 'local' or 'openai'."),
+           base_model: Optional[str] = typer.Option(None, help="Model the app calls (routed to the fine-tune)."),
+           base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for training and the gate."),
+           max_budget_usd: Optional[float] = typer.Option(None, help="Refuse training estimated above this."),
+           epochs: int = typer.Option(1, help="Training epochs."),
+           max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimiser steps (local)."),
+           output_dir: Path = typer.Option(Path(".vt/evolve"), help="Golden data and training files.")) -> None:
+    """Run one evolution cycle (extract, synthesize, prepare, train, evaluate, promote) with live progress."""
+    from .config import get_config
+    from .dashboards.cli_dashboard import CLIDashboard
+    from .evolve.pipeline import TrainingPipeline
+    from .extractor import DensityBasedExtractor
+    from .store.executions import get_store
+
+    monitor = CLIDashboard(console)
+    trainer = None
+    if backend != "none":
+        trainer = _make_trainer(backend, base_model, base_url, max_budget_usd, epochs, max_steps,
+                                output_dir / "models", monitor)
+    eval_client = None
+    if base_url:
+        from openai import OpenAI
+
+        eval_client = OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "local"))
+    pipeline = TrainingPipeline(DensityBasedExtractor(get_store(), epsilon=0.3, top_k=50),
+                                synthesizer_output_dir=get_config().hooks_dir, trainer=trainer, monitor=monitor,
+                                base_model=base_model, eval_client=eval_client)
+    try:
+        result = pipeline.run(function_name, output_dir=str(output_dir / function_name))
+    except Exception:
+        monitor.summary(pipeline.last_result)
+        raise
+    monitor.summary(result)
+    console.print(f"run record: {result['run_dir']}")
+
+
+# --- status and hooks -------------------------------------------------------------------------
+@app.command()
+@handled
+def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Where things are: store counts, feedback, hook versions, recent runs, evolver, promotions."""
+    from .config import get_config
+    from .dashboards import data
+    from .store.executions import get_store
+
+    config = get_config()
+    store = get_store()
+    functions = {name: store.count(name) for name in store.function_names()}
+    info = {
+        "store_path": str(config.store_path), "hooks_dir": str(config.hooks_dir), "state_dir": str(config.state_dir),
+        "calls": functions, "feedback_pairs": len(store.list_feedback()),
+        "hook_versions": [v["version"] for v in data.hook_versions()], "active_hook_version": data.active_hook_version(),
+        "runs": [{k: r.get(k) for k in ("run_id", "function_name", "status", "started_at")} | {
+            "promoted": (r.get("decision") or {}).get("promoted")} for r in data.runs(limit=5)],
+        "evolver": data.evolver_status(), "promotions": len(data.promotions()),
+    }
+    if as_json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    table = Table(title="vt status", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    for key in ("store_path", "hooks_dir", "state_dir"):
+        table.add_row(key, Text(info[key]))
+    table.add_row("calls", Text(", ".join(f"{k}: {n}" for k, n in functions.items()) or "none"))
+    table.add_row("feedback pairs", str(info["feedback_pairs"]))
+    table.add_row("hook versions", Text(", ".join(info["hook_versions"]) or "none"))
+    table.add_row("active hooks", info["active_hook_version"] or "none")
+    table.add_row("promotions", str(info["promotions"]))
+    evolver = info["evolver"]
+    table.add_row("evolver", Text("not running here" if not evolver else
+                                  f"{evolver.get('state')} ({evolver.get('runs', 0)} runs, next trigger "
+                                  f"{evolver.get('next_trigger_at') or 'on new calls/feedback'})"))
+    for run in info["runs"]:
+        table.add_row("run", Text(f"{run['run_id']} {run['function_name']} {run['status']}"
+                                  f"{' promoted' if run['promoted'] else ''}"))
+    console.print(table)
+
+
+def _rules_table(version: str, rules: List[dict]) -> Table:
+    table = Table(title=f"rules of hook version {version}")
+    for column in ("rule", "kind", "target", "support", "confidence", "description"):
+        table.add_column(column, overflow="fold")
+    for rule in rules:
+        table.add_row(Text(str(rule.get("rule_id", ""))), str(rule.get("kind", "")), str(rule.get("target", "")),
+                      str(rule.get("support", "")), f"{float(rule.get('confidence', 0)):.2f}",
+                      Text(str(rule.get("description", ""))))
+    return table
+
+
+@hooks_app.command("list")
+@handled
+def hooks_list() -> None:
+    """All hook versions, oldest first; the active one is marked."""
+    from .dashboards import data
+
+    versions = data.hook_versions()
+    if not versions:
+        console.print("no hook versions yet (run `vt synthesize` or `vt evolve`)")
+        return
+    table = Table(title="hook versions")
+    for column in ("version", "active", "created", "rules", "validated"):
+        table.add_column(column)
+    for manifest in versions:
+        table.add_row(manifest["version"], "*" if manifest.get("active") else "", str(manifest.get("created_at", "")),
+                      str(manifest.get("rule_count", 0)), str((manifest.get("validation") or {}).get("ok")))
+    console.print(table)
+
+
+@hooks_app.command("show")
+@handled
+def hooks_show(version: Optional[str] = typer.Argument(None, help="Version like v0003 (default: the active one)."),
+               code: bool = typer.Option(True, help="Print the generated module.")) -> None:
+    """A hook version's rules and generated code."""
+    from rich.syntax import Syntax
+
+    from .dashboards import data
+    from .errors import HookError
+
+    version = version or data.active_hook_version()
+    if version is None:
+        raise HookError("no active hook version; name one: vt hooks show v0001")
+    console.print(_rules_table(version, [r.to_dict() for r in data.rules(version)]))
+    if code:
+        console.print(Syntax(data.hook_source(version), "python", line_numbers=True))
+
+
+@hooks_app.command("rollback")
+@handled
+def hooks_rollback(to: Optional[str] = typer.Option(None, help="Roll back to this version instead of the previous one."),
+                   reason: str = typer.Option("cli rollback", help="Recorded with the rollback.")) -> None:
+    """Make the previous hook version (and model routing) live again."""
+    from .dashboards import data
+
+    if to is not None:
+        active = data.hook_store().rollback(to, reason=reason)
+        console.print(f"active hook version: {active}")
+        return
+    outcome = data.rollback(reason=reason)
+    if not outcome.get("rolled_back"):
+        _fail(f"nothing to roll back to (active: {outcome.get('active') or 'none'})")
+    console.print(f"rolled back via {outcome['via']}; active hook version: {outcome.get('active') or 'none'}")
+
+
+def main() -> None:
+    """Entry point of the ``vt`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
