@@ -51,6 +51,9 @@ class VTConfig(BaseSettings):
     hooks_dir: Path = Path("hooks_generated")
     state_dir: Path = Path(".vt")
     hook_failure_rollback_after: int = Field(5, ge=1)
+    # Opt-in guard against a hook that hangs or loops: past this many seconds the call
+    # passes the text through and that hook version is disabled (and rolled back).
+    hook_timeout_s: Optional[float] = Field(None, gt=0)
 
     # --- behaviour ---------------------------------------------------------
     strict: bool = False  # raise internal errors instead of failing open (tests)

@@ -54,6 +54,7 @@ class CaptureWorker:
         self._stop = threading.Event()
         self._flush_requested = threading.Event()
         self._inflight: List[Item] = []
+        self._held: List[Item] = []  # journal unwritable (disk full): kept here, bounded
         self._pending = 0  # submitted, not yet in the store or journal
         self._replay_passes = 0
         self._last_replay_check = 0.0
@@ -62,7 +63,7 @@ class CaptureWorker:
         self._own_store: Any = None
         self.stats: Dict[str, int] = dict.fromkeys(
             ("enqueued", "written", "journaled", "replayed", "dropped", "errors", "batches",
-             "spilled_queue_full"), 0)
+             "spilled_queue_full", "held"), 0)
 
     # -- caller side ------------------------------------------------------------------
     def submit(self, record: CallRecord) -> None:
@@ -92,11 +93,11 @@ class CaptureWorker:
         with self._cond:
             passes = self._replay_passes
             drained = self._cond.wait_for(lambda: self._pending == 0, _remaining(deadline))
-            if drained and self.journal.has_files() and time.monotonic() >= self._store_retry_at:
+            if drained and (self.journal.has_files() or self._held) and time.monotonic() >= self._store_retry_at:
                 self._flush_requested.set()
                 self._cond.wait_for(lambda: self._replay_passes > passes or not self._alive(),
                                     _remaining(deadline))
-            return self._pending == 0
+            return self._pending == 0 and not self._held
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Flush, stop the thread, and journal whatever is still in memory."""
@@ -107,6 +108,11 @@ class CaptureWorker:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(0.1, min(timeout, 2.0)))
         leftovers: List[Item] = []
+        self._retry_held()
+        with self._cond:
+            held, self._held = self._held, []
+            self.stats["held"] = 0
+            self.stats["dropped"] += len(held)  # the process is going: the last resort
         if thread is not None and thread.is_alive():
             leftovers.extend(self._inflight)  # a stuck write: journal it too (idempotent)
         queued = 0
@@ -230,6 +236,7 @@ class CaptureWorker:
             return
         self._flush_requested.clear()
         self._last_replay_check = now
+        self._retry_held()
         try:
             if now >= self._store_retry_at and self.journal.has_pending():
                 replayed = self.journal.replay(self._write_replayed, batch_size=self.config.batch_size)
@@ -252,10 +259,45 @@ class CaptureWorker:
     def _spill(self, items: List[Item]) -> None:
         try:
             self.journal.append(items)
-        except Exception as exc:  # noqa: BLE001 - disk full / unwritable: the only real loss
+        except Exception as exc:  # noqa: BLE001 - disk full / unwritable
             self._count_error("capture.journal", exc)
-            with self._cond:
-                self.stats["dropped"] += len(items)
+            self._hold(items)
+            return
+        with self._cond:
+            self.stats["journaled"] += len(items)
+
+    def _hold(self, items: List[Item]) -> None:
+        """Keep ``items`` in memory (at most ``queue_size``) until the store or the journal
+        takes them; only what does not fit is dropped, and counted."""
+        with self._cond:
+            room = max(0, self.config.queue_size - len(self._held))
+            self._held.extend(items[:room])
+            self.stats["dropped"] += max(0, len(items) - room)
+            self.stats["held"] = len(self._held)
+
+    def _retry_held(self) -> None:
+        """Give held items to the store (if it is not backing off), else to the journal."""
+        with self._cond:
+            items, self._held = self._held, []
+            self.stats["held"] = 0
+        if not items:
+            return
+        if time.monotonic() >= self._store_retry_at:
+            try:
+                self._embed(items)
+                self._store().write_calls(items)
+            except Exception as exc:  # noqa: BLE001
+                self._count_error("capture.store", exc)
+                self._store_failed()
+            else:
+                self._store_ok()
+                with self._cond:
+                    self.stats["written"] += len(items)
+                return
+        try:
+            self.journal.append(items)
+        except Exception:  # noqa: BLE001 - still unwritable: keep holding (counted once already)
+            self._hold(items)
             return
         with self._cond:
             self.stats["journaled"] += len(items)

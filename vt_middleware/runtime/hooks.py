@@ -54,8 +54,16 @@ class LoadedHooks:
         path: Optional[Path] = None,
         rollback_after: int = 5,
         on_repeated_failure: Optional[Callable[["LoadedHooks"], None]] = None,
+        timeout_s: Optional[float] = None,
     ) -> None:
+        from ..config import get_config
+
         self.module = module
+        # Opt-in (``hook_timeout_s``): calls run in a helper thread and past the timeout the
+        # text passes through. A Python thread cannot be killed, so a timed-out version is
+        # disabled at once (a loop must not pile up threads) and the rollback is triggered.
+        self.timeout_s = timeout_s if timeout_s is not None else get_config().hook_timeout_s
+        self.disabled = False
         self.version = version
         self.path = path
         self.rollback_after = rollback_after
@@ -78,8 +86,11 @@ class LoadedHooks:
 
     def _call(self, fn_name: str, text: str, context: Dict[str, Any]) -> str:
         self.calls += 1
+        if self.disabled:
+            return text
         try:
-            result = getattr(self.module, fn_name)(text, context)
+            fn = getattr(self.module, fn_name)
+            result = fn(text, context) if self.timeout_s is None else self._call_guarded(fn, fn_name, text, context)
             if not isinstance(result, str):
                 raise HookError(f"{fn_name} returned {type(result).__name__}, expected str")
         except Exception as exc:  # noqa: BLE001 - user-facing calls must not fail
@@ -88,6 +99,28 @@ class LoadedHooks:
             return text
         self._consecutive = 0
         return result
+
+    def _call_guarded(self, fn: Callable[..., Any], fn_name: str, text: str, context: Dict[str, Any]) -> Any:
+        """``fn(text, context)`` in a daemon thread, waited for ``timeout_s`` at most."""
+        box: Dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["result"] = fn(text, context)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name=f"vt-hook-{self.version}", daemon=True)
+        thread.start()
+        thread.join(self.timeout_s)
+        if thread.is_alive():
+            self.disabled = True
+            self._consecutive = max(self._consecutive, self.rollback_after - 1)  # trip now
+            raise HookError(f"{fn_name} of hook version {self.version} ran past {self.timeout_s}s; "
+                            "version disabled")
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
 
     def _failed(self) -> None:
         with self._lock:
