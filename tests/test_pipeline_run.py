@@ -124,8 +124,9 @@ def test_full_run_trains_evaluates_promotes_and_records(vt_env, trainer, tmp_pat
     fine_tuned = result["train"]["fine_tuned_model"]
     assert fine_tuned and fine_tuned.startswith("ft:")
     assert Path(result["golden_data_path"]).exists() and Path(result["hook_script_path"]).exists()
-    assert result["steady"] + result["anomalies"] >= 1 and result["golden_examples"] == 12
-    assert result["train_examples"] + result["holdout_examples"] == 12 and result["holdout_examples"] >= 1
+    assert result["steady"] + result["anomalies"] >= 1 and 2 <= result["golden_examples"] <= 12
+    assert result["train_examples"] + result["holdout_examples"] == result["golden_examples"]
+    assert result["holdout_examples"] >= 1
     assert {r["kind"] for r in result["rules"]} and result["feedback_pairs"] == len(feedback())
     assert result["cost"]["usd"] == 0.0 and result["cost"]["model"] == TINY_ID
     assert fine_tuned in [m.id for m in trainer.client.models.list().data]
