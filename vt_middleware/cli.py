@@ -63,9 +63,7 @@ def _global(
     """Set the paths every command uses (they override the VT_* environment)."""
     overrides = {k: v for k, v in (("store_path", store_path), ("hooks_dir", hooks_dir),
                                    ("state_dir", state_dir)) if v is not None}
-    for key, value in overrides.items():
-        os.environ[f"VT_{key.upper()}"] = str(value)  # subprocesses (dashboard) see them too
-    if overrides:
+    if overrides:  # `vt dashboard` passes the resulting config on to streamlit
         from .config import configure
 
         configure(**overrides)

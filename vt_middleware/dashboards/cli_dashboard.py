@@ -96,6 +96,7 @@ class CLIDashboard(PipelineMonitor):
                 if task is None:
                     task = self._tasks[stage] = self._progress.add_task(self._label(stage), total=entry.get("total"))
                 self._progress.update(task, completed=completed, total=entry.get("total"), info=escape(info[:80]))
+                self._progress.refresh()  # training events are sparse: show each one now
                 return
             total_now = entry.get("total")
             share = completed / total_now if total_now else 0.0
@@ -242,6 +243,8 @@ class CLIDashboard(PipelineMonitor):
             entry.update(status=status, result=result, error=error, t_end=now,
                          duration_s=now - entry.get("t0", now))
             detail = error or _brief(result)
+            if entry.get("metrics") and status != "failed":  # keep the last loss visible
+                detail = f"{detail} {_fmt_metrics(entry['metrics'])}".strip()
             if self.live:
                 self._ensure_progress()
                 task = self._tasks.get(stage)
@@ -252,6 +255,7 @@ class CLIDashboard(PipelineMonitor):
                 info = f"[red]{escape(detail[:120])}[/]" if status == "failed" else escape(detail[:120])
                 self._progress.update(task, description=self._label(stage, status), info=info, **done)
                 self._progress.stop_task(task)
+                self._progress.refresh()
                 if status == "failed":
                     self._progress.console.print(f"✗ {stage} failed: {error}", style="bold red", markup=False)
             else:
