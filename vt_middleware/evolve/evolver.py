@@ -216,6 +216,9 @@ class Evolver:
                 return "schedule"
         from ..store.executions import get_store
 
+        if ((self.min_new_calls and self._calls_baseline is None)
+                or (self.min_new_feedback and self._feedback_baseline is None)):
+            self._take_baselines()  # the store failed when they were taken: take them now
         store = get_store()
         if self.min_new_calls and self._calls_baseline is not None:
             self._new_calls = store.count(self.function_name) - self._calls_baseline
