@@ -202,6 +202,7 @@ def hook_tab() -> None:
 
 
 def versions_tab() -> None:
+    _show_rollback_outcome()
     versions = data.hook_versions()
     active = data.active_hook_version()
     st.markdown(f"**Active hook version:** `{active or 'none'}`")
@@ -219,16 +220,28 @@ def versions_tab() -> None:
     if gates:
         st.markdown("**Gate results**")
         st.dataframe(_frame(gates), hide_index=True, width="stretch")
-    if st.button("Roll back", type="primary", key="rollback", disabled=not versions and not promotions):
-        try:
-            outcome = data.rollback(reason="dashboard rollback")
-        except Exception as exc:  # noqa: BLE001 - show the reason in the page
-            st.error(f"Rollback failed: {type(exc).__name__}: {exc}")
-        else:
-            if outcome.get("rolled_back"):
-                st.success(f"Rolled back ({outcome['via']}); active hook version is now {outcome.get('active') or 'none'}")
-            else:
-                st.warning(f"Nothing to roll back to (active: {outcome.get('active') or 'none'})")
+    st.button("Roll back", type="primary", key="rollback", disabled=not versions and not promotions,
+              on_click=_rollback, help="Make the previous hook version (and model routing) live again.")
+
+
+def _rollback() -> None:
+    """Button callback: runs before the page renders again, so the page shows the new state."""
+    try:
+        st.session_state["rollback_outcome"] = data.rollback(reason="dashboard rollback")
+    except Exception as exc:  # noqa: BLE001 - show the reason in the page
+        st.session_state["rollback_outcome"] = {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _show_rollback_outcome() -> None:
+    outcome = st.session_state.pop("rollback_outcome", None)
+    if outcome is None:
+        return
+    if outcome.get("error"):
+        st.error(f"Rollback failed: {outcome['error']}")
+    elif outcome.get("rolled_back"):
+        st.success(f"Rolled back ({outcome['via']}); active hook version is now {outcome.get('active') or 'none'}")
+    else:
+        st.warning(f"Nothing to roll back to (active: {outcome.get('active') or 'none'})")
 
 
 def feedback_tab(function_name: Optional[str]) -> None:
