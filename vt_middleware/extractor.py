@@ -1,0 +1,5 @@
+"""Seed-compatible import path: ``from vt_middleware.extractor import DensityBasedExtractor``."""
+from .select.extractor import DensityBasedExtractor
+from .types import Candidate
+
+__all__ = ["DensityBasedExtractor", "Candidate"]
