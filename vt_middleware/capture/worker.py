@@ -53,6 +53,7 @@ class CaptureWorker:
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._flush_requested = threading.Event()
+        self._ready = threading.Event()  # set after the startup pass over old journal segments
         self._inflight: List[Item] = []
         self._held: List[Item] = []  # journal unwritable (disk full): kept here, bounded
         self._pending = 0  # submitted, not yet in the store or journal
@@ -89,14 +90,20 @@ class CaptureWorker:
                 return True
             self._start()
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._ready.wait(_remaining(deadline))
         self._flush_requested.set()
         with self._cond:
-            passes = self._replay_passes
             drained = self._cond.wait_for(lambda: self._pending == 0, _remaining(deadline))
-            if drained and (self.journal.has_files() or self._held) and time.monotonic() >= self._store_retry_at:
+            # Replay passes until the journal is empty, the store fails again, or time is up
+            # (a pass already running when we asked may predate our newest segment).
+            while (drained and (self.journal.has_pending() or self._held)
+                   and time.monotonic() >= self._store_retry_at):
+                passes = self._replay_passes
                 self._flush_requested.set()
-                self._cond.wait_for(lambda: self._replay_passes > passes or not self._alive(),
-                                    _remaining(deadline))
+                done = self._cond.wait_for(lambda: self._replay_passes > passes or not self._alive(),
+                                           _remaining(deadline))
+                if not done or not self._alive():
+                    break
             return self._pending == 0 and not self._held
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
@@ -156,6 +163,8 @@ class CaptureWorker:
         except Exception as exc:  # noqa: BLE001
             _report("capture.journal", exc)
         self._flush_requested.set()  # replay what earlier processes left behind
+        self._maybe_replay(force=True)
+        self._ready.set()
         while True:
             batch = self._take_batch()
             if batch:
@@ -211,7 +220,7 @@ class CaptureWorker:
                 self._count_error("capture.embed", exc)
                 self._spill(items)
                 return
-            if time.monotonic() < self._store_retry_at:
+            if time.monotonic() < self._store_retry_at or _journal_only(self.config):
                 self._spill(items)
                 return
             try:
@@ -237,7 +246,14 @@ class CaptureWorker:
         self._flush_requested.clear()
         self._last_replay_check = now
         self._retry_held()
+        if _journal_only(self.config):
+            self.journal.seal()  # a forked child: the parent (or the next process) replays
+            with self._cond:
+                self._replay_passes += 1
+                self._cond.notify_all()
+            return
         try:
+            self.journal.recover_orphans()  # segments of exited children / crashed processes
             if now >= self._store_retry_at and self.journal.has_pending():
                 replayed = self.journal.replay(self._write_replayed, batch_size=self.config.batch_size)
                 if replayed:
@@ -393,9 +409,21 @@ def _atexit_flush() -> None:
         pass
 
 
+_forked_with_lance = False
+
+
+def _journal_only(config: VTConfig) -> bool:
+    """In a child forked after LanceDB started, its Rust runtime's threads are gone and a
+    write can hang: the child journals and the parent replays."""
+    return _forked_with_lance and config.store_mode == "lite"
+
+
 def _after_fork_in_child() -> None:
     """The parent's thread does not exist in the child: start from a clean worker/store."""
-    global _worker, _worker_lock
+    global _worker, _worker_lock, _forked_with_lance
+    import sys
+
+    _forked_with_lance = _forked_with_lance or "lancedb" in sys.modules
     _worker_lock = threading.Lock()
     _worker = None
     try:
