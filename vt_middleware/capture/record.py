@@ -91,6 +91,10 @@ def sanitize(record: CallRecord, config: Optional[VTConfig] = None) -> CallRecor
         record.raw_output = redact(truncate(str(record.raw_output), limit), config)
     if record.error_message is not None:
         record.error_message = redact(truncate(str(record.error_message), limit), config)
+    for field in ("model_requested", "model_used"):  # a caller's own text, e.g. a key pasted as model
+        value = getattr(record, field)
+        if value is not None:
+            setattr(record, field, redact(truncate(str(value), limit), config))
     return record
 
 

@@ -44,6 +44,12 @@ def _write_jsonl(path: Path, rows: Sequence[Dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+def _redacted(pair: FeedbackPair) -> FeedbackPair:
+    from ..capture.redact import redact_value
+
+    return FeedbackPair.from_dict(redact_value(pair.to_dict()))
+
+
 class TrainingPipeline:
     """One evolution cycle for one function (seed API: ``TrainingPipeline(...).run(...)``)."""
 
@@ -128,6 +134,7 @@ class TrainingPipeline:
     def _run_stages(self, function_name: str, feedback_pairs: Optional[Sequence[FeedbackPair]], out: Path) -> None:
         result = self._result
         pairs = list(feedback_pairs) if feedback_pairs is not None else self._stored_feedback(function_name)
+        pairs = [_redacted(p) for p in pairs]  # secrets never become hook literals or run records
         holdout_fraction = self.gate.config.holdout_fraction
         pairs_train, pairs_holdout = split_holdout(pairs, holdout_fraction, feedback_key)
         result["feedback_pairs"] = len(pairs)

@@ -172,7 +172,10 @@ class ExecutionStore:
 
     # -- feedback ---------------------------------------------------------------
     def add_feedback(self, pair: FeedbackPair, vector: Optional[Sequence[float]] = None) -> str:
-        self.backend.insert(FEEDBACK, {"kind": "feedback", **pair.to_dict()}, uuid=pair.pair_id,
+        from ..capture.redact import redact_value  # every way in is redacted, not only vt.feedback
+
+        row = redact_value(pair.to_dict(), self.config)
+        self.backend.insert(FEEDBACK, {"kind": "feedback", **row}, uuid=pair.pair_id,
                             vector=list(vector) if vector is not None else None)
         return pair.pair_id
 
