@@ -163,9 +163,12 @@ def select_steady(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
         cluster = int(labels[i])
         if sizes_all[cluster] >= params.min_cluster_size:
             members.setdefault(cluster, []).append(int(i))
+    densities = graph.densities
     for indices in members.values():
-        indices.sort(key=lambda i: (-graph.densities[i], i))
+        indices.sort(key=lambda i: (-densities[i], i))
     share = allocate({c: int(sizes_all[c]) for c in members}, params.top_k)
+    if graph.method == "approximate" and members:
+        densities = _refine_shortlist(x, graph, members, share)
     kept: Dict[int, List[int]] = {c: [] for c in members}
     for cluster, indices in members.items():
         _dedup_take(x, indices, share[cluster], params.dedup_threshold, kept[cluster])
@@ -177,9 +180,30 @@ def select_steady(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
         before = len(kept[cluster])
         _dedup_take(x, members[cluster], before + left, params.dedup_threshold, kept[cluster])
         left -= len(kept[cluster]) - before
-    picks = [Pick(i, float(graph.densities[i]), c, "steady") for c, ids in kept.items() for i in ids]
+    picks = [Pick(i, float(densities[i]), c, "steady") for c, ids in kept.items() for i in ids]
     picks.sort(key=lambda p: (-p.density, p.index))
     return picks[: params.top_k]
+
+
+def _refine_shortlist(x: np.ndarray, graph: DensityGraph, members: Dict[int, List[int]],
+                      share: Dict[int, int]) -> np.ndarray:
+    """Approximate path: recompute the exact density of each cluster's shortlist (its
+    ``4 * share + 10`` densest members) and re-rank it, so medoids do not hinge on the
+    sampling noise between near-equal members. Cost: shortlist x n similarities."""
+    densities = graph.densities.copy()
+    shortlist = {c: ids[: 4 * share[c] + 10] for c, ids in members.items()}
+    rows = np.array(sorted({i for ids in shortlist.values() for i in ids}), dtype=np.int64)
+    threshold = graph.threshold
+    for start in range(0, len(rows), 256):
+        chunk = rows[start:start + 256]
+        sims = x[chunk] @ x.T
+        sims[np.arange(len(chunk)), chunk] = -np.inf
+        sims[:, ~graph.valid] = -np.inf
+        densities[chunk] = np.where(sims >= threshold, sims, 0.0).sum(axis=1, dtype=np.float64)
+    for c, ids in members.items():
+        head = sorted(shortlist[c], key=lambda i: (-densities[i], i))
+        ids[: len(head)] = head
+    return densities
 
 
 def seed_top_k(densities: np.ndarray, statuses: Sequence[str], top_k: int) -> List[int]:
