@@ -33,6 +33,7 @@ def select_anomalies(graph: DensityGraph, statuses: Sequence[str], params: Selec
     n = len(graph)
     if n == 0:
         return []
+    params = params.resolved(n)
     comp = components(graph) if component_ids is None else component_ids
     sizes = np.bincount(comp)
     eligible = graph.valid & (np.asarray(statuses, dtype=object) == STATUS_SUCCESS)

@@ -8,7 +8,8 @@ are near-duplicates of each other. Here:
    connected components of core nodes (edges: each node's ``k`` nearest neighbours inside
    epsilon, symmetrised); a non-core node joins the cluster of its most similar core
    neighbour. Only clusters of at least ``min_cluster_size`` members are steady-state
-   regions; smaller groups are left to :mod:`.anomalies`.
+   regions (default ``max(3, min(10, n // 20))`` for n calls); smaller groups are left
+   to :mod:`.anomalies`.
 2. **Allocation**: the ``top_k`` picks are shared among clusters in proportion to their
    mass (member count), largest remainder first, at least one per cluster while picks
    last (the largest clusters first).
@@ -39,7 +40,8 @@ class SelectionParams:
 
     top_k: int = 50  # picks per strategy (the seed's meaning)
     min_pts: int = 3  # neighbours a node needs to be a cluster core
-    min_cluster_size: int = 10  # members a steady-state cluster needs
+    # members a steady-state cluster needs; None: max(3, min(10, n // 20)) for n calls
+    min_cluster_size: Optional[int] = None
     dedup_threshold: float = 0.95  # SemDeDup: similarity above which a pick is a duplicate
     min_group_size: int = 2  # members a rare group needs to be an anomaly (1: singletons too)
     per_group: int = 1  # anomaly picks per rare group
@@ -47,11 +49,22 @@ class SelectionParams:
     def __post_init__(self) -> None:
         for name in ("top_k", "min_pts", "min_cluster_size", "min_group_size", "per_group"):
             value = getattr(self, name)
+            if name == "min_cluster_size" and value is None:
+                continue
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         if not -1.0 <= float(self.dedup_threshold) <= 1.0:
             raise ConfigError(f"dedup_threshold must be a cosine similarity in [-1, 1], "
                               f"got {self.dedup_threshold!r}")
+
+
+    def resolved(self, n: int) -> "SelectionParams":
+        """These params with ``min_cluster_size`` fixed for ``n`` calls."""
+        from dataclasses import replace
+
+        if self.min_cluster_size is not None:
+            return self
+        return replace(self, min_cluster_size=max(3, min(10, n // 20)))
 
 
 @dataclass
@@ -153,6 +166,7 @@ def select_steady(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
                   labels: Optional[np.ndarray] = None) -> List[Pick]:
     """Mass-proportional, medoid-first, de-duplicated picks (``x``: normalised rows)."""
     n = len(graph)
+    params = params.resolved(n)
     labels = cluster_labels(graph, params.min_pts) if labels is None else labels
     eligible = graph.valid & (np.asarray(statuses, dtype=object) == STATUS_SUCCESS) & (labels >= 0)
     if excluded is not None:

@@ -33,8 +33,8 @@ def select_golden(vectors: Any, statuses: Sequence[str], epsilon: float = 0.3,
 
     ``statuses[i]`` is call i's status (only SUCCESS is picked); ``excluded`` is a boolean
     mask of calls never picked as anomalies (corrected by feedback)."""
-    params = params or SelectionParams()
     matrix = as_matrix(vectors)
+    params = (params or SelectionParams()).resolved(len(matrix))
     if len(statuses) != len(matrix):
         raise DataError(f"{len(statuses)} statuses for {len(matrix)} vectors")
     if excluded is not None and len(excluded) != len(matrix):

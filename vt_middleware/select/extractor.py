@@ -50,7 +50,7 @@ class DensityBasedExtractor:
     """
 
     def __init__(self, dataset_manager: Any = None, epsilon: float = 0.3, top_k: int = 50, *,
-                 min_pts: int = 3, min_cluster_size: int = 10, dedup_threshold: float = 0.95,
+                 min_pts: int = 3, min_cluster_size: Optional[int] = None, dedup_threshold: float = 0.95,
                  min_group_size: int = 2, per_group: int = 1, method: Method = "auto",
                  approx_threshold: int = DEFAULT_APPROX_THRESHOLD, k: int = DEFAULT_GRAPH_K,
                  sample_size: int = DEFAULT_SAMPLE_SIZE, page_size: int = DEFAULT_PAGE_SIZE,
@@ -132,7 +132,7 @@ class DensityBasedExtractor:
         picks = [p for p in picks if not (p.index in seen or seen.add(p.index))]
         if not picks:
             raise DataError(f"no calls of {function_name!r} were selected out of {len(analysis.calls)} "
-                            f"(none in a cluster of >= {self.params.min_cluster_size} or a group of "
+                            f"(none in a dense cluster or in a group of "
                             f">= {self.params.min_group_size} successful calls)")
         uuids = [analysis.calls.uuids[p.index] for p in picks]
         rows = self.source.fetch(uuids)
