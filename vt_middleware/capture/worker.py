@@ -158,6 +158,14 @@ class CaptureWorker:
                 self._thread.start()
 
     def _run(self) -> None:
+        try:  # warm up (imports, store, model) now, not inside the atexit flush
+            from ..store.embedding import get_embedder
+
+            if not _journal_only(self.config):
+                self._store()
+            get_embedder(self.config.embedding_model)
+        except Exception as exc:  # noqa: BLE001 - the first batch reports it again
+            _report("capture.warmup", exc)
         try:
             self.journal.recover_orphans()
         except Exception as exc:  # noqa: BLE001
