@@ -91,6 +91,7 @@ def main(argv: List[str] | None = None) -> int:
     import vt_middleware as vt
     from vt_middleware.capture.context import last_run_id
     from vt_middleware.dashboard import CLIDashboard
+    from vt_middleware.evolve.gate import EvaluationGate, GateConfig
     from vt_middleware.evolve.pipeline import TrainingPipeline
     from vt_middleware.server.runner import LocalServer
     from vt_middleware.train import LocalTrainer
@@ -146,6 +147,7 @@ def main(argv: List[str] | None = None) -> int:
                                max_length=256).register_with(server.backend)
         pipeline = TrainingPipeline(make_extractor(), synthesizer_output_dir=root / "hooks", trainer=trainer,
                                     monitor=dashboard, base_model=model, eval_client=raw_client,
+                                    gate=EvaluationGate(GateConfig(max_eval_items=6, max_tokens=40)),
                                     poll_interval=0.5, train_timeout=900)
         try:
             result = pipeline.run(FUNCTION, output_dir=str(root / "evolve"))
