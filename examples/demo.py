@@ -147,7 +147,7 @@ def main(argv: List[str] | None = None) -> int:
                                max_length=256).register_with(server.backend)
         pipeline = TrainingPipeline(make_extractor(), synthesizer_output_dir=root / "hooks", trainer=trainer,
                                     monitor=dashboard, base_model=model, eval_client=raw_client,
-                                    gate=EvaluationGate(GateConfig(max_eval_items=6, max_tokens=40)),
+                                    gate=EvaluationGate(config=GateConfig(max_eval_items=6, max_tokens=40)),
                                     poll_interval=0.5, train_timeout=900)
         try:
             result = pipeline.run(FUNCTION, output_dir=str(root / "evolve"))
