@@ -25,9 +25,19 @@ def record_internal_error(component: str, exc: BaseException) -> None:
         first = key not in _logged
         _logged.add(key)
     if first:
-        logger.warning("vt_middleware %s failed open: %s: %s", component, type(exc).__name__, exc)
+        logger.warning("vt_middleware %s failed open: %s: %s", component, type(exc).__name__, _safe_message(exc))
     if get_config().strict:
         raise exc
+
+
+def _safe_message(exc: BaseException) -> str:
+    """The exception's text with secrets redacted: provider errors can quote an API key."""
+    try:
+        from .capture.redact import redact
+
+        return redact(str(exc))
+    except Exception:  # noqa: BLE001 - never let logging itself fail the call
+        return "<unprintable error>"
 
 
 @contextmanager
