@@ -58,3 +58,35 @@ def test_vectorwave_readers_see_our_rows(vt_env):
     # VectorWave's golden-data manager reads our row (with its stored vector) by uuid
     assert VectorWaveDatasetManager().register_as_golden(record.run_id, note="from vt") is True
     assert VectorWaveDatasetManager().register_as_golden("not-a-logged-uuid") is False
+
+
+_SECOND_PROCESS_WRITES = """
+import sys
+import numpy as np
+from vt_middleware.config import VTConfig
+from vt_middleware.store.executions import ExecutionStore
+from vt_middleware.types import CallRecord, FeedbackPair
+
+store = ExecutionStore(VTConfig(store_path=sys.argv[1]))
+record = CallRecord(function_name="shared", inputs={"args": {}}, output="from the other process")
+store.write_calls([{"uuid": record.run_id, "properties": record.to_properties(), "vector": np.ones(384).tolist()}])
+store.add_feedback(FeedbackPair("q", "bad", "good", context={"function_name": "shared"}))
+"""
+
+
+def test_long_lived_store_sees_rows_another_process_wrote(vt_env):
+    """A process holding open table handles (the Evolver's) sees later writes by another process."""
+    import subprocess
+    import sys
+
+    record = CallRecord(function_name="shared", inputs={"args": {}}, output="mine")
+    store = vt.get_store()
+    store.write_calls([{"uuid": record.run_id, "properties": record.to_properties(),
+                        "vector": np.ones(384).tolist()}])
+    assert store.count("shared") == 1 and store.list_feedback("shared") == []
+    store.add_feedback(vt.FeedbackPair("q0", "b0", "g0", context={"function_name": "shared"}))  # opens the table
+    subprocess.run([sys.executable, "-c", _SECOND_PROCESS_WRITES, str(vt_env.store_path)], check=True, timeout=120)
+    assert store.count("shared") == 2
+    assert [c.properties["return_value"] for page in store.iter_calls("shared") for c in page].count(
+        "from the other process") == 1
+    assert len(store.list_feedback("shared")) == 2

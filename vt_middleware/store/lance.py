@@ -4,7 +4,9 @@ VectorWave 1.0.2's ``LanceVectorStore`` (tested in tests/test_store.py):
 - ``collection_exists`` tests ``name in db.list_tables()``; with lancedb 0.40
   ``list_tables()`` returns a response object, so it is always False;
 - every vector is padded/truncated to 384 dimensions whatever the table holds;
-- reads load the whole table into Python.
+- reads load the whole table into Python; ``fetch_by_id`` pastes the uuid into SQL unescaped;
+- ``lancedb.connect`` without ``read_consistency_interval`` keeps each open table at the
+  version it first read, so a long-lived process never sees rows another process wrote.
 
 ``FixedLanceStore`` keeps VectorWave's on-disk layout (``uuid``, ``vector``,
 JSON ``payload``) so VectorWave's own tools read what we write, and adds
@@ -15,11 +17,13 @@ from __future__ import annotations
 import json
 import os
 import threading
+from datetime import timedelta
 from typing import Any, Dict, Iterator, List, Optional
 
 os.environ.setdefault("VECTORWAVE_QUIET", "1")  # VectorWave prints a banner on import
 
-from vectorwave.store.lance_store import LanceVectorStore, _serialize_properties
+from vectorwave.store.base import StoreRecord
+from vectorwave.store.lance_store import LanceVectorStore, _row_to_record, _serialize_properties
 
 from ..errors import DataError
 
@@ -33,6 +37,8 @@ class FixedLanceStore(LanceVectorStore):
 
     def __init__(self, db_path: str, vector_dim: int = 384) -> None:
         super().__init__(db_path=db_path, vector_dim=vector_dim)
+        # Interval 0: every read checks for a newer table version (other processes' writes).
+        self._db = self._lancedb.connect(db_path, read_consistency_interval=timedelta(0))
         self._write_lock = threading.Lock()
 
     # -- schema ---------------------------------------------------------------
@@ -117,6 +123,12 @@ class FixedLanceStore(LanceVectorStore):
         return len(rows)
 
     # -- reads ----------------------------------------------------------------
+    def fetch_by_id(self, collection: str, uuid: str, include_vector: bool = False) -> Optional[StoreRecord]:
+        if not self.collection_exists(collection):
+            return None
+        rows = self._open(collection).search().where(f"uuid = {sql_quote(str(uuid))}").limit(1).to_list()
+        return _row_to_record(rows[0], include_vector=include_vector) if rows else None
+
     def count_rows(self, collection: str, where: Optional[str] = None) -> int:
         if not self.collection_exists(collection):
             return 0
