@@ -1,12 +1,15 @@
 """Diff analysis, rule synthesis (generalisation, thresholds), conflicts, bad input."""
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from synth_data import FAMILIES, good_outputs, make_pairs
 from vt_middleware.errors import DataError
 from vt_middleware.synthesize import FeedbackDiffAnalyzer, RuleSetSynthesizer, build_module, resolve_conflicts
 from vt_middleware.synthesize.rules import eval_context
+from vt_middleware.synthesize.slots import learn_input_slot
 from vt_middleware.types import FeedbackPair, Rule
 
 
@@ -61,7 +64,8 @@ def test_rules_fix_unseen_outputs_of_every_family(split):
     kinds = {r.kind for r in rules}
     assert {"replace", "append", "normalize", "prompt"} <= kinds
     rating = next(r for r in rules if r.kind == "append" and "Rating" in r.description)
-    assert ["input_number", "0"] == rating.action["parts"][1][:2]  # the slot is filled from the input
+    slot = rating.action["parts"][1]
+    assert slot[0] == "input_match" and "stars" in slot[1]  # the slot is read from the input
 
 
 def test_rules_leave_good_outputs_alone(split):
@@ -161,3 +165,68 @@ def test_huge_texts_are_analysed_and_synthesised(analyzer):
     assert diffs[0]["edit_distance"] == 4
     rules = RuleSetSynthesizer(prompt_rules=False).synthesize(diffs)
     assert any(r.kind == "replace" and r.support == 2 for r in rules)
+
+
+# --- values copied from the call's input become slots ------------------------------------
+def _rating_pairs(stars_values, seed=5):
+    """Fixes append "Rating: N/5" with N from the prompt; other numbers (order ids, years)
+    sit before N at varying positions, so neither "the first number" nor a constant works."""
+    rng = random.Random(seed)
+    pairs = []
+    for i, stars in enumerate(stars_values):
+        lead = " ".join(f"{rng.randint(2, 99)} times" for _ in range(rng.randint(0, 2)))
+        prompt = f"Order {rng.randint(100, 999)}, used {lead} Summarise this review ({stars} stars): it is fine."
+        body = f"It is fine, said after {rng.randint(2, 9)} weeks."
+        pairs.append(FeedbackPair(prompt, body, f"{body}\n\nRating: {stars}/5", context={"function_name": "rv"},
+                                  pair_id=f"r{i}"))
+    return pairs
+
+
+def test_inserted_value_from_the_input_is_a_slot_not_a_constant(analyzer):
+    rules = RuleSetSynthesizer().synthesize(analyzer.analyze_many(_rating_pairs([1, 2, 4, 2, 1, 4])))
+    rating = next(r for r in rules if r.kind == "append")
+    assert rating.support == 6 and rating.confidence == 1.0
+    hook = load(rules)
+    for pair in _rating_pairs([3, 5, 3], seed=9):  # star values never seen in training
+        out = hook["intercept_output"](pair.bad_output, {"function_name": "rv", "user_input": pair.input_prompt})
+        assert out == pair.fixed_output
+    # the hook reads the value from a chat call's last user message as well
+    messages = [{"role": "user", "content": "Summarise this review (5 stars): ok"}]
+    assert hook["intercept_output"]("Ok.", {"function_name": "rv", "messages": messages}) == "Ok.\n\nRating: 5/5"
+    # no value in the input: the rule leaves the output alone rather than guess one
+    assert hook["intercept_output"]("Ok.", {"function_name": "rv", "user_input": "no rating here"}) == "Ok."
+
+
+def test_present_line_with_a_wrong_value_is_corrected_and_a_right_one_kept(analyzer):
+    hook = load(RuleSetSynthesizer().synthesize(analyzer.analyze_many(_rating_pairs([1, 2, 4, 2]))))
+    context = {"function_name": "rv", "user_input": "Summarise this review (3 stars): fine"}
+    assert hook["intercept_output"]("Fine.\n\nRating: 5/5", context) == "Fine.\n\nRating: 3/5"
+    assert hook["intercept_output"]("Fine.\n\nRating: 3/5", context) == "Fine.\n\nRating: 3/5"
+
+
+def test_input_slot_needs_pairs_that_agree(analyzer):
+    # the appended number is unrelated to the input: no input slot is learned
+    rng = random.Random(2)
+    pairs = [FeedbackPair(f"Review ({rng.randint(1, 5)} stars): ok", "Ok.", f"Ok.\n\nScore: {n}/9",
+                          pair_id=f"u{i}") for i, n in enumerate([7, 3, 8, 1, 6, 2])]
+    rules = RuleSetSynthesizer().synthesize(analyzer.analyze_many(pairs))
+    assert not any(p[0] == "input_match" for r in rules for p in r.action.get("parts", []))
+    assert learn_input_slot(["3", "3"], ["a (3 stars)", "b (3 stars)"]) is None  # constant, not a slot
+    assert learn_input_slot(["3", "4"], ["(3 stars)", "rated 4 of five"]) is None  # no shared context
+    slot = learn_input_slot(["3", "4", "2"], ["x (3 stars)", "yy (4 stars) and 9 stars?", "(2 stars)"])
+    assert slot is not None and slot.part[0] == "input_match" and slot.agreement == 1.0
+
+
+def test_words_from_the_input_become_slots_in_additions_and_replacements(analyzer):
+    names = ["blender", "kettle", "lamp", "chair", "toaster"]
+    pairs = []
+    for i, name in enumerate(names):
+        prompt = f"Write a blurb. Product name: {name}. Tone: calm."
+        pairs.append(FeedbackPair(prompt, "The product is calm and useful.", f"The {name} is calm and useful.\n\nSKU: {name}",
+                                  context={"function_name": "blurb"}, pair_id=f"w{i}"))
+    rules = RuleSetSynthesizer(prompt_rules=False).synthesize(analyzer.analyze_many(pairs))
+    hook = load(rules)
+    context = {"function_name": "blurb", "user_input": "Write a blurb. Product name: heater. Tone: calm."}
+    out = hook["intercept_output"]("The product is calm and useful.", context)
+    assert out == "The heater is calm and useful.\n\nSKU: heater"
+    assert {"replace", "append"} <= {r.kind for r in rules}

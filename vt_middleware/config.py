@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Callable, Generic, List, Literal, Optional, Tuple, TypeVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,3 +91,26 @@ def configure(**overrides: object) -> VTConfig:
     with _lock:
         _config = VTConfig(**overrides)  # type: ignore[arg-type]
     return _config
+
+
+T = TypeVar("T")
+
+
+class PerConfig(Generic[T]):
+    """A process-wide object built from the current config and rebuilt after ``configure``."""
+
+    def __init__(self, factory: Callable[[VTConfig], T]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._built: Optional[Tuple[VTConfig, T]] = None
+
+    def get(self) -> T:
+        with self._lock:
+            config = get_config()
+            if self._built is None or self._built[0] is not config:
+                self._built = (config, self._factory(config))
+            return self._built[1]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._built = None

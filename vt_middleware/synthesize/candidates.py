@@ -12,10 +12,10 @@ import re
 from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-ATOM_RE = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
-NUMBER_FULL_RE = re.compile(r"\d+(?:[.,]\d+)*")
-NUMBER_PATTERN = r"\d+(?:[.,]\d+)*"
-WORD_PATTERN = r"\w+"
+from .slots import (
+    ATOM_RE, INPUT_SLOT, NUMBER_FULL_RE, NUMBER_PATTERN, WORD_PATTERN, is_number, learn_input_slot, slot_value_atom,
+)
+
 MAX_SEGMENT_CHARS = 300  # longer edits are rewrites, not reusable rules
 MAX_ADDITION_CHARS = 500
 
@@ -42,11 +42,13 @@ def _join_literals(parts: List[List[str]]) -> List[List[str]]:
     return out
 
 
-def abstract_replacement(bad: str, fixed: str) -> Optional[Tuple[str, str, List[List[str]]]]:
+def abstract_replacement(bad: str, fixed: str, input_prompt: str = "") -> Optional[Tuple[str, str, List[List[str]]]]:
     """Generalise one edit ``bad`` -> ``fixed`` into ``(pattern, anchor, parts)``.
 
     Numbers copied from ``bad`` into ``fixed`` become number slots; words copied
     with a case change (``the`` -> ``The``) or capitalised names become word slots.
+    Numbers and words the fix brings in from ``input_prompt`` are marked
+    ``["from_input", value, ""]`` (resolved across pairs by :func:`mine_replacements`).
     Returns None when no literal anchor is left (the rule would match anything).
     """
     bad_atoms, fixed_atoms = ATOM_RE.findall(bad), ATOM_RE.findall(fixed)
@@ -81,10 +83,12 @@ def abstract_replacement(bad: str, fixed: str) -> Optional[Tuple[str, str, List[
         regex += r"\b"
     parts: List[List[str]] = []
     bad_words = {a.lower(): a for a in bad_atoms if _is_word(a)}
+    input_atoms = set(ATOM_RE.findall(input_prompt)) if input_prompt else set()
     for atom in fixed_atoms:
         group = slots.get(atom.lower())
         if group is None:
-            parts.append(["lit", atom, ""])
+            from_input = atom in input_atoms and atom.lower() not in bad_words and slot_value_atom(atom)
+            parts.append(["from_input" if from_input else "lit", atom, ""])
             continue
         original = bad_words[atom.lower()]
         if atom == original:
@@ -125,34 +129,79 @@ def _edit_spans(diff: Dict[str, Any]) -> List[Tuple[str, str]]:
     return edits
 
 
+def _replacement_variants(parts: List[List[str]]) -> List[Tuple[str, List[List[str]], List[str]]]:
+    """(group key, parts, values from the input) of one abstracted edit: always the literal
+    version; also one with input slots when the fix brought in values from the input."""
+    literal = _join_literals([["lit", p[1], ""] if p[0] == "from_input" else p for p in parts])
+    variants = [(json.dumps([p[:2] for p in literal]), literal, [])]
+    if any(p[0] == "from_input" for p in parts):
+        shape = [[p[0], "\x00"] if p[0] == "from_input" else p[:2] for p in parts]
+        variants.append((json.dumps(shape), parts, [p[1] for p in parts if p[0] == "from_input"]))
+    return variants
+
+
+def _resolve_input_parts(group: Dict[str, Any]) -> Optional[Tuple[List[List[str]], List[str]]]:
+    """Replace each ``from_input`` part by a learned input slot (or a literal when every
+    pair has the same value); None when some slot has no consistent source."""
+    parts: List[List[str]] = []
+    hints: List[str] = []
+    slot = 0
+    for part in group["parts"]:
+        if part[0] != "from_input":
+            parts.append(part)
+            continue
+        values = [example[2][slot] for example in group["examples"]]
+        slot += 1
+        if len(set(values)) == 1:
+            parts.append(["lit", values[0], ""])
+            continue
+        learned = learn_input_slot(values, [example[3] for example in group["examples"]])
+        if learned is None:
+            return None
+        parts.append(learned.part)
+        hints.append(learned.hint)
+    if not hints:
+        return None  # the literal variant is the same rule
+    return _join_literals(parts), hints
+
+
 def mine_replacements(diffs: Sequence[Dict[str, Any]], min_support: int) -> List[Candidate]:
     """Replace/remove candidates seen in at least ``min_support`` pairs."""
     groups: Dict[Tuple[str, str], Dict[str, Any]] = {}
     for diff in diffs:
         for bad, fixed in _edit_spans(diff):
-            abstracted = abstract_replacement(bad, fixed)
+            abstracted = abstract_replacement(bad, fixed, diff["input_prompt"])
             if abstracted is None:
                 continue
             regex, anchor, parts = abstracted
-            key = (regex, json.dumps([p[:2] for p in parts]))
-            group = groups.setdefault(key, {"pairs": [], "examples": [], "anchor": anchor, "parts": parts})
-            if diff["pair_id"] not in group["pairs"]:
-                group["pairs"].append(diff["pair_id"])
-                group["examples"].append((bad, fixed))
+            for shape, variant, values in _replacement_variants(parts):
+                group = groups.setdefault((regex, shape), {"pairs": [], "examples": [], "anchor": anchor,
+                                                           "parts": variant})
+                if diff["pair_id"] not in group["pairs"]:
+                    group["pairs"].append(diff["pair_id"])
+                    group["examples"].append((bad, fixed, values, diff["input_prompt"]))
     candidates = []
     for (regex, _), group in sorted(groups.items()):
         if len(group["pairs"]) < min_support:
             continue
-        bad, fixed = group["examples"][0]
-        kind = "remove" if not group["parts"] else "replace"
+        parts, hints = group["parts"], []
+        if any(p[0] == "from_input" for p in parts):
+            resolved = _resolve_input_parts(group)
+            if resolved is None:
+                continue
+            parts, hints = resolved
+        bad, fixed = group["examples"][0][:2]
+        kind = "remove" if not parts else "replace"
         description = (
             f"Remove {bad.strip()!r}" if kind == "remove" else f"Replace {bad.strip()!r} with {fixed.strip()!r}"
         )
         if "(" in regex:
             description += " (generalised over numbers/names)"
+        if hints:
+            description += " (values from the input: " + "; ".join(repr(h) for h in hints) + ")"
         candidates.append(
             {
-                "id": rule_id(kind, [regex, group["parts"]]),
+                "id": rule_id(kind, [regex, parts]),
                 "kind": kind,
                 "target": "output",
                 "priority": 50,
@@ -160,7 +209,7 @@ def mine_replacements(diffs: Sequence[Dict[str, Any]], min_support: int) -> List
                 "pattern": regex,
                 "anchor": group["anchor"],
                 "ignore_case": False,
-                "parts": group["parts"],
+                "parts": parts,
                 "mined_from": sorted(group["pairs"]),
             }
         )
@@ -201,27 +250,79 @@ def _addition(diff: Dict[str, Any], where: str) -> Optional[Tuple[str, str]]:
     return separator, body
 
 
-def _skeleton(body: str) -> Tuple[Tuple[str, ...], List[str]]:
+NUM, WORD = "\x00NUM", "\x00WORD"
+
+
+def _skeletons(body: str, input_prompt: str) -> List[Tuple[Tuple[str, ...], List[str]]]:
+    """(skeleton, slot values) of an added text: numbers are slots; a second skeleton
+    also makes slots of words that occur in the call's input."""
     atoms = ATOM_RE.findall(body)
-    skeleton = tuple("\x00NUM" if NUMBER_FULL_RE.fullmatch(a) else a for a in atoms)
-    return skeleton, [a for a in atoms if NUMBER_FULL_RE.fullmatch(a)]
+    plain = tuple(NUM if is_number(a) else a for a in atoms)
+    found = [(plain, [a for a in atoms if is_number(a)])]
+    in_input = set(ATOM_RE.findall(input_prompt))
+    words = tuple(s if s != a or not slot_value_atom(a) or a not in in_input else WORD for a, s in zip(atoms, plain))
+    if words != plain:
+        found.append((words, [a for a, s in zip(atoms, words) if s in (NUM, WORD)]))
+    return found
 
 
-def _slot_source(values: List[str], diffs: List[Dict[str, Any]]) -> List[str]:
-    """Where a varying number in an added text comes from: input, output, or the mode."""
+def _slot_source(values: List[str], diffs: List[Dict[str, Any]]) -> Tuple[List[str], Optional[str]]:
+    """Where a number in an added text comes from, and a hint for the description: a
+    context pattern in the input, else the n-th number of the input or output, else the mode."""
     mode = Counter(values).most_common(1)[0][0]
     if len(set(values)) == 1:
-        return ["lit", mode, ""]
+        return ["lit", mode, ""], None
+    learned = learn_input_slot(values, [d["input_prompt"] for d in diffs])
+    if learned is not None:
+        return learned.part, learned.hint
     for kind, field in (("input_number", "input_prompt"), ("output_number", "bad_output")):
         for index in range(4):
             numbers = [NUMBER_FULL_RE.findall(d[field]) for d in diffs]
             if all(index < len(n) and n[index] == v for n, v in zip(numbers, values)):
-                return [kind, str(index), mode]
-    return ["lit", mode, ""]
+                return [kind, str(index), mode], f"number {index + 1} of the {field.split('_')[0]}"
+    return ["lit", mode, ""], None
+
+
+def _addition_parts(skeleton: Tuple[str, ...], members: List[Tuple[Dict[str, Any], str, List[str]]]
+                    ) -> Optional[Tuple[List[List[str]], str, str, List[str]]]:
+    """(parts, presence regex, readable template, slot hints) of one skeleton group; None when a word
+    slot has no consistent source (the numbers-only skeleton covers that group)."""
+    member_diffs = [m[0] for m in members]
+    parts: List[List[str]] = []
+    presence: List[str] = []
+    template: List[str] = []
+    hints: List[str] = []
+    slot = 0
+    for atom in skeleton:
+        if atom not in (NUM, WORD):
+            parts.append(["lit", atom, ""])
+            presence.append(r"\s+" if atom.isspace() else re.escape(atom))
+            template.append(atom)
+            continue
+        values = [m[2][slot] for m in members]
+        slot += 1
+        if atom == NUM:
+            part, hint = _slot_source(values, member_diffs)
+        else:
+            learned = learn_input_slot(values, [d["input_prompt"] for d in member_diffs])
+            if learned is None:
+                return None
+            part, hint = learned.part, learned.hint
+        constant = part[0] == "lit"
+        parts.append(part)
+        presence.append(re.escape(part[1]) if constant and atom == WORD else
+                        NUMBER_PATTERN if atom == NUM else WORD_PATTERN)
+        template.append(part[1] if constant else "{" + ("N" if atom == NUM else "X") + "}")
+        if hint:
+            hints.append(hint)
+    if WORD in skeleton and not any(p[0] == INPUT_SLOT for p in parts):
+        return None  # same rule as the numbers-only skeleton
+    return _join_literals(parts), "".join(presence), "".join(template), hints
 
 
 def mine_additions(diffs: Sequence[Dict[str, Any]], min_support: int) -> List[Candidate]:
-    """Required suffix/prefix candidates (rating lines, disclaimers), with number slots."""
+    """Required suffix/prefix candidates (rating lines, disclaimers), with slots filled from
+    the input (or output) where the pairs agree on where the value comes from."""
     candidates = []
     for where in ("append", "prepend"):
         groups: Dict[Tuple[str, ...], List[Tuple[Dict[str, Any], str, List[str]]]] = defaultdict(list)
@@ -230,46 +331,34 @@ def mine_additions(diffs: Sequence[Dict[str, Any]], min_support: int) -> List[Ca
             if found is None:
                 continue
             separator, body = found
-            skeleton, numbers = _skeleton(body)
-            groups[skeleton].append((diff, separator, numbers))
+            for skeleton, values in _skeletons(body, diff["input_prompt"]):
+                groups[skeleton].append((diff, separator, values))
         for skeleton, members in sorted(groups.items()):
             if len(members) < min_support:
                 continue
-            member_diffs = [m[0] for m in members]
-            parts: List[List[str]] = []
-            presence: List[str] = []
-            slot = 0
-            for atom in skeleton:
-                if atom == "\x00NUM":
-                    parts.append(_slot_source([m[2][slot] for m in members], member_diffs))
-                    presence.append(NUMBER_PATTERN)
-                    slot += 1
-                else:
-                    parts.append(["lit", atom, ""])
-                    presence.append(r"\s+" if atom.isspace() else re.escape(atom))
-            parts = _join_literals(parts)
+            built = _addition_parts(skeleton, members)
+            if built is None:
+                continue
+            parts, presence, template, hints = built
             separator = Counter(m[1] for m in members).most_common(1)[0][0]
-            example = _skeleton_text(skeleton, members[0][2])
             verb = "End" if where == "append" else "Start"
-            candidates.append(
-                {
-                    "id": rule_id(where, [list(skeleton), parts, separator]),
-                    "kind": where,
-                    "target": "output",
-                    "priority": 20,
-                    "description": f"{verb} the output with {example!r} when it is missing",
-                    "pattern": "".join(presence),
-                    "parts": parts,
-                    "separator": separator,
-                    "mined_from": sorted(m[0]["pair_id"] for m in members),
-                }
-            )
+            candidate = {
+                "id": rule_id(where, [list(skeleton), parts, separator]),
+                "kind": where,
+                "target": "output",
+                "priority": 20,
+                "description": f"{verb} the output with {template!r} when it is missing",
+                "pattern": presence,
+                "parts": parts,
+                "separator": separator,
+                "mined_from": sorted(m[0]["pair_id"] for m in members),
+            }
+            if any(p[0] == INPUT_SLOT for p in parts):
+                candidate["correct"] = True  # a present line with other values gets them fixed
+                candidate["description"] += (" or has other values; values from the input: "
+                                             + "; ".join(repr(h) for h in hints))
+            candidates.append(candidate)
     return candidates
-
-
-def _skeleton_text(skeleton: Tuple[str, ...], numbers: List[str]) -> str:
-    values = iter(numbers)
-    return "".join(next(values) if atom == "\x00NUM" else atom for atom in skeleton)
 
 
 NORMALIZER_VARIANTS: List[Tuple[str, Optional[int], int, str]] = [

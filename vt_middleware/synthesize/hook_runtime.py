@@ -36,7 +36,8 @@ def _user_text(context):
 
 
 def _render(parts, match, text, context):
-    """Build replacement/addition text from literal pieces and slots."""
+    """Build replacement/addition text from literal pieces and slots; None when an input
+    slot finds no value in this call's input (the rule then leaves the text alone)."""
     pieces = []
     for kind, arg, default in parts:
         if kind == "lit":
@@ -48,12 +49,22 @@ def _render(parts, match, text, context):
             elif kind == "group_lower":
                 value = value[:1].lower() + value[1:]
             pieces.append(value)
+        elif kind == "input_match":  # arg: a learned regex whose group 1 is the value
+            found = re.search(arg, _user_text(context))
+            if found is None:
+                return None
+            pieces.append(found.group(1))
         else:  # "input_number" / "output_number": the arg-th number in that text
             source = _user_text(context) if kind == "input_number" else text
             numbers = _NUMBER_RE.findall(source)
             index = int(arg)
             pieces.append(numbers[index] if index < len(numbers) else default)
     return "".join(pieces)
+
+
+def _substitute(rule, match, text, context):
+    rendered = _render(rule["parts"], match, text, context)
+    return match.group(0) if rendered is None else rendered
 
 
 def _norm_collapse_spaces(text, param):
@@ -148,11 +159,18 @@ def _apply_one(rule, regex, text, context):
         anchor = rule.get("anchor") or ""
         if anchor and anchor not in (text.lower() if rule.get("ignore_case") else text):
             return text
-        return regex.sub(lambda m: _render(rule["parts"], m, text, context), text)
+        return regex.sub(lambda m: _substitute(rule, m, text, context), text)
     if kind in ("append", "prepend"):
-        if regex is not None and regex.search(text):
+        present = regex.search(text) if regex is not None else None
+        if present is not None and not rule.get("correct"):
             return text
         addition = _render(rule["parts"], None, text, context)
+        if addition is None:
+            return text
+        if present is not None:  # "correct": the required line is there; make its values right
+            if present.group(0) == addition:
+                return text
+            return text[: present.start()] + addition + text[present.end() :]
         if kind == "append":
             return text.rstrip() + rule["separator"] + addition
         return addition + rule["separator"] + text.lstrip()
