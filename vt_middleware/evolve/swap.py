@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..config import VTConfig, get_config
+from ..config import PerConfig, VTConfig, get_config
 from ..errors import ConfigError
 from ..health import record_internal_error
 from ..runtime.active import ActivePair, Runtime, get_runtime
@@ -226,17 +226,12 @@ class Promoter:
         return stack[-2] if len(stack) >= 2 else None
 
 
-_lock = threading.Lock()
-_promoter: Optional[Promoter] = None
+_promoters: PerConfig[Promoter] = PerConfig(lambda config: Promoter(config=config))
 
 
 def get_promoter() -> Promoter:
     """The process-wide promoter for the current config and runtime."""
-    global _promoter
-    with _lock:
-        if _promoter is None or _promoter.config is not get_config():
-            _promoter = Promoter()
-        return _promoter
+    return _promoters.get()
 
 
 def promote(base_model: Optional[str], fine_tuned_model: Optional[str], hook_version: Optional[str],

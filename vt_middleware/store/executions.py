@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from ..config import VTConfig, get_config
+from ..config import PerConfig, VTConfig, get_config
 from ..errors import ConfigError, StoreError
 from ..types import FeedbackPair
 from .lance import FixedLanceStore, sql_quote
@@ -219,20 +219,13 @@ def _function_filter(function_name: Optional[str]) -> Optional[str]:
     return f"payload LIKE {sql_quote('%' + escaped + '%')} ESCAPE '\\'"
 
 
-_store_lock = threading.Lock()
-_store: Optional[ExecutionStore] = None
+_stores: PerConfig[ExecutionStore] = PerConfig(ExecutionStore)
 
 
 def get_store() -> ExecutionStore:
     """The process-wide store for the current config (opened on first use)."""
-    global _store
-    with _store_lock:
-        if _store is None or _store.config is not get_config():
-            _store = ExecutionStore(get_config())
-        return _store
+    return _stores.get()
 
 
 def reset_store() -> None:
-    global _store
-    with _store_lock:
-        _store = None
+    _stores.reset()
