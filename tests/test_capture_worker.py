@@ -40,7 +40,8 @@ def test_eight_threads_all_written_once(vt_env):
 
 
 def test_store_down_spills_to_journal_then_replays_without_duplicates(vt_env, monkeypatch):
-    store = vt.get_store()
+    vt.configure(**{**vt_env.model_dump(), "strict": False})  # worker errors are counted, not raised
+    store = vt.get_store()  # the store of the current config (configure() rebuilds it)
     real_write = store.write_calls
     down = {"on": True}
 
@@ -50,8 +51,6 @@ def test_store_down_spills_to_journal_then_replays_without_duplicates(vt_env, mo
         return real_write(items)
 
     monkeypatch.setattr(store, "write_calls", flaky)
-    vt.configure(**{**vt_env.model_dump(), "strict": False})  # worker errors are counted, not raised
-    monkeypatch.setattr(store, "config", vt.get_config())
     records = [_record(i, "outage") for i in range(30)]
     for record in records:
         worker.submit(record)

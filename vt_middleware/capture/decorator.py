@@ -9,10 +9,9 @@ from typing import Any, Callable, Dict, Optional, TypeVar, Union, overload
 from ..config import get_config
 from ..errors import ConfigError
 from ..health import fail_open
-from ..types import STATUS_ERROR, STATUS_SUCCESS, CallRecord, new_id
-from .context import capture_suppressed, set_last_run_id, tracked_call
-from .record import output_text, sanitize
-from .worker import submit
+from .context import (capture_suppressed, current_run_id, enter_tracked, exit_tracked, new_run_id,
+                      set_last_run_id)
+from .record import RawCall, submit_raw, to_jsonable
 
 F = TypeVar("F", bound=Callable[..., Any])
 _COMPONENT = "capture.track"
@@ -29,19 +28,53 @@ def _inputs(signature: Optional[inspect.Signature], args: tuple, kwargs: dict) -
     return {"args": dict(bound.arguments)}
 
 
-def _record(name: str, run_id: str, parent: Optional[str], inputs: Dict[str, Any], started: float,
-            result: Any = None, error: Optional[BaseException] = None) -> None:
-    config = get_config()
-    record = CallRecord(
-        function_name=name, inputs=inputs, output=None if error else output_text(result, config.max_field_chars),
-        status=STATUS_ERROR if error else STATUS_SUCCESS, kind="function",
-        error_type=type(error).__name__ if error else None,
-        error_message=str(error) if error else None,
-        latency_ms=(perf_counter() - started) * 1000.0,
-        params={"return_type": type(result).__name__} if error is None else {},
-        run_id=run_id, parent_run_id=parent,
-    )
-    submit(sanitize(record, config))
+class _TrackedCall:
+    """One call of a tracked function, as a ``with`` block around it: nested captured
+    calls see it as their parent; leaving the block by an exception records the error,
+    :meth:`done` records the result. Inert when capture is off or suppressed."""
+
+    __slots__ = ("name", "inputs", "run_id", "parent", "started", "token", "recorded")
+
+    def __init__(self, name: str, signature: Optional[inspect.Signature], args: tuple, kwargs: dict) -> None:
+        self.name = name
+        self.token: Any = None
+        self.recorded = capture_suppressed() or not get_config().capture_enabled
+        if self.recorded:
+            return
+        self.run_id, self.parent, self.started = new_run_id(), current_run_id(), perf_counter()
+        self.inputs: Dict[str, Any] = {}
+        with fail_open(_COMPONENT):
+            self.inputs = _inputs(signature, args, kwargs)
+
+    def __enter__(self) -> "_TrackedCall":
+        if not self.recorded:
+            self.token = enter_tracked(self.name, self.run_id)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        if self.token is not None:
+            exit_tracked(self.token)
+            self.token = None
+        if exc is not None and not self.recorded:
+            self._record(None, exc)
+        return False  # the user's exception propagates unchanged
+
+    def done(self, result: Any) -> Any:
+        if not self.recorded:
+            self._record(result, None)
+        return result
+
+    def _record(self, result: Any, error: Optional[BaseException]) -> None:
+        self.recorded = True
+        with fail_open(_COMPONENT):
+            limit = get_config().max_field_chars
+            submit_raw(RawCall(None if error is not None else to_jsonable(result, limit), None, {
+                "function_name": self.name, "inputs": to_jsonable(self.inputs, limit), "kind": "function",
+                "latency_ms": (perf_counter() - self.started) * 1000.0,
+                "params": {"return_type": type(result).__name__} if error is None else {},
+                "run_id": self.run_id, "parent_run_id": self.parent,
+            }, error))
+        set_last_run_id(self.run_id)
 
 
 @overload
@@ -68,51 +101,19 @@ def track(function_name: Union[str, Callable[..., Any], None] = None) -> Any:
         except (TypeError, ValueError):
             signature = None
 
-        from .context import current_run_id
-
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if capture_suppressed() or not get_config().capture_enabled:
-                    return await fn(*args, **kwargs)
-                run_id, parent, started = new_id(), current_run_id(), perf_counter()
-                inputs: Dict[str, Any] = {}
-                with fail_open(_COMPONENT):
-                    inputs = _inputs(signature, args, kwargs)
-                with tracked_call(name, run_id):
-                    try:
-                        result = await fn(*args, **kwargs)
-                    except BaseException as exc:
-                        with fail_open(_COMPONENT):
-                            _record(name, run_id, parent, inputs, started, error=exc)
-                        raise
-                with fail_open(_COMPONENT):
-                    _record(name, run_id, parent, inputs, started, result=result)
-                set_last_run_id(run_id)
-                return result
+                with _TrackedCall(name, signature, args, kwargs) as call:
+                    return call.done(await fn(*args, **kwargs))
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if capture_suppressed() or not get_config().capture_enabled:
-                return fn(*args, **kwargs)
-            run_id, parent, started = new_id(), current_run_id(), perf_counter()
-            inputs: Dict[str, Any] = {}
-            with fail_open(_COMPONENT):
-                inputs = _inputs(signature, args, kwargs)
-            with tracked_call(name, run_id):
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as exc:
-                    with fail_open(_COMPONENT):
-                        _record(name, run_id, parent, inputs, started, error=exc)
-                    raise
-            with fail_open(_COMPONENT):
-                _record(name, run_id, parent, inputs, started, result=result)
-            set_last_run_id(run_id)
-            return result
+            with _TrackedCall(name, signature, args, kwargs) as call:
+                return call.done(fn(*args, **kwargs))
 
         return wrapper  # type: ignore[return-value]
 

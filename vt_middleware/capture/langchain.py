@@ -16,10 +16,8 @@ from pydantic import ConfigDict
 from ..config import get_config
 from ..health import fail_open
 from ..runtime.active import get_runtime
-from ..types import STATUS_ERROR, STATUS_SUCCESS, CallRecord
-from .context import capture_suppressed, current_function_name, current_run_id
-from .record import ChatCall, PromptHookResult, sanitize
-from .worker import submit
+from .context import capture_suppressed, current_function_name, current_run_id, new_run_id
+from .record import ChatCall, PromptHookResult, RawCall, submit_raw, to_jsonable
 
 _COMPONENT = "capture.langchain"
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "function"}
@@ -92,34 +90,18 @@ class _RunLog:
             model_used = model_used or llm_output.get("model_name")
         elif run.tokens:
             output = "".join(run.tokens)
-        pair = get_runtime().current()
-        record = CallRecord(
-            function_name=run.name, inputs=run.inputs, output=output,
-            status=STATUS_ERROR if error is not None else STATUS_SUCCESS, kind="langchain",
-            error_type=type(error).__name__ if error is not None else None,
-            error_message=str(error) if error is not None else None,
-            model_requested=run.model, model_used=model_used or run.model,
-            params={"streamed_tokens": len(run.tokens)} if run.tokens else {},
-            latency_ms=(perf_counter() - run.started) * 1000.0, hook_version=pair.hook_version,
-            parent_run_id=str(run.parent) if run.parent else current_run_id(),
-        )
-        from ..types import new_id
-
-        record.run_id = new_id()
-        _fill_usage(record, usage)
-        submit(sanitize(record))
+        submit_raw(RawCall(output, usage, {
+            "function_name": run.name, "inputs": to_jsonable(run.inputs, get_config().max_field_chars),
+            "kind": "langchain", "model_requested": run.model, "model_used": model_used or run.model,
+            "params": {"streamed_tokens": len(run.tokens)} if run.tokens else {},
+            "latency_ms": (perf_counter() - run.started) * 1000.0,
+            "hook_version": get_runtime().current().hook_version, "run_id": new_run_id(),
+            "parent_run_id": str(run.parent) if run.parent else current_run_id(),
+        }, error))
 
     def pending(self) -> int:
         with self._lock:
             return len(self._runs)
-
-
-def _fill_usage(record: CallRecord, usage: Any) -> None:
-    if not isinstance(usage, dict):
-        return
-    record.prompt_tokens = usage.get("prompt_tokens", usage.get("input_tokens"))
-    record.completion_tokens = usage.get("completion_tokens", usage.get("output_tokens"))
-    record.total_tokens = usage.get("total_tokens")
 
 
 class CallbackHandler(BaseCallbackHandler):
@@ -262,50 +244,56 @@ class VTMiddleware(RunnableSerializable[Any, BaseMessage]):
     # Runnable API ---------------------------------------------------------------------
     def invoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> BaseMessage:
         call, messages, model = self._begin(input)
-        try:
+        with _Recording(call):
             message = model.invoke(messages, config, **kwargs)
-        except Exception as exc:
-            self._finish(call, None, exc)
-            raise
         return self._finish(call, message)
 
     async def ainvoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> BaseMessage:
         call, messages, model = self._begin(input)
-        try:
+        with _Recording(call):
             message = await model.ainvoke(messages, config, **kwargs)
-        except Exception as exc:
-            self._finish(call, None, exc)
-            raise
         return self._finish(call, message)
 
     def stream(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> Iterator[BaseMessageChunk]:
         call, messages, model = self._begin(input)
-        total: Any = None
-        try:
+        with _Recording(call, streaming=True) as recording:
             for chunk in model.stream(messages, config, **kwargs):
-                total = chunk if total is None else total + chunk
-                yield chunk
-        except Exception as exc:
-            self._finish(call, None, exc)
-            raise
-        finally:
-            if call is not None and not call.finished:  # ended, or closed early by the consumer
-                self._finish(call, total or AIMessage(content=""), raw_text=_text(total))
+                yield recording.add(chunk)
 
     async def astream(self, input: Any, config: Optional[RunnableConfig] = None,
                       **kwargs: Any) -> AsyncIterator[BaseMessageChunk]:
         call, messages, model = self._begin(input)
-        total: Any = None
-        try:
+        with _Recording(call, streaming=True) as recording:
             async for chunk in model.astream(messages, config, **kwargs):
-                total = chunk if total is None else total + chunk
-                yield chunk
-        except Exception as exc:
-            self._finish(call, None, exc)
-            raise
-        finally:
-            if call is not None and not call.finished:
-                self._finish(call, total or AIMessage(content=""), raw_text=_text(total))
+                yield recording.add(chunk)
+
+
+class _Recording:
+    """A ``with`` block around a middleware call's model call: an error leaving it is
+    recorded; for streams, chunks are summed and the total is recorded when the stream
+    ends or the consumer closes it early."""
+
+    __slots__ = ("call", "streaming", "total")
+
+    def __init__(self, call: Optional[ChatCall], streaming: bool = False) -> None:
+        self.call, self.streaming, self.total = call, streaming, None
+
+    def add(self, chunk: Any) -> Any:
+        self.total = chunk if self.total is None else self.total + chunk
+        return chunk
+
+    def __enter__(self) -> "_Recording":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        call = self.call
+        if call is None or call.finished:
+            return False
+        if isinstance(exc, Exception):
+            VTMiddleware._finish(call, None, exc)
+        elif self.streaming:  # ended, or closed early by the consumer (GeneratorExit)
+            VTMiddleware._finish(call, self.total or AIMessage(content=""), raw_text=_text(self.total))
+        return False
 
 
 def _text(message: Any) -> str:

@@ -6,12 +6,13 @@ recorded as ERROR rows; our own failures never reach the call (fail open).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from time import perf_counter_ns
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..config import get_config
 from ..errors import ConfigError
-from ..health import fail_open
+from ..health import fail_open, record_internal_error
 from ..runtime.active import get_runtime
 from .context import capture_suppressed, current_function_name, current_run_id
 from .record import ChatCall, apply_prompt_hook, output_text
@@ -134,57 +135,65 @@ def _finish_completion(call: ChatCall, result: Any) -> Any:
     return result
 
 
+class _Attempt:
+    """One ``create`` call: routed and hooked on entry (:func:`_begin`); a provider error
+    leaving the ``with`` block around the request is recorded; :meth:`settle` hooks and
+    records the result. Inert for positional arguments or when capture is off."""
+
+    __slots__ = ("call", "send", "t_enter", "t_call", "t_back")
+
+    def __init__(self, function_name: Optional[str], args: tuple, kwargs: Dict[str, Any]) -> None:
+        self.t_enter = perf_counter_ns()
+        self.call: Optional[ChatCall] = None
+        self.send = kwargs
+        if not args and not _skip():
+            try:  # fail open, inline: this runs on every call
+                self.call, self.send = _begin(function_name, kwargs)
+            except Exception as exc:  # noqa: BLE001
+                record_internal_error(_COMPONENT, exc)
+        self.t_call = self.t_back = perf_counter_ns()
+
+    def __enter__(self) -> "_Attempt":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        self.t_back = perf_counter_ns()
+        if self.call is not None and isinstance(exc, Exception):
+            with fail_open(_COMPONENT):
+                self.call.finish(output=None, error=exc)
+        return False  # the provider's error reaches the caller unchanged
+
+    def settle(self, result: Any, stream_cls: type) -> Any:
+        call = self.call
+        if call is None:
+            return result
+        try:
+            result = stream_cls(result, call) if self.send.get("stream") else _finish_completion(call, result)
+        except Exception as exc:  # noqa: BLE001
+            record_internal_error(_COMPONENT, exc)
+        if overhead_probe is not None:
+            overhead_probe.append((self.t_call - self.t_enter) + (perf_counter_ns() - self.t_back))
+        return result
+
+
 class _SyncCompletions(_Proxy):
     def __init__(self, completions: Any, function_name: Optional[str]) -> None:
         super().__init__(completions)
         object.__setattr__(self, "_vt_function", function_name)
 
     def create(self, *args: Any, **kwargs: Any) -> Any:
-        target = self._vt_target
-        if args or _skip():
-            return target.create(*args, **kwargs)
-        t_enter = perf_counter_ns()
-        call: Optional[ChatCall] = None
-        send = kwargs
-        with fail_open(_COMPONENT):
-            call, send = _begin(self._vt_function, kwargs)
-        t_call = perf_counter_ns()
-        try:
-            result = target.create(**send)
-        except Exception as exc:
-            if call is not None:
-                with fail_open(_COMPONENT):
-                    call.finish(output=None, error=exc)
-            raise
-        t_back = perf_counter_ns()
-        if call is not None:
-            with fail_open(_COMPONENT):
-                result = RecordingStream(result, call) if send.get("stream") else _finish_completion(call, result)
-        if overhead_probe is not None:
-            overhead_probe.append((t_call - t_enter) + (perf_counter_ns() - t_back))
-        return result
+        attempt = _Attempt(self._vt_function, args, kwargs)
+        with attempt:
+            result = self._vt_target.create(*args, **attempt.send)
+        return attempt.settle(result, RecordingStream)
 
 
 class _AsyncCompletions(_SyncCompletions):
     async def create(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        target = self._vt_target
-        if args or _skip():
-            return await target.create(*args, **kwargs)
-        call: Optional[ChatCall] = None
-        send = kwargs
-        with fail_open(_COMPONENT):
-            call, send = _begin(self._vt_function, kwargs)
-        try:
-            result = await target.create(**send)
-        except Exception as exc:
-            if call is not None:
-                with fail_open(_COMPONENT):
-                    call.finish(output=None, error=exc)
-            raise
-        if call is not None:
-            with fail_open(_COMPONENT):
-                result = AsyncRecordingStream(result, call) if send.get("stream") else _finish_completion(call, result)
-        return result
+        attempt = _Attempt(self._vt_function, args, kwargs)
+        with attempt:
+            result = await self._vt_target.create(*args, **attempt.send)
+        return attempt.settle(result, AsyncRecordingStream)
 
 
 class _StreamState:
@@ -198,7 +207,8 @@ class _StreamState:
         self.finish_reason: Optional[str] = None
         self.chunks = 0
 
-    def observe(self, chunk: Any) -> None:
+    def observe(self, chunk: Any) -> Any:
+        """Note ``chunk``'s text and metadata; returns ``chunk``."""
         with fail_open(_COMPONENT):
             self.chunks += 1
             self.model = getattr(chunk, "model", None) or self.model
@@ -213,6 +223,7 @@ class _StreamState:
                     self.parts.append(content)
                 if getattr(choice, "finish_reason", None):
                     self.finish_reason = choice.finish_reason
+        return chunk
 
     def finish(self, error: Optional[BaseException] = None, closed_early: bool = False) -> None:
         if self.call.finished:
@@ -226,40 +237,33 @@ class _StreamState:
                        "closed_early": closed_early},
             )
 
+    # ``with state:`` around fetching a chunk: the stream's end or error is recorded
+    def __enter__(self) -> "_StreamState":
+        return self
 
-class RecordingStream(_Proxy):
-    """An ``openai.Stream`` passed through chunk by chunk; recorded when it ends or closes."""
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        if isinstance(exc, (StopIteration, StopAsyncIteration)):
+            self.finish()
+        elif isinstance(exc, Exception):
+            self.finish(error=exc)
+        return False
+
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """Around closing the stream: the record is written however the close goes."""
+        try:
+            yield
+        finally:
+            self.finish(closed_early=True)
+
+
+class _RecordingProxy(_Proxy):
+    """A stream proxy with its :class:`_StreamState`; a stream dropped unfinished is
+    recorded as closed early."""
 
     def __init__(self, stream: Any, call: ChatCall) -> None:
         super().__init__(stream)
         object.__setattr__(self, "_vt_state", _StreamState(call))
-
-    def __iter__(self) -> "RecordingStream":
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            chunk = next(self._vt_target)
-        except StopIteration:
-            self._vt_state.finish()
-            raise
-        except Exception as exc:
-            self._vt_state.finish(error=exc)
-            raise
-        self._vt_state.observe(chunk)
-        return chunk
-
-    def close(self) -> None:
-        try:
-            self._vt_target.close()
-        finally:
-            self._vt_state.finish(closed_early=True)
-
-    def __enter__(self) -> "RecordingStream":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
 
     def __del__(self) -> None:
         state = self.__dict__.get("_vt_state")
@@ -267,33 +271,42 @@ class RecordingStream(_Proxy):
             state.finish(closed_early=True)
 
 
-class AsyncRecordingStream(_Proxy):
-    """An ``openai.AsyncStream`` passed through chunk by chunk; recorded when it ends or closes."""
+class RecordingStream(_RecordingProxy):
+    """An ``openai.Stream`` passed through chunk by chunk; recorded when it ends or closes."""
 
-    def __init__(self, stream: Any, call: ChatCall) -> None:
-        super().__init__(stream)
-        object.__setattr__(self, "_vt_state", _StreamState(call))
+    def __iter__(self) -> "RecordingStream":
+        return self
+
+    def __next__(self) -> Any:
+        with self._vt_state:
+            chunk = next(self._vt_target)
+        return self._vt_state.observe(chunk)
+
+    def close(self) -> None:
+        with self._vt_state.closing():
+            self._vt_target.close()
+
+    def __enter__(self) -> "RecordingStream":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+class AsyncRecordingStream(_RecordingProxy):
+    """An ``openai.AsyncStream`` passed through chunk by chunk; recorded when it ends or closes."""
 
     def __aiter__(self) -> "AsyncRecordingStream":
         return self
 
     async def __anext__(self) -> Any:
-        try:
+        with self._vt_state:
             chunk = await self._vt_target.__anext__()
-        except StopAsyncIteration:
-            self._vt_state.finish()
-            raise
-        except Exception as exc:
-            self._vt_state.finish(error=exc)
-            raise
-        self._vt_state.observe(chunk)
-        return chunk
+        return self._vt_state.observe(chunk)
 
     async def close(self) -> None:
-        try:
+        with self._vt_state.closing():
             await self._vt_target.close()
-        finally:
-            self._vt_state.finish(closed_early=True)
 
     async def aclose(self) -> None:
         await self.close()
@@ -303,9 +316,3 @@ class AsyncRecordingStream(_Proxy):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.close()
-
-    def __del__(self) -> None:
-        state = self.__dict__.get("_vt_state")
-        if state is not None and not state.call.finished:
-            state.finish(closed_early=True)
-

@@ -1,17 +1,20 @@
-"""Building a ``CallRecord`` safely on the caller's thread.
+"""Snapshotting a call on the caller's thread, building its ``CallRecord`` on the worker's.
 
-Everything a record holds is copied into plain JSON values (so later mutation of the
-caller's objects cannot change it), truncated to ``max_field_chars`` with a marker,
-and redacted.
+The caller's thread copies what a record holds into plain JSON values (so later
+mutation of the caller's objects cannot change it) and queues a :class:`RawCall`; the
+worker truncates to ``max_field_chars`` with a marker, redacts and serialises.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from time import perf_counter, time
 from typing import Any, Dict, List, Optional
 
 from ..config import VTConfig, get_config
-from ..types import CallRecord
+from ..types import STATUS_ERROR, CallRecord
+from .context import new_run_id, set_last_run_id
 from .redact import redact, redact_value
 
 TRUNCATION_MARKER = "...[truncated {n} chars]"
@@ -163,30 +166,24 @@ def apply_prompt_hook(pair: Any, messages: List[Any], context: Dict[str, Any]) -
 
 
 # -- one chat call in progress (openai wrapper, langchain middleware) ------------------
+@dataclass
 class ChatCall:
     """What a chat call asked, under which runtime pair; :meth:`finish` submits the record."""
 
-    def __init__(self, pair: Any, function_name: str, kind: str, messages: List[Any],
-                 model_requested: Optional[str], model_sent: Optional[str],
-                 prompt: PromptHookResult, params: Dict[str, Any],
-                 parent_run_id: Optional[str] = None) -> None:
-        from time import perf_counter
+    pair: Any
+    function_name: str
+    kind: str
+    messages: List[Any]
+    model_requested: Optional[str]
+    model_sent: Optional[str]
+    prompt: PromptHookResult
+    params: Dict[str, Any]
+    parent_run_id: Optional[str] = None
+    run_id: str = field(default_factory=new_run_id)
+    started: float = field(default_factory=perf_counter)
+    finished: bool = False
 
-        from ..types import new_id
-        from .context import set_last_run_id
-
-        self.pair = pair
-        self.function_name = function_name
-        self.kind = kind
-        self.messages = messages
-        self.model_requested = model_requested
-        self.model_sent = model_sent
-        self.prompt = prompt
-        self.params = params
-        self.parent_run_id = parent_run_id
-        self.run_id = new_id()
-        self.started = perf_counter()
-        self.finished = False
+    def __post_init__(self) -> None:
         set_last_run_id(self.run_id)
 
     def context(self) -> Dict[str, Any]:
@@ -201,44 +198,72 @@ class ChatCall:
     def finish(self, *, output: Optional[str], raw_output: Optional[str] = None,
                model_used: Optional[str] = None, usage: Any = None,
                error: Optional[BaseException] = None, extra: Optional[Dict[str, Any]] = None) -> None:
-        """Build, sanitise and submit the record (once)."""
-        from time import perf_counter
-
-        from ..types import STATUS_ERROR, STATUS_SUCCESS
-        from .worker import submit
-
+        """Snapshot the call and queue it (once); the worker builds the record."""
         if self.finished:
             return
         self.finished = True
-        params = dict(self.params)
-        if extra:
-            params.update(extra)
+        params = {**self.params, **extra} if extra else dict(self.params)
         if self.prompt.changed:
             params["prompt_after_hook"] = self.prompt.hooked_text
+        limit = get_config().max_field_chars
+        submit_raw(RawCall(output, usage, {
+            "function_name": self.function_name,
+            "inputs": {"messages": to_jsonable(self.messages, limit)},
+            "kind": self.kind,
+            "model_requested": self.model_requested,
+            "model_used": model_used or self.model_sent,
+            "params": to_jsonable(params, limit),
+            "raw_output": raw_output if raw_output != output else None,
+            "latency_ms": (perf_counter() - self.started) * 1000.0,
+            "hook_version": self.pair.hook_version,
+            "run_id": self.run_id,
+            "parent_run_id": self.parent_run_id,
+        }, error))
+
+
+# -- what the caller's thread queues -----------------------------------------------------
+class RawCall:
+    """A finished call as the caller's thread saw it: JSON copies of its inputs (so later
+    mutation cannot change them), the output value and the usage object as they are.
+    The worker thread turns it into a truncated, redacted ``CallRecord`` (:meth:`build`),
+    keeping serialisation, redaction and token counting off the caller's thread."""
+
+    __slots__ = ("output", "usage", "fields", "ended")
+
+    def __init__(self, output: Any, usage: Any, fields: Dict[str, Any],
+                 error: Optional[BaseException] = None) -> None:
+        self.output = output
+        self.usage = usage
+        self.fields = fields
+        self.ended = time()
+        if error is not None:  # rare; str() of a provider error is not worth deferring
+            fields["status"] = STATUS_ERROR
+            fields["error_type"] = type(error).__name__
+            fields["error_message"] = str(error)
+
+    def build(self, config: Optional[VTConfig] = None) -> CallRecord:
+        """The sanitised record (worker thread)."""
+        config = config or get_config()
         record = CallRecord(
-            function_name=self.function_name,
-            inputs={"messages": self.messages},
-            output=output,
-            status=STATUS_ERROR if error is not None else STATUS_SUCCESS,
-            kind=self.kind,
-            error_type=type(error).__name__ if error is not None else None,
-            error_message=str(error) if error is not None else None,
-            model_requested=self.model_requested,
-            model_used=model_used or self.model_sent,
-            params=params,
-            raw_output=raw_output if raw_output != output else None,
-            latency_ms=(perf_counter() - self.started) * 1000.0,
-            prompt_tokens=_usage_field(usage, "prompt_tokens", "input_tokens"),
-            completion_tokens=_usage_field(usage, "completion_tokens", "output_tokens"),
-            total_tokens=_usage_field(usage, "total_tokens", "total_tokens"),
-            hook_version=self.pair.hook_version,
-            run_id=self.run_id,
-            parent_run_id=self.parent_run_id,
+            **self.fields,
+            output=None if self.output is None else output_text(self.output, config.max_field_chars),
+            prompt_tokens=usage_field(self.usage, "prompt_tokens", "input_tokens"),
+            completion_tokens=usage_field(self.usage, "completion_tokens", "output_tokens"),
+            total_tokens=usage_field(self.usage, "total_tokens", "total_tokens"),
+            timestamp_utc=datetime.fromtimestamp(self.ended, timezone.utc).isoformat(),
+            created_unix=self.ended,
         )
-        submit(sanitize(record))
+        return sanitize(record, config)
 
 
-def _usage_field(usage: Any, name: str, alt: str) -> Optional[int]:
+def submit_raw(raw: RawCall) -> None:
+    from .worker import submit
+
+    submit(raw)
+
+
+def usage_field(usage: Any, name: str, alt: str) -> Optional[int]:
+    """A token count from an OpenAI usage object or a LangChain usage dict."""
     if usage is None:
         return None
     for key in (name, alt):

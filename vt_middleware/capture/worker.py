@@ -14,12 +14,17 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 from ..config import VTConfig, get_config
 from ..health import record_internal_error
 from ..types import CallRecord
 from .journal import Item, Journal
+
+if TYPE_CHECKING:
+    from .record import RawCall
+
+Queued = Union[CallRecord, "RawCall"]  # a RawCall is built (copied, redacted) on the worker
 
 _MAX_BACKOFF_S = 30.0
 _REPLAY_CHECK_S = 1.0
@@ -47,7 +52,7 @@ class CaptureWorker:
     def __init__(self, config: Optional[VTConfig] = None) -> None:
         self.config = config or get_config()
         self.journal = Journal(self.config.journal_path)
-        self._queue: "queue.Queue[CallRecord]" = queue.Queue(maxsize=self.config.queue_size)
+        self._queue: "queue.Queue[Queued]" = queue.Queue(maxsize=self.config.queue_size)
         self._cond = threading.Condition()
         self._start_lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
@@ -67,7 +72,7 @@ class CaptureWorker:
              "spilled_queue_full", "held"), 0)
 
     # -- caller side ------------------------------------------------------------------
-    def submit(self, record: CallRecord) -> None:
+    def submit(self, record: Queued) -> None:
         """Hand ``record`` to the worker (never blocks; spills to the journal when full)."""
         if self._thread is None:
             self._start()
@@ -79,7 +84,7 @@ class CaptureWorker:
         except queue.Full:
             with self._cond:
                 self.stats["spilled_queue_full"] += 1
-            self._spill([_item(record, None)])
+            self._spill(self._items([record]))
             self._done(1)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
@@ -125,7 +130,7 @@ class CaptureWorker:
         queued = 0
         while True:
             try:
-                leftovers.append(_item(self._queue.get_nowait(), None))
+                leftovers.extend(self._items([self._queue.get_nowait()]))
                 queued += 1
             except queue.Empty:
                 break
@@ -183,7 +188,7 @@ class CaptureWorker:
         with self._cond:
             self._cond.notify_all()
 
-    def _take_batch(self) -> List[CallRecord]:
+    def _take_batch(self) -> List[Queued]:
         wait = min(self.config.flush_interval_s, 0.25)
         try:
             batch = [self._queue.get(timeout=wait)]
@@ -218,10 +223,25 @@ class CaptureWorker:
         for it, vec in zip(missing, vectors):
             it["vector"] = vec.tolist()
 
-    def _process(self, batch: List[CallRecord]) -> None:
-        items = [_item(record, None) for record in batch]
+    def _items(self, batch: List[Queued]) -> List[Item]:
+        """Store items of ``batch``; a record that cannot be built is counted and dropped."""
+        items = []
+        for record in batch:
+            try:
+                built = record if isinstance(record, CallRecord) else record.build(self.config)
+                items.append(_item(built, None))
+            except Exception as exc:  # noqa: BLE001 - one bad record must not sink the batch
+                self._count_error("capture.build", exc)
+                with self._cond:
+                    self.stats["dropped"] += 1
+        return items
+
+    def _process(self, batch: List[Queued]) -> None:
+        items = self._items(batch)
         self._inflight = items
         try:
+            if not items:
+                return
             try:
                 self._embed(items)
             except Exception as exc:  # noqa: BLE001 - journal unembedded; replay embeds
@@ -244,7 +264,7 @@ class CaptureWorker:
                 self.stats["batches"] += 1
         finally:
             self._inflight = []
-            self._done(len(items))
+            self._done(len(batch))
 
     def _maybe_replay(self, force: bool) -> None:
         now = time.monotonic()
@@ -281,6 +301,8 @@ class CaptureWorker:
         self._store().write_calls(items)
 
     def _spill(self, items: List[Item]) -> None:
+        if not items:
+            return
         try:
             self.journal.append(items)
         except Exception as exc:  # noqa: BLE001 - disk full / unwritable
@@ -371,8 +393,9 @@ def get_worker() -> CaptureWorker:
         return _worker
 
 
-def submit(record: CallRecord) -> None:
-    """Enqueue a sanitised record (caller's thread: no I/O, no embedding)."""
+def submit(record: Queued) -> None:
+    """Enqueue a sanitised ``CallRecord`` or a ``RawCall`` (caller's thread: no I/O, no
+    embedding, no redaction)."""
     if not get_config().capture_enabled:
         return
     get_worker().submit(record)
