@@ -1,8 +1,10 @@
 """Promotion / rollback / store sync, and hot swap under load through vt.wrap on the local server."""
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +145,119 @@ def test_hot_swap_under_load_no_failed_or_mixed_calls(vt_env, local_server, open
     assert failures == []
     assert mixed == []
     assert {"vt-ft-a", "vt-ft-b"} <= seen  # calls really ran on both pairs while swapping
+
+
+RESTARTED_APP = '''
+import json
+import sys
+from openai import OpenAI
+import vt_middleware as vt
+
+client = vt.wrap(OpenAI(base_url=sys.argv[1], api_key="sk-local", max_retries=0), function_name="restart_probe")
+r = client.chat.completions.create(model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+print(json.dumps({"model": r.model, "content": r.choices[0].message.content}))
+'''
+
+# Says which heavy modules were loaded when the first answer came back (before capture's worker
+# starts): the start-up sync must not have imported them.
+PROBE_HOOK = '''
+import sys
+
+
+def intercept_prompt(user_input, context):
+    return user_input
+
+
+def intercept_output(model_output, context):
+    heavy = ",".join(m for m in ("vectorwave", "libcst", "torch") if m in sys.modules)
+    return model_output + " [hook:restart heavy=" + heavy + "]"
+'''
+
+
+def test_restarted_app_serves_the_last_promotion_without_calling_sync(vt_env, local_server, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from vt_middleware.train.local_models import TINY_ID
+
+    for alias in ("app-model", "vt-ft-restart"):
+        local_server.backend.alias(alias, TINY_ID)
+    version = HookVersionStore(vt_env.hooks_dir).create_version(PROBE_HOOK, validation={"ok": True})["version"]
+    Promoter(runtime=Runtime(), instance_id="process-a").promote("app-model", "vt-ft-restart", version)
+    env = {**os.environ, "VT_STORE_PATH": str(vt_env.store_path), "VT_HOOKS_DIR": str(tmp_path / "b-hooks"),
+           "VT_STATE_DIR": str(tmp_path / "b-state"), "VT_JOURNAL_PATH": str(tmp_path / "b-journal"),
+           "VT_STRICT": "true",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", RESTARTED_APP, local_server.base_url], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["model"] == "vt-ft-restart"  # routed: the request went out for the fine-tuned model
+    # the promoted hook version ran on the answer, and the start-up sync read the mirrored row,
+    # not the store: no VectorWave (torch) or libcst import on the first call
+    assert seen["content"].endswith(" [hook:restart heavy=]")
+
+
+def test_first_call_boots_once_and_explicit_activation_wins(vt_env):
+    v1, v2 = make_version(vt_env.hooks_dir, "one"), make_version(vt_env.hooks_dir, "two")
+    Promoter(runtime=Runtime(), instance_id="elsewhere").promote("base", "ft-1", v1)
+    vt.reset(**vt_env.model_dump())  # a restart: fresh runtime, nothing applied yet
+    pair = get_runtime().current()
+    assert pair.route("base") == "ft-1" and pair.hook_version == v1
+    assert get_runtime().current() is pair  # booted once: later reads do not reload
+
+    vt.reset(**vt_env.model_dump())
+    get_runtime().activate(routes={"base": "pinned"}, label="explicit")
+    assert get_runtime().current().route("base") == "pinned" and get_runtime().current().hooks is None
+
+    HookVersionStore(vt_env.hooks_dir).activate(v2, force=True)
+    (vt_env.store_path / "VTPromotions.latest.json").unlink()
+    vt.reset(**vt_env.model_dump())  # store rows without the mirror: read through the store
+    assert get_runtime().current().hook_version == v1
+
+
+def test_hooks_only_setup_boots_from_the_active_pointer(vt_env):
+    version = make_version(vt_env.hooks_dir, "solo")
+    HookVersionStore(vt_env.hooks_dir).activate(version, force=True)
+    pair = get_runtime().current()
+    assert pair.hook_version == version and pair.hooks.apply_output("x", {}) == "x [hook:solo]"
+    assert dict(pair.routes) == {}
+
+
+def test_unloadable_stored_promotion_raises_in_strict_and_is_skipped_when_lenient(vt_env):
+    import shutil
+
+    version = make_version(vt_env.hooks_dir, "gone")
+    Promoter(runtime=Runtime(), instance_id="elsewhere").promote("base", "ft-1", version)
+    shutil.rmtree(vt_env.hooks_dir / version)
+    vt.reset(**vt_env.model_dump())
+    with pytest.raises(vt.VTError, match=version):
+        get_runtime().current()
+    vt.reset(**{**vt_env.model_dump(), "strict": False})
+    pair = get_runtime().current()  # fails open: the app keeps serving the initial pair
+    assert pair.route("base") == "base" and pair.hooks is None
+    assert vt.error_counts().get("runtime.bootstrap:HookError") == 1
+
+
+def test_periodic_sync_converges_without_a_restart(vt_env):
+    v1, v2 = make_version(vt_env.hooks_dir, "one"), make_version(vt_env.hooks_dir, "two")
+    vt.reset(**{**vt_env.model_dump(), "sync_interval_s": 0.05})
+    assert get_runtime().current().route("base") == "base"  # boots: nothing stored yet
+    other = Promoter(runtime=Runtime(), instance_id="other-instance")
+    for version, model in ((v1, "ft-1"), (v2, "ft-2")):
+        other.promote("base", model, version)
+        deadline = time.monotonic() + 10
+        while get_runtime().current().route("base") != model and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert get_runtime().current().route("base") == model and get_runtime().current().hook_version == version
+    other.rollback()
+    deadline = time.monotonic() + 10
+    while get_runtime().current().route("base") != "ft-1" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert get_runtime().current().hook_version == v1
+    vt.reset()  # stops the sync thread
+    from vt_middleware.runtime import sync
+
+    assert sync._periodic is None

@@ -4,7 +4,8 @@
 ``(hooks, routes)`` live with ONE ``get_runtime().activate(...)``: a call holds the pair it
 read, so calls in flight finish on the old pair and no call mixes the two. The hook
 version's ACTIVE pointer (``HookVersionStore.activate``) follows, and the promotion is
-recorded in the store so other app instances sharing it converge (``sync_from_store``).
+recorded in the store so other app instances sharing it converge (``sync_from_store``; a
+fresh process applies it on its first live call, see ``runtime/sync.py``).
 ``rollback()`` (``vt.rollback``) restores the previous pair the same way.
 
 Run either a :class:`Promoter` or a ``runtime.watcher.HookWatcher`` on a hooks dir, not
@@ -24,7 +25,7 @@ from ..config import PerConfig, VTConfig, get_config
 from ..errors import ConfigError
 from ..health import record_internal_error
 from ..runtime.active import ActivePair, Runtime, get_runtime
-from ..runtime.hooks import LoadedHooks
+from ..runtime.hooks import LoadedHooks, version_hook_path
 from ..types import utc_now_iso
 
 
@@ -62,8 +63,8 @@ class Promoter:
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self._lock = threading.RLock()
         self._stack: List[Tuple[ActivePair, PairState]] = []  # pairs to roll back to
-        self._state = PairState(routes=dict(self.runtime.current().routes),
-                                hook_version=self.runtime.current().hook_version)
+        live = self.runtime.peek()  # not current(): that may boot, and booting uses get_promoter()
+        self._state = PairState(routes=dict(live.routes), hook_version=live.hook_version)
         self._applied_at_ns = 0  # at_ns of the last promotion row applied or written here
         self._hooks_cache: Dict[Tuple[str, str], LoadedHooks] = {}
         self.last_swap_s: Optional[float] = None
@@ -94,7 +95,7 @@ class Promoter:
                 new_hooks, folder_text = current.hooks, self._state.hooks_dir
             else:
                 new_hooks = hooks if hooks is not None else self._load_hooks(folder, hook_version)
-                folder_text = str(folder)
+                folder_text = str(folder.resolve())  # other instances may run in another cwd
             state = PairState(routes, hook_version if hook_version is not None else current.hook_version,
                               folder_text, promotion_id=f"promo-{uuid.uuid4().hex[:16]}")
             previous = (current, self._state)
@@ -135,9 +136,11 @@ class Promoter:
         """Apply the store's latest promotion/rollback if it is newer than the local one
         (another instance promoted); return the applied row or None."""
         rows = self.promotion_history()
-        if not rows:
-            return None
-        latest = rows[-1]
+        return self.apply_row(rows[-1]) if rows else None
+
+    def apply_row(self, latest: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """Make a stored promotion/rollback row live unless it is not newer than the local
+        state or was written here; return the row when applied."""
         with self._lock:
             if int(latest.get("at_ns") or 0) <= self._applied_at_ns or latest.get("instance_id") == self.instance_id:
                 return None
@@ -171,9 +174,7 @@ class Promoter:
         key = (str(folder.resolve()), version)
         cached = self._hooks_cache.get(key)
         if cached is None:
-            from ..synthesize.versions import HookVersionStore
-
-            cached = LoadedHooks.from_file(HookVersionStore(folder).hook_path(version), version,
+            cached = LoadedHooks.from_file(version_hook_path(folder, version), version,
                                            rollback_after=self.config.hook_failure_rollback_after,
                                            on_repeated_failure=self._on_repeated_failure)
             self._hooks_cache[key] = cached
@@ -209,8 +210,11 @@ class Promoter:
                 "at": utc_now_iso(), **{k: v for k, v in extra.items() if v is not None}}
 
     def _record(self, row: Dict[str, Any]) -> None:
+        from ..runtime.sync import write_latest
+
         try:
             self.store.record_promotion(row)
+            write_latest(self.config, row)  # a restarted app reads this without opening the store
         except Exception as exc:  # noqa: BLE001 - the local swap stands; other instances just lag
             record_internal_error("evolve.swap.record", exc)
 

@@ -3,6 +3,11 @@
 A call reads ``get_runtime().current()`` once and uses that one immutable
 ``ActivePair`` for its whole life: calls in flight finish on the old pair,
 new calls see the new one, and no call ever mixes the two.
+
+The process-wide runtime boots lazily: the first ``current()`` applies what is stored
+(the last promotion, or the ACTIVE hook version; see ``runtime/sync.py``), so a restarted
+app serves the promoted pair without calling anything. An explicit ``activate``/``rollback``
+before that first read wins over the stored state.
 """
 from __future__ import annotations
 
@@ -35,19 +40,49 @@ class ActivePair:
 
 
 Listener = Callable[[ActivePair, ActivePair], None]
+Bootstrap = Callable[["Runtime"], None]
 
 
 class Runtime:
     """Holds the current pair and the history of earlier ones (for rollback)."""
 
-    def __init__(self) -> None:
+    def __init__(self, bootstrap: Optional[Bootstrap] = None,
+                 on_reset: Optional[Callable[[], None]] = None) -> None:
         self._lock = threading.Lock()
         self._current = ActivePair()
         self._history: List[ActivePair] = []
         self._listeners: List[Listener] = []
+        self._bootstrap = bootstrap
+        self._on_reset = on_reset
+        self._booted = bootstrap is None
+        self._booting = False
+        # Re-entrant: the booting thread reads current() again (promoter, watcher) and must
+        # pass; other threads wait so their first call already sees the stored pair.
+        self._boot_lock = threading.RLock()
 
     def current(self) -> ActivePair:
+        if not self._booted:
+            self._boot()
         return self._current  # one attribute read: atomic under the GIL
+
+    def peek(self) -> ActivePair:
+        """The current pair without booting (for code that is itself about to set one)."""
+        return self._current
+
+    def _boot(self) -> None:
+        with self._boot_lock:
+            if self._booted or self._booting or self._bootstrap is None:
+                return
+            self._booting = True
+            try:
+                self._bootstrap(self)
+            except Exception as exc:  # noqa: BLE001 - a stored pair that cannot load: serve as is
+                from ..health import record_internal_error
+
+                record_internal_error("runtime.bootstrap", exc)
+            finally:
+                self._booting = False
+                self._booted = True
 
     def activate(
         self,
@@ -69,6 +104,7 @@ class Runtime:
             )
             self._history.append(old)
             self._current = new
+            self._booted = True
         self._notify(old, new)
         return new
 
@@ -81,6 +117,7 @@ class Runtime:
             previous = self._history.pop()
             new = replace(previous, generation=old.generation + 1)
             self._current = new
+            self._booted = True
         self._notify(old, new)
         return new
 
@@ -92,9 +129,13 @@ class Runtime:
         self._listeners.append(listener)
 
     def reset(self) -> None:
+        """Back to the initial pair; the next ``current()`` boots again (under the new config)."""
+        if self._on_reset is not None:
+            self._on_reset()
         with self._lock:
             self._current = ActivePair()
             self._history.clear()
+            self._booted = self._bootstrap is None
 
     def _notify(self, old: ActivePair, new: ActivePair) -> None:
         for listener in list(self._listeners):
@@ -106,8 +147,23 @@ class Runtime:
                 record_internal_error("runtime.listener", exc)
 
 
-_runtime = Runtime()
+def _boot_from_store(runtime: Runtime) -> None:
+    from .sync import bootstrap
+
+    bootstrap(runtime)
+
+
+def _stop_sync() -> None:
+    import sys
+
+    sync = sys.modules.get(f"{__package__}.sync")  # never imported: nothing to stop
+    if sync is not None:
+        sync.stop_periodic_sync()
+
+
+_runtime = Runtime(bootstrap=_boot_from_store, on_reset=_stop_sync)
 
 
 def get_runtime() -> Runtime:
+    """The process-wide runtime live calls read (boots from the store on first ``current()``)."""
     return _runtime

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import List, Optional, Set
+from typing import Any, List, Optional, Set
 
 from ..health import record_internal_error
 from .active import Runtime, get_runtime
-from .hooks import LoadedHooks
+from .hooks import LoadedHooks, version_hook_path
 
 logger = logging.getLogger("vt_middleware.watcher")
 
@@ -34,10 +34,10 @@ class HookWatcher:
         rollback_after: Optional[int] = None,
     ) -> None:
         from ..config import get_config
-        from ..synthesize.versions import HookVersionStore
 
         config = get_config()
-        self.store = HookVersionStore(hooks_dir if hooks_dir is not None else config.hooks_dir)
+        self.hooks_dir = hooks_dir if hooks_dir is not None else config.hooks_dir
+        self._store: Any = None
         self.runtime = runtime or get_runtime()
         self.poll_interval = poll_interval
         self.rollback_after = rollback_after or config.hook_failure_rollback_after
@@ -48,6 +48,15 @@ class HookWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+
+    @property
+    def store(self) -> Any:
+        """The ``HookVersionStore`` (imported on first use: it pulls in libcst)."""
+        if self._store is None:
+            from ..synthesize.versions import HookVersionStore
+
+            self._store = HookVersionStore(self.hooks_dir)
+        return self._store
 
     def check_once(self) -> bool:
         """Load and install the active version if it changed; True when hooks were swapped."""
@@ -60,7 +69,7 @@ class HookWatcher:
             else:
                 try:
                     loaded = LoadedHooks.from_file(
-                        self.store.hook_path(version), version,
+                        version_hook_path(self.hooks_dir, version), version,
                         rollback_after=self.rollback_after, on_repeated_failure=self._on_repeated_failure,
                     )
                 except Exception as exc:  # noqa: BLE001 - keep serving the current hooks
