@@ -54,6 +54,9 @@ class VTConfig(BaseSettings):
     # Opt-in guard against a hook that hangs or loops: past this many seconds the call
     # passes the text through and that hook version is disabled (and rolled back).
     hook_timeout_s: Optional[float] = Field(None, gt=0)
+    # Every this many seconds re-apply the store's latest promotion (instances sharing a store
+    # converge without a restart); None: only once, on the first live call.
+    sync_interval_s: Optional[float] = Field(None, gt=0)
 
     # --- behaviour ---------------------------------------------------------
     strict: bool = False  # raise internal errors instead of failing open (tests)
