@@ -3,7 +3,7 @@
 There is no Weaviate server here, so this plays one for the real ``weaviate-client`` v4:
 REST (``/v1/meta``, ``/v1/.well-known/ready``, ``/v1/schema``, ``/v1/objects``) over
 HTTP/1.1 and the ``weaviate.v1.Weaviate`` gRPC service (``Search``, ``BatchObjects``,
-``BatchDelete``) built from the protobuf stubs shipped inside ``weaviate-client``.
+``BatchDelete``, ``Aggregate`` for counts) built from the protobuf stubs shipped inside ``weaviate-client``.
 
 It implements what vt_middleware's store and VectorWave's ``WeaviateVectorStore`` use:
 schema create/exists/delete (with Weaviate's auto-schema for undeclared properties),
@@ -12,7 +12,7 @@ objects stored by uuid with a ``default`` vector, properties typed by the schema
 comparisons, like, is_null, contains_any, by ``_id``), ``near_vector`` (cosine distance),
 ``sort_by``, ``limit``/``offset`` and the cursor (``after``, which like Weaviate refuses
 to be combined with filters or sort). Text ``Equal`` on word-tokenised properties matches
-token-wise, as Weaviate does. Not implemented: aggregate, hybrid/bm25, references,
+token-wise, as Weaviate does. Not implemented: other aggregations, hybrid/bm25, references,
 multi-tenancy, generative, ``BatchStream``; calls outside the surface are answered
 "unimplemented" and listed in ``unhandled`` so a test sees that the client needed more.
 """
@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import grpc
 import numpy as np
 from google.protobuf.struct_pb2 import Value as StructValue
-from weaviate.proto.v1 import (base_pb2, batch_delete_pb2, batch_pb2, health_weaviate_pb2, properties_pb2,
+from weaviate.proto.v1 import (aggregate_pb2, base_pb2, batch_delete_pb2, batch_pb2, health_weaviate_pb2, properties_pb2,
                                search_get_pb2, weaviate_pb2_grpc)
 
 VERSION = "1.30.0"
@@ -389,6 +389,21 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
                 for obj in matched:
                     del cls.objects[obj.uid]
         return batch_delete_pb2.BatchDeleteReply(matches=len(matched), successful=len(matched))
+
+    def Aggregate(self, request: Any, context: Any) -> Any:
+        """Only ``total_count`` (``objects_count``), optionally filtered."""
+        self.fake.calls.append("grpc Aggregate")
+        started = time.perf_counter()
+        if len(request.aggregations) or request.HasField("group_by") or request.WhichOneof("search"):
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake weaviate: only objects_count aggregates")
+        with self.fake._lock:
+            cls = self.fake.get_class(request.collection)
+            if cls is None:
+                context.abort(grpc.StatusCode.UNKNOWN, f"could not find class {request.collection} in schema")
+            count = sum(1 for o in cls.objects.values()
+                        if not request.HasField("filters") or _matches(cls, o, request.filters))
+        return aggregate_pb2.AggregateReply(took=time.perf_counter() - started,
+                                            single_result=aggregate_pb2.AggregateReply.Single(objects_count=count))
 
     def Search(self, request: Any, context: Any) -> Any:
         self.fake.calls.append("grpc Search")

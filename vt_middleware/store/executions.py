@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
 from ..config import PerConfig, VTConfig, get_config
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError
 from ..types import FeedbackPair
-from .lance import FixedLanceStore, sql_quote
+from .lance import FixedLanceStore
+
+if TYPE_CHECKING:
+    from .weaviate import FixedWeaviateStore
 
 EXECUTIONS = "VectorWaveExecutions"
 GOLDEN = "VectorWaveGoldenDataset"
@@ -58,63 +60,37 @@ def point_vectorwave_at(config: VTConfig) -> None:
 
 
 class ExecutionStore:
-    """Reads and writes vt_middleware's rows through a VectorWave ``VectorStore``."""
+    """Reads and writes vt_middleware's rows through a VectorWave ``VectorStore``: LanceDB
+    (lite) or Weaviate, both behind the same ``upsert_many`` / ``pages`` / ``fetch_by_id``."""
 
     def __init__(self, config: Optional[VTConfig] = None, backend: Any = None) -> None:
         self.config = config or get_config()
-        if backend is None:
-            backend = self._open_backend(self.config)
-        self.backend = backend
-        self._lock = threading.Lock()
+        self.backend = self._open_backend(self.config) if backend is None else adapt_backend(backend)
 
     @staticmethod
-    def _open_backend(config: VTConfig) -> Any:
+    def _open_backend(config: VTConfig) -> "Backend":
         os.environ.setdefault("VECTORWAVE_QUIET", "1")
         if config.store_mode == "lite":
             config.store_path.mkdir(parents=True, exist_ok=True)
-            store = FixedLanceStore(str(config.store_path), vector_dim=config.embedding_dim)
-            point_vectorwave_at(config)
-            return store
-        if config.store_mode == "weaviate":
-            try:
-                import weaviate
-                from vectorwave.store.weaviate_store import WeaviateVectorStore
-            except ImportError as exc:  # pragma: no cover
-                raise ConfigError("store_mode='weaviate' needs weaviate-client") from exc
-            try:
-                client = weaviate.connect_to_custom(
-                    http_host=config.weaviate_host, http_port=config.weaviate_port, http_secure=False,
-                    grpc_host=config.weaviate_host, grpc_port=config.weaviate_grpc_port, grpc_secure=False,
-                    auth_credentials=(weaviate.auth.AuthApiKey(config.weaviate_api_key)
-                                      if config.weaviate_api_key else None),
-                    skip_init_checks=True,
-                )
-            except Exception as exc:
-                raise StoreError(f"cannot connect to Weaviate at {config.weaviate_host}:{config.weaviate_port}: {exc}") from exc
-            point_vectorwave_at(config)
-            return WeaviateVectorStore(client=client)
-        raise ConfigError(f"unknown store_mode {config.store_mode!r}")
+            store: Backend = FixedLanceStore(str(config.store_path), vector_dim=config.embedding_dim)
+        elif config.store_mode == "weaviate":
+            from .weaviate import connect
+
+            store = connect(config)
+        else:  # pragma: no cover - VTConfig validates store_mode
+            raise ConfigError(f"unknown store_mode {config.store_mode!r}")
+        point_vectorwave_at(config)
+        return store
 
     # -- writes ---------------------------------------------------------------
     def write_calls(self, items: Sequence[Dict[str, Any]]) -> int:
-        """Write ``{"uuid", "properties", "vector"}`` items; idempotent per uuid on LanceDB."""
-        if isinstance(self.backend, FixedLanceStore):
-            return self.backend.upsert_many(EXECUTIONS, list(items))
-        written = 0
-        for item in items:
-            if self.backend.fetch_by_id(EXECUTIONS, item["uuid"]) is None:
-                self.backend.insert(EXECUTIONS, item["properties"], uuid=item["uuid"],
-                                    vector=item.get("vector"))
-                written += 1
-        return written
+        """Write ``{"uuid", "properties", "vector"}`` items; idempotent per uuid."""
+        return self.backend.upsert_many(EXECUTIONS, list(items))
 
     # -- reads ----------------------------------------------------------------
     def count(self, function_name: Optional[str] = None) -> int:
-        if isinstance(self.backend, FixedLanceStore):
-            where = _function_filter(function_name) if function_name else None
-            if where is None:
-                return self.backend.count_rows(EXECUTIONS)
-            return sum(len(page) for page in self.iter_calls(function_name))
+        if function_name is None:
+            return self.backend.count_rows(EXECUTIONS)
         return sum(len(page) for page in self.iter_calls(function_name))
 
     def iter_calls(
@@ -124,39 +100,15 @@ class ExecutionStore:
         page_size: int = 1000,
     ) -> Iterator[List[StoredCall]]:
         """Pages of calls (optionally of one function), memory bounded by ``page_size``."""
-        if isinstance(self.backend, FixedLanceStore):
-            where = _function_filter(function_name) if function_name else None
-            for page in self.backend.scan(EXECUTIONS, where, include_vector, page_size):
-                calls = [
-                    StoredCall(row["uuid"], row["payload"],
-                               np.asarray(row["vector"], dtype=np.float32) if include_vector else None)
-                    for row in page
-                    if function_name is None or row["payload"].get("function_name") == function_name
-                ]
-                if calls:
-                    yield calls
-            return
-        page: List[StoredCall] = []
-        for record in self.backend.iterate(EXECUTIONS, batch_size=page_size):
-            if function_name and record.properties.get("function_name") != function_name:
-                continue
-            vector = None
-            if include_vector:
-                full = self.backend.fetch_by_id(EXECUTIONS, record.uuid, include_vector=True)
-                vector = np.asarray(full.vector, dtype=np.float32) if full and full.vector else None
-            page.append(StoredCall(record.uuid, record.properties, vector))
-            if len(page) >= page_size:
-                yield page
-                page = []
-        if page:
-            yield page
+        for page in self.backend.pages(EXECUTIONS, function_name, include_vector, page_size):
+            calls = [_stored(record, include_vector) for record in page
+                     if function_name is None or record.properties.get("function_name") == function_name]
+            if calls:
+                yield calls
 
     def get_call(self, uuid: str, include_vector: bool = False) -> Optional[StoredCall]:
         record = self.backend.fetch_by_id(EXECUTIONS, uuid, include_vector=include_vector)
-        if record is None:
-            return None
-        vector = np.asarray(record.vector, dtype=np.float32) if record.vector else None
-        return StoredCall(record.uuid, record.properties, vector)
+        return _stored(record, include_vector) if record is not None else None
 
     def recent_calls(self, function_name: Optional[str] = None, limit: int = 50) -> List[StoredCall]:
         """The newest ``limit`` calls (by timestamp)."""
@@ -175,12 +127,15 @@ class ExecutionStore:
         from ..capture.redact import redact_value  # every way in is redacted, not only vt.feedback
 
         row = redact_value(pair.to_dict(), self.config)
-        self.backend.insert(FEEDBACK, {"kind": "feedback", **row}, uuid=pair.pair_id,
-                            vector=list(vector) if vector is not None else None)
+        context = row.get("context") or {}
+        self.backend.upsert_many(FEEDBACK, [{"uuid": pair.pair_id, "properties": _document(
+            row, kind="feedback", created_at=row.get("created_at"),
+            function_name=context.get("function_name") or context.get("function")),
+            "vector": list(vector) if vector is not None else None}])
         return pair.pair_id
 
     def list_feedback(self, function_name: Optional[str] = None) -> List[FeedbackPair]:
-        pairs = [FeedbackPair.from_dict(r.properties) for r in self._all(FEEDBACK)]
+        pairs = [FeedbackPair.from_dict(row) for row in self._documents(FEEDBACK)]
         if function_name:
             pairs = [p for p in pairs if p.context.get("function") in (None, function_name)
                      or p.context.get("function_name") == function_name]
@@ -192,31 +147,55 @@ class ExecutionStore:
         from ..types import new_id, utc_now_iso
 
         uid = new_id()
-        self.backend.insert(PROMOTIONS, {"created_at": utc_now_iso(), **promotion,
-                                         "data": json.dumps(promotion, default=str)}, uuid=uid)
+        row = {"created_at": utc_now_iso(), **promotion}
+        self.backend.upsert_many(PROMOTIONS, [{"uuid": uid, "properties": _document(
+            row, kind="promotion", created_at=row["created_at"], action=promotion.get("action"))}])
         return uid
 
     def promotions(self) -> List[Dict[str, Any]]:
-        rows = [r.properties for r in self._all(PROMOTIONS)]
+        rows = self._documents(PROMOTIONS)
         rows.sort(key=lambda r: str(r.get("created_at", "")))
         return rows
 
-    def _all(self, collection: str) -> List[Any]:
-        if isinstance(self.backend, FixedLanceStore):
-            if not self.backend.collection_exists(collection):
-                return []
-        elif not self.backend.collection_exists(collection):
-            return []
-        return list(self.backend.iterate(collection))
+    def _documents(self, collection: str) -> List[Dict[str, Any]]:
+        """Feedback/promotion rows: the JSON in ``data`` (rows of older lite stores: the row itself)."""
+        rows = []
+        for page in self.backend.pages(collection):
+            for record in page:
+                data = record.properties.get("data")
+                rows.append(json.loads(data) if isinstance(data, str) else dict(record.properties))
+        return rows
 
 
-def _function_filter(function_name: Optional[str]) -> Optional[str]:
-    """A LanceDB pre-filter on the JSON payload; rows are re-checked exactly in Python."""
-    if not function_name:
-        return None
-    needle = json.dumps({"function_name": function_name}, ensure_ascii=False)[1:-1]
-    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"payload LIKE {sql_quote('%' + escaped + '%')} ESCAPE '\\'"
+Backend = Union[FixedLanceStore, "FixedWeaviateStore"]
+
+
+def adapt_backend(backend: Any) -> Backend:
+    """Our fixed store for a VectorWave store (e.g. a ``VectorWaveDatasetManager``'s ``.store``)."""
+    from vectorwave.store.lance_store import LanceVectorStore
+    from vectorwave.store.weaviate_store import WeaviateVectorStore
+
+    from .weaviate import FixedWeaviateStore
+
+    if isinstance(backend, (FixedLanceStore, FixedWeaviateStore)):
+        return backend
+    if isinstance(backend, LanceVectorStore):
+        return FixedLanceStore(backend._db_path, vector_dim=backend._vector_dim)
+    if isinstance(backend, WeaviateVectorStore):
+        return FixedWeaviateStore(backend._client)
+    raise ConfigError(f"unsupported store backend {type(backend).__name__}: expected VectorWave's "
+                      f"LanceVectorStore or WeaviateVectorStore")
+
+
+def _document(row: Dict[str, Any], **indexed: Any) -> Dict[str, Any]:
+    """A row kept losslessly as JSON in ``data``, next to a few filterable fields."""
+    return {**{k: v for k, v in indexed.items() if v is not None}, "data": json.dumps(row, default=str)}
+
+
+def _stored(record: Any, include_vector: bool) -> StoredCall:
+    vector = record.vector if include_vector else None
+    return StoredCall(record.uuid, record.properties,
+                      np.asarray(vector, dtype=np.float32) if vector is not None else None)
 
 
 _stores: PerConfig[ExecutionStore] = PerConfig(ExecutionStore)

@@ -164,3 +164,19 @@ class FixedLanceStore(LanceVectorStore):
                 page.append(row)
             if page:
                 yield page
+
+    def pages(self, collection: str, function_name: Optional[str] = None, include_vector: bool = False,
+              batch_size: int = 1000) -> Iterator[List[StoreRecord]]:
+        """Pages of records; ``function_name`` narrows the read (callers re-check it exactly)."""
+        for page in self.scan(collection, function_filter(function_name), include_vector, batch_size):
+            yield [StoreRecord(uuid=row["uuid"], properties=row["payload"], vector=row.get("vector"))
+                   for row in page]
+
+
+def function_filter(function_name: Optional[str]) -> Optional[str]:
+    """A LanceDB pre-filter on the JSON payload (over-inclusive: rows are re-checked in Python)."""
+    if not function_name:
+        return None
+    needle = json.dumps({"function_name": function_name}, ensure_ascii=False)[1:-1]
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"payload LIKE {sql_quote('%' + escaped + '%')} ESCAPE '\\'"
