@@ -13,9 +13,13 @@ are near-duplicates of each other. Here:
 2. **Allocation**: the ``top_k`` picks are shared among clusters in proportion to their
    mass (member count), largest remainder first, at least one per cluster while picks
    last (the largest clusters first).
-3. **Medoids first**: within a cluster, members are taken in decreasing density -- the
-   density on the epsilon graph is the sum of similarities to the node's neighbours, so
-   the densest member is the most central one (the medoid of its dense core).
+3. **Medoids first**: within a cluster, members are taken in decreasing mean cosine
+   similarity to all the cluster's members (:func:`centrality`). On unit vectors
+   ``sum_j x_i . x_j = x_i . sum_j x_j``, so this is one O(n d) product with the cluster
+   sum, and the first member is the cluster's exact cosine medoid. Unlike the density
+   it has no approximation error and changes little when members are added, so the
+   exact and approximate paths (and re-runs) pick the same calls given the same clusters.
+   Ties go to the lower row index.
 4. **SemDeDup**: a member whose cosine similarity to an already kept pick of its cluster
    exceeds ``dedup_threshold`` is dropped as a near-duplicate; picks a cluster cannot
    fill go to the other clusters, largest first.
@@ -31,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..types import STATUS_SUCCESS
-from .density import DensityGraph
+from .density import DensityGraph, graph_components
 
 
 @dataclass
@@ -77,43 +81,23 @@ class Pick:
     strategy: str
 
 
-def adjacency(graph: DensityGraph, nodes: Optional[np.ndarray] = None):
-    """Symmetric sparse adjacency (scipy CSR) of the graph's neighbour edges, optionally
-    restricted to edges between ``nodes`` (a boolean mask)."""
-    from scipy.sparse import coo_matrix
-
-    n, k = graph.neighbours.shape
-    rows = np.repeat(np.arange(n), k)
-    cols = graph.neighbours.ravel()
-    keep = cols >= 0
-    if nodes is not None:
-        keep &= nodes[rows] & nodes[np.clip(cols, 0, None)]
-    rows, cols = rows[keep], cols[keep]
-    ones = np.ones(len(rows), dtype=np.int8)
-    matrix = coo_matrix((ones, (rows, cols)), shape=(n, n)).tocsr()
-    return matrix + matrix.T
-
-
 def components(graph: DensityGraph) -> np.ndarray:
-    """Connected-component id of every node on the neighbour graph."""
-    from scipy.sparse.csgraph import connected_components
-
-    if len(graph) == 0:
-        return np.zeros(0, dtype=np.int64)
-    _, labels = connected_components(adjacency(graph), directed=False)
-    return labels.astype(np.int64)
+    """Connected-component id of every node on the neighbour graph (reused when the
+    density path already computed it)."""
+    if graph.components is not None:
+        return graph.components
+    return graph_components(graph.neighbours)
 
 
 def cluster_labels(graph: DensityGraph, min_pts: int) -> np.ndarray:
     """DBSCAN-style cluster of every node (-1: in no cluster)."""
-    from scipy.sparse.csgraph import connected_components
-
     n = len(graph)
     labels = np.full(n, -1, dtype=np.int64)
     core = graph.valid & (graph.counts >= min_pts)
     if not core.any():
         return labels
-    _, comp = connected_components(adjacency(graph, core), directed=False)
+    nbrs = graph.neighbours
+    comp = graph_components(np.where(core[:, None] & (nbrs >= 0) & core[np.clip(nbrs, 0, None)], nbrs, -1))
     labels[core] = comp[core]
     # border nodes: the cluster of their most similar core neighbour (neighbours are sorted)
     border = np.flatnonzero(graph.valid & ~core)
@@ -161,6 +145,23 @@ def _dedup_take(x: np.ndarray, ordered: Sequence[int], quota: int, threshold: fl
         kept.append(i)
 
 
+def centrality(x: np.ndarray, labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mean cosine similarity of every clustered node to its cluster's members (0 for
+    nodes in no cluster): ``x_i . sum(x_j, j in c) / |c|`` on normalised rows, so the
+    cluster's exact cosine medoid is its argmax. O(n d), no graph involved."""
+    scores = np.zeros(len(labels))
+    members = np.flatnonzero(valid & (labels >= 0))
+    if not len(members):
+        return scores
+    order = members[np.argsort(labels[members], kind="stable")]
+    ids, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
+    sums = np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
+    centroid = np.zeros((int(ids.max()) + 1, x.shape[1]))
+    centroid[ids] = sums / sizes[:, None]
+    scores[members] = np.einsum("ij,ij->i", x[members].astype(np.float64), centroid[labels[members]])
+    return scores
+
+
 def select_steady(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
                   params: SelectionParams, excluded: Optional[np.ndarray] = None,
                   labels: Optional[np.ndarray] = None) -> List[Pick]:
@@ -172,17 +173,14 @@ def select_steady(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
     if excluded is not None:
         eligible &= ~excluded
     sizes_all = np.bincount(labels[labels >= 0], minlength=1) if n else np.zeros(1, dtype=int)
+    eligible &= sizes_all[np.clip(labels, 0, None)] >= params.min_cluster_size
+    scores = centrality(x, labels, graph.valid)
+    ranked = np.flatnonzero(eligible)
+    ranked = ranked[np.lexsort((ranked, -scores[ranked], labels[ranked]))]  # by cluster, central first
     members: Dict[int, List[int]] = {}
-    for i in np.flatnonzero(eligible):
-        cluster = int(labels[i])
-        if sizes_all[cluster] >= params.min_cluster_size:
-            members.setdefault(cluster, []).append(int(i))
-    densities = graph.densities
-    for indices in members.values():
-        indices.sort(key=lambda i: (-densities[i], i))
+    for i in ranked.tolist():
+        members.setdefault(int(labels[i]), []).append(i)
     share = allocate({c: int(sizes_all[c]) for c in members}, params.top_k)
-    if graph.method == "approximate" and members:
-        densities = _refine_shortlist(x, graph, members, share)
     kept: Dict[int, List[int]] = {c: [] for c in members}
     for cluster, indices in members.items():
         _dedup_take(x, indices, share[cluster], params.dedup_threshold, kept[cluster])
@@ -194,30 +192,9 @@ def select_steady(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
         before = len(kept[cluster])
         _dedup_take(x, members[cluster], before + left, params.dedup_threshold, kept[cluster])
         left -= len(kept[cluster]) - before
-    picks = [Pick(i, float(densities[i]), c, "steady") for c, ids in kept.items() for i in ids]
+    picks = [Pick(i, float(graph.densities[i]), c, "steady") for c, ids in kept.items() for i in ids]
     picks.sort(key=lambda p: (-p.density, p.index))
     return picks[: params.top_k]
-
-
-def _refine_shortlist(x: np.ndarray, graph: DensityGraph, members: Dict[int, List[int]],
-                      share: Dict[int, int]) -> np.ndarray:
-    """Approximate path: recompute the exact density of each cluster's shortlist (its
-    ``4 * share + 10`` densest members) and re-rank it, so medoids do not hinge on the
-    sampling noise between near-equal members. Cost: shortlist x n similarities."""
-    densities = graph.densities.copy()
-    shortlist = {c: ids[: 4 * share[c] + 10] for c, ids in members.items()}
-    rows = np.array(sorted({i for ids in shortlist.values() for i in ids}), dtype=np.int64)
-    threshold = graph.threshold
-    for start in range(0, len(rows), 256):
-        chunk = rows[start:start + 256]
-        sims = x[chunk] @ x.T
-        sims[np.arange(len(chunk)), chunk] = -np.inf
-        sims[:, ~graph.valid] = -np.inf
-        densities[chunk] = np.where(sims >= threshold, sims, 0.0).sum(axis=1, dtype=np.float64)
-    for c, ids in members.items():
-        head = sorted(shortlist[c], key=lambda i: (-densities[i], i))
-        ids[: len(head)] = head
-    return densities
 
 
 def seed_top_k(densities: np.ndarray, statuses: Sequence[str], top_k: int) -> List[int]:

@@ -11,12 +11,15 @@ Two ways to compute it:
   computed block by block (memory ``block * n`` floats, never an ``n x n`` matrix); each
   block is thresholded, summed, and its ``k`` most similar neighbours are kept.
 - **approximate** (:func:`approximate_density`, used above ``approx_threshold`` rows): a
-  pynndescent k-NN graph gives each node its ``k`` nearest neighbours. A node whose k-th
-  neighbour is still inside epsilon ("saturated") has more neighbours than the graph
-  holds; the rest of its sum is estimated from a uniform sample of ``sample_size`` rows
-  (exact matrix product against the sample, scaled by the rows not in the sample). Nodes
-  that are not saturated -- the sparse ones that anomalies come from -- get their exact
-  density from the graph. ``benchmarks/bench_density.py`` measures the error.
+  rough pynndescent k-NN graph (few trees and iterations) gives each node ``k`` near
+  neighbours. A node whose ``k`` found neighbours are all inside epsilon ("saturated")
+  certainly has at least ``k`` neighbours, however rough the graph; the rest of its sum is
+  estimated from two strata: its own connected component of the graph (all of it up to
+  ``sample_size`` members, else a uniform sample of ``sample_size``) and a uniform sample
+  of ``sample_size // 2`` rows outside it, each scaled by rows / sampled rows. Every other
+  node -- the sparse ones that anomalies come from -- gets its exact density, count and
+  top-k neighbours by a matrix product against all rows (few rows, so cheap).
+  ``benchmarks/bench_density.py`` measures the error and the time.
 
 Rows with norm 0 (calls stored without a vector) have no direction: they are excluded
 from the graph (density 0, no neighbours, ``valid`` False). NaN/inf and ragged input
@@ -36,7 +39,9 @@ Method = Literal["auto", "exact", "approximate"]
 
 DEFAULT_APPROX_THRESHOLD = 20_000  # rows above which "auto" uses the k-NN graph
 DEFAULT_GRAPH_K = 15  # neighbours kept per node (clustering, dedup, approx exact part)
-DEFAULT_SAMPLE_SIZE = 8192  # rows sampled for the tail of saturated nodes (approximate)
+DEFAULT_SAMPLE_SIZE = 2048  # rows sampled per component for the tail of saturated nodes
+KNN_TREES = 4  # pynndescent random-projection trees (its default is ~23 at 100k rows)
+KNN_ITERS = 4  # pynndescent NN-descent iterations (its default is ~17 at 100k rows)
 BLOCK_BYTES = 128 * 1024 * 1024  # similarity block budget of the exact path
 
 
@@ -56,6 +61,7 @@ class DensityGraph:
     valid: np.ndarray  # (n,) bool: False for zero vectors
     epsilon: float
     method: str
+    components: Optional[np.ndarray] = None  # component per node, when the path computed it
 
     @property
     def threshold(self) -> float:
@@ -120,48 +126,65 @@ def exact_density(vectors: np.ndarray, epsilon: float = 0.3, k: int = DEFAULT_GR
     n = len(x)
     k = max(1, min(k, max(n - 1, 1)))
     graph = _empty_graph(n, k, epsilon, "exact", valid)
-    if n < 2:
-        return graph
-    threshold = 1.0 - epsilon
-    block = block_rows or max(1, min(n, BLOCK_BYTES // (4 * n)))
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        sims = x[start:stop] @ x.T
-        rows = np.arange(stop - start)
-        sims[rows, np.arange(start, stop)] = -np.inf  # a node is not its own neighbour
-        sims[:, ~valid] = -np.inf
-        inside = sims >= threshold
-        graph.densities[start:stop] = np.where(inside, sims, 0.0).sum(axis=1, dtype=np.float64)
-        graph.counts[start:stop] = inside.sum(axis=1)
-        _keep_top_k(sims, k, threshold, graph, start)
-    graph.densities[~valid] = 0.0
-    graph.counts[~valid] = 0
-    graph.neighbours[~valid] = -1
-    graph.weights[~valid] = 0.0
+    if n >= 2:
+        exact_rows(x, valid, np.flatnonzero(valid), graph, block_rows)
     return graph
 
 
-def _keep_top_k(sims: np.ndarray, k: int, threshold: float, graph: DensityGraph, start: int) -> None:
-    """Store each row's ``k`` most similar columns that are inside epsilon."""
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else \
-        np.tile(np.arange(sims.shape[1]), (len(sims), 1))
-    top_sims = np.take_along_axis(sims, top, axis=1)
-    order = np.argsort(-top_sims, axis=1)
-    top = np.take_along_axis(top, order, axis=1)
-    top_sims = np.take_along_axis(top_sims, order, axis=1)
-    inside = top_sims >= threshold
-    stop = start + len(sims)
-    width = top.shape[1]
-    graph.neighbours[start:stop, :width] = np.where(inside, top, -1)
-    graph.weights[start:stop, :width] = np.where(inside, top_sims, 0.0)
+def exact_rows(x: np.ndarray, valid: np.ndarray, rows: np.ndarray, graph: DensityGraph,
+               block_rows: Optional[int] = None) -> None:
+    """Fill ``graph``'s exact density, count and top-k neighbours of ``rows`` (indices
+    into the normalised ``x``), against every valid row, block by block."""
+    n, k = len(x), graph.neighbours.shape[1]
+    threshold = graph.threshold
+    block = block_rows or max(1, min(n, BLOCK_BYTES // (4 * n)))
+    invalid = np.flatnonzero(~valid)
+    for start in range(0, len(rows), block):
+        chunk = rows[start:start + block]
+        sims = x[chunk] @ x.T
+        sims[np.arange(len(chunk)), chunk] = -np.inf  # a node is not its own neighbour
+        sims[:, invalid] = -np.inf
+        inside = sims >= threshold
+        graph.densities[chunk] = np.where(inside, sims, 0.0).sum(axis=1, dtype=np.float64)
+        graph.counts[chunk] = inside.sum(axis=1)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # k < n on both paths
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top_sims = np.take_along_axis(top_sims, order, axis=1)
+        keep = top_sims >= threshold
+        graph.neighbours[chunk, : top.shape[1]] = np.where(keep, top, -1)
+        graph.weights[chunk, : top.shape[1]] = np.where(keep, top_sims, 0.0)
+
+
+def graph_components(neighbours: np.ndarray) -> np.ndarray:
+    """Connected-component id of every node of a ``-1``-padded neighbour list (the
+    edges symmetrised)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n, k = neighbours.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    rows = np.repeat(np.arange(n), k)
+    cols = neighbours.ravel()
+    keep = cols >= 0
+    matrix = coo_matrix((np.ones(int(keep.sum()), dtype=np.int8), (rows[keep], cols[keep])), shape=(n, n))
+    _, labels = connected_components(matrix.tocsr(), directed=False)
+    return labels.astype(np.int64)
 
 
 def build_knn_index(x: np.ndarray, k: int, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """pynndescent k-NN of normalised rows: (indices (n, k+1), similarities), self included."""
+    """pynndescent k-NN of normalised rows: (indices (n, k+1), similarities), self included.
+
+    Few trees and iterations on purpose: the graph only has to tell saturated nodes (k
+    neighbours inside epsilon -- sound even with a rough graph) from the rest, whose
+    densities and neighbours are then computed exactly, and to connect clusters."""
     from pynndescent import NNDescent  # numba compiles on first use (~20 s)
 
     index = NNDescent(x, metric="dot", n_neighbors=k + 1, random_state=random_state,
-                      low_memory=True, compressed=True, verbose=False)
+                      n_trees=KNN_TREES, n_iters=KNN_ITERS, low_memory=True, compressed=True,
+                      verbose=False)
     indices, distances = index.neighbor_graph
     return indices.astype(np.int64), (1.0 - distances).astype(np.float32)
 
@@ -169,81 +192,91 @@ def build_knn_index(x: np.ndarray, k: int, random_state: int = 0) -> tuple[np.nd
 def approximate_density(vectors: np.ndarray, epsilon: float = 0.3, k: int = DEFAULT_GRAPH_K,
                         sample_size: int = DEFAULT_SAMPLE_SIZE, random_state: int = 0,
                         knn: Optional[tuple[np.ndarray, np.ndarray]] = None) -> DensityGraph:
-    """Densities from a pynndescent k-NN graph plus a sampled tail for saturated nodes."""
+    """Densities from a pynndescent k-NN graph: exact for unsaturated nodes, k-NN part
+    plus a stratified sampled tail for saturated ones (see the module docstring)."""
     epsilon = check_epsilon(epsilon)
     x, valid = normalise_rows(as_matrix(vectors))
     n = len(x)
     k = max(1, min(k, max(n - 2, 1)))
-    graph = _empty_graph(n, k, epsilon, "approximate", valid)
     live = np.flatnonzero(valid)
-    if len(live) < 2:
-        return graph
     if len(live) <= k + 1:  # too few rows for a k-NN index: nothing to approximate
         exact = exact_density(vectors, epsilon, k)
         exact.method = "approximate"
         return exact
-    threshold = 1.0 - epsilon
     xl = x[live]
+    graph = _empty_graph(len(live), k, epsilon, "approximate", np.ones(len(live), dtype=bool))
     indices, sims = knn if knn is not None else build_knn_index(xl, k, random_state)
-    # drop each row's self match (and duplicates of it are kept: they are neighbours)
-    own = indices == np.arange(len(xl))[:, None]
+    own = indices == np.arange(len(xl))[:, None]  # drop each row's self match (duplicates stay)
     sims = np.where(own | (indices < 0), -np.inf, sims)
-    order = np.argsort(-sims, axis=1)[:, :k]
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
     indices = np.take_along_axis(indices, order, axis=1)
     sims = np.take_along_axis(sims, order, axis=1)
-    inside = sims >= threshold
-    local_density = np.where(inside, sims, 0.0).sum(axis=1, dtype=np.float64)
-    local_count = inside.sum(axis=1).astype(np.float64)
+    inside = sims >= graph.threshold
     saturated = inside.all(axis=1)
+    graph.densities[:] = np.where(inside, sims, 0.0).sum(axis=1, dtype=np.float64)
+    graph.counts[:] = inside.sum(axis=1)
+    graph.neighbours[:] = np.where(inside, indices, -1)
+    graph.weights[:] = np.where(inside, sims, 0.0)
+    exact_rows(xl, graph.valid, np.flatnonzero(~saturated), graph)
+    comp = graph_components(graph.neighbours)
     if saturated.any():
-        extra_d, extra_c = _sampled_tail(xl, np.flatnonzero(saturated), indices, threshold,
-                                         sample_size, random_state)
-        local_density[saturated] += extra_d
-        local_count[saturated] += extra_c
-    graph.densities[live] = local_density
-    graph.counts[live] = local_count
-    graph.neighbours[live] = np.where(inside, live[np.clip(indices, 0, None)], -1)
-    graph.weights[live] = np.where(inside, sims, 0.0)
-    return graph
+        extra_d, extra_c = _stratified_tail(xl, np.flatnonzero(saturated), graph.neighbours, comp,
+                                            graph.threshold, sample_size, random_state)
+        graph.densities[saturated] += extra_d
+        graph.counts[saturated] += extra_c
+    full = _empty_graph(n, k, epsilon, "approximate", valid)
+    full.densities[live], full.counts[live] = graph.densities, graph.counts
+    full.neighbours[live] = np.where(graph.neighbours >= 0, live[np.clip(graph.neighbours, 0, None)], -1)
+    full.weights[live] = graph.weights
+    full.components = np.arange(n, dtype=np.int64) + (comp.max() + 1)  # zero rows: alone
+    full.components[live] = comp
+    return full
 
 
-def _sampled_tail(x: np.ndarray, rows: np.ndarray, knn: np.ndarray, threshold: float,
-                  sample_size: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
-    """Estimated density/count of each saturated row beyond its k graph neighbours.
-
-    Unbiased for a uniform sample: the sample's contribution outside the row's own graph
-    neighbours (and itself), scaled by (rows outside / sampled rows outside)."""
+def _stratified_tail(x: np.ndarray, rows: np.ndarray, knn: np.ndarray, comp: np.ndarray,
+                     threshold: float, sample_size: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """Estimated density/count of each saturated row beyond itself and its k graph
+    neighbours, from two strata: its own component of the graph (where its neighbours
+    live; all of it up to ``sample_size`` members, else a uniform sample of that many)
+    and a uniform sample of ``sample_size // 2`` rows outside it (neighbours the k-NN
+    graph did not connect). Each stratum's sum is scaled by rows / sampled rows."""
     n = len(x)
     rng = np.random.default_rng(random_state)
-    m = min(sample_size, n)
-    sample = np.sort(rng.choice(n, size=m, replace=False))
-    in_sample = np.zeros(n, dtype=bool)
-    in_sample[sample] = True
-    xs = x[sample]
+    outside = np.sort(rng.choice(n, size=min(n, max(1, sample_size // 2)), replace=False))
+    comp_out = comp[outside]
     extra_d = np.zeros(len(rows))
     extra_c = np.zeros(len(rows))
-    block = max(1, BLOCK_BYTES // (4 * m))
-    for start in range(0, len(rows), block):
-        chunk = rows[start:start + block]
-        sims = x[chunk] @ xs.T
-        inside = sims >= threshold
-        total_d = np.where(inside, sims, 0.0).sum(axis=1, dtype=np.float64)
-        total_c = inside.sum(axis=1).astype(np.float64)
-        # remove what the sample shares with the exactly-counted part (graph nbrs and self)
-        known = np.concatenate([chunk[:, None], knn[chunk]], axis=1)
-        known_in_sample = in_sample[known]
-        pos = np.searchsorted(sample, known)
-        pos = np.clip(pos, 0, m - 1)
-        known_sims = np.take_along_axis(sims, pos, axis=1)
-        shared = known_in_sample & (known_sims >= threshold)
-        shared[:, 0] = in_sample[chunk]  # self is always "inside" (sim 1)
-        total_d -= np.where(shared, known_sims, 0.0).sum(axis=1)
-        total_c -= shared.sum(axis=1)
-        sampled_outside = m - known_in_sample.sum(axis=1)
-        outside = n - known.shape[1]
-        scale = outside / np.maximum(sampled_outside, 1)
-        extra_d[start:start + block] = np.maximum(total_d, 0.0) * scale
-        extra_c[start:start + block] = np.maximum(total_c, 0.0) * scale
+    members_of = np.split(np.argsort(comp, kind="stable"), np.cumsum(np.bincount(comp))[:-1])
+    position = np.full(n, -1, dtype=np.int64)
+    for c in np.unique(comp[rows]):
+        members = members_of[c]
+        sample = members if len(members) <= sample_size else \
+            np.sort(rng.choice(members, size=sample_size, replace=False))
+        position[sample] = np.arange(len(sample))
+        chosen = np.flatnonzero(comp[rows] == c)
+        block = max(1, BLOCK_BYTES // (4 * (len(sample) + len(outside))))
+        for start in range(0, len(chosen), block):
+            part = chosen[start:start + block]
+            chunk = rows[part]
+            # own component, minus what the sample shares with the exact part (self + k nbrs)
+            sims = x[chunk] @ x[sample].T
+            d_in = np.where(sims >= threshold, sims, 0.0).sum(axis=1, dtype=np.float64)
+            c_in = (sims >= threshold).sum(axis=1).astype(np.float64)
+            known = np.concatenate([chunk[:, None], knn[chunk]], axis=1)
+            pos = position[known]
+            shared = pos >= 0
+            known_sims = np.take_along_axis(sims, np.clip(pos, 0, None), axis=1)
+            d_in -= np.where(shared, known_sims, 0.0).sum(axis=1)
+            c_in -= shared.sum(axis=1)
+            scale_in = (len(members) - known.shape[1]) / np.maximum(len(sample) - shared.sum(axis=1), 1)
+            # outside the component: a uniform sample, scaled by the rows outside
+            sims = x[chunk] @ x[outside].T
+            hit = (sims >= threshold) & (comp_out != c)
+            d_out = np.where(hit, sims, 0.0).sum(axis=1, dtype=np.float64)
+            scale_out = (n - len(members)) / max(int((comp_out != c).sum()), 1)
+            extra_d[part] = np.maximum(d_in, 0.0) * scale_in + d_out * scale_out
+            extra_c[part] = np.maximum(c_in, 0.0) * scale_in + hit.sum(axis=1) * scale_out
+        position[sample] = -1
     return extra_d, extra_c
 
 

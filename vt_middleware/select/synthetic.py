@@ -67,8 +67,11 @@ def make_calls(n: int = 2000, d: int = 384, n_clusters: int = 12, n_rare: int = 
     duplicate_of = np.full(n, -1)
     clustered = np.flatnonzero(labels_arr[:n_clustered] >= 0)
     copies = rng.choice(clustered, size=int(duplicate_fraction * len(clustered)), replace=False)
+    order = np.argsort(labels_arr[:n_clustered], kind="stable")  # members of each cluster, in row order
+    bounds = np.cumsum(np.bincount(labels_arr[:n_clustered], minlength=n_clusters))
     for i in copies:
-        same = np.flatnonzero(labels_arr[:n_clustered] == labels_arr[i])
+        label = labels_arr[i]
+        same = order[(bounds[label - 1] if label else 0): bounds[label]]
         j = int(rng.choice(same))
         if j != i:
             vectors[i] = _unit(vectors[j][None] + 0.05 * rng.standard_normal((1, d)) / np.sqrt(d))[0]
