@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Dict, List, Tuple
 
 import httpx
@@ -18,8 +17,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
 
 import vt_middleware as vt
-from vt_middleware.evolve.swap import Promoter
-from vt_middleware.synthesize.versions import HookVersionStore
+from swap_load import swap_storm, tagged_fine_tunes
 from vt_middleware.train.local_models import TINY_ID
 
 
@@ -90,23 +88,8 @@ def test_shared_callback_handler_threads_and_asyncio_at_once_keep_runs_apart(vt_
         assert by_prompt[prompt].status == "ERROR" and by_prompt[prompt].error_type.endswith("NotFoundError")
 
 
-TAG_HOOK = '''
-def intercept_prompt(user_input, context):
-    return user_input
-
-
-def intercept_output(model_output, context):
-    return model_output + " [hook:{tag}]"
-'''
-
-
 def test_hot_swap_and_rollback_under_sync_and_async_load_never_store_a_mixed_pair(vt_env, local_server):
-    backend = local_server.backend
-    for alias in ("app-model", "vt-ft-a", "vt-ft-b"):
-        backend.alias(alias, TINY_ID)
-    versions = HookVersionStore(vt_env.hooks_dir)
-    va = versions.create_version(TAG_HOOK.replace("{tag}", "vt-ft-a"), validation={"ok": True})["version"]
-    vb = versions.create_version(TAG_HOOK.replace("{tag}", "vt-ft-b"), validation={"ok": True})["version"]
+    va, vb = tagged_fine_tunes(local_server, vt_env.hooks_dir)
     expected = {"app-model": (None, None), "vt-ft-a": (va, "vt-ft-a"), "vt-ft-b": (vb, "vt-ft-b")}
     sync_client = vt.wrap(openai.OpenAI(base_url=local_server.base_url, api_key="sk", max_retries=0), "swap_rows")
     stop = threading.Event()
@@ -139,21 +122,7 @@ def test_hot_swap_and_rollback_under_sync_and_async_load_never_store_a_mixed_pai
 
     threads = [threading.Thread(target=caller) for _ in range(4)]
     threads.append(threading.Thread(target=lambda: asyncio.run(async_callers())))
-    for thread in threads:
-        thread.start()
-    promoter = Promoter()
-    promoter.promote("app-model", "vt-ft-a", va, record=False)
-    for i in range(60):
-        time.sleep(0.01)
-        if i % 2 == 0:
-            promoter.promote("app-model", "vt-ft-b", vb, record=False)
-        else:
-            promoter.rollback(record=False)
-    promoter.rollback(record=False)
-    time.sleep(0.1)
-    stop.set()
-    for thread in threads:
-        thread.join(30)
+    swap_storm(threads, stop, va, vb, flips=60)
     assert failures == []
     rows = _rows("swap_rows")
     assert len(rows) == len(answers) and len({r.run_id for r in rows}) == len(rows)

@@ -9,24 +9,10 @@ from pathlib import Path
 import pytest
 
 import vt_middleware as vt
-from vt_middleware.evolve.swap import Promoter, promote, promotion_history, sync_from_store
+from swap_load import make_version, swap_storm, tagged_fine_tunes
+from vt_middleware.evolve.swap import Promoter, promote, promotion_history
 from vt_middleware.runtime.active import Runtime, get_runtime
 from vt_middleware.synthesize.versions import HookVersionStore
-
-TAG_HOOK = '''
-def intercept_prompt(user_input, context):
-    return user_input
-
-
-def intercept_output(model_output, context):
-    return model_output + " [hook:{tag}]"
-'''
-
-
-def make_version(hooks_dir, tag: str) -> str:
-    store = HookVersionStore(hooks_dir)
-    return store.create_version(TAG_HOOK.replace("{tag}", tag), validation={"ok": True})["version"]
-
 
 def test_promote_swaps_routes_and_hooks_together_and_rollback_restores(vt_env):
     hooks_dir = vt_env.hooks_dir
@@ -98,12 +84,7 @@ def test_restarted_instance_rolls_back_from_store_history(vt_env):
 
 
 def test_hot_swap_under_load_no_failed_or_mixed_calls(vt_env, local_server, openai_client):
-    from vt_middleware.train.local_models import TINY_ID
-
-    backend = local_server.backend
-    for alias in ("app-model", "vt-ft-a", "vt-ft-b"):
-        backend.alias(alias, TINY_ID)
-    va, vb = make_version(vt_env.hooks_dir, "vt-ft-a"), make_version(vt_env.hooks_dir, "vt-ft-b")
+    va, vb = tagged_fine_tunes(local_server, vt_env.hooks_dir)
     client = vt.wrap(openai_client, function_name="hot_swap_probe")
     stop = threading.Event()
     failures, mixed, seen = [], [], set()
@@ -127,21 +108,7 @@ def test_hot_swap_under_load_no_failed_or_mixed_calls(vt_env, local_server, open
                 if tag != expected_tag:
                     mixed.append((served, tag))
 
-    threads = [threading.Thread(target=caller) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    promoter = Promoter()
-    promoter.promote("app-model", "vt-ft-a", va, record=False)
-    for i in range(100):
-        time.sleep(0.01)
-        if i % 2 == 0:
-            promoter.promote("app-model", "vt-ft-b", vb, record=False)
-        else:
-            promoter.rollback(record=False)
-    time.sleep(0.1)
-    stop.set()
-    for thread in threads:
-        thread.join(30)
+    swap_storm([threading.Thread(target=caller) for _ in range(8)], stop, va, vb, flips=100)
     assert failures == []
     assert mixed == []
     assert {"vt-ft-a", "vt-ft-b"} <= seen  # calls really ran on both pairs while swapping

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
@@ -149,38 +149,35 @@ def list_jobs(request: Request, after: Optional[str] = None, limit: int = 20) ->
     return _page(jobs, after, limit)
 
 
-def _find(service: FineTuningService, job_id: str) -> Optional[LocalJob]:
+def _find(request: Request, job_id: str) -> Tuple[FineTuningService, Any]:
+    """The service and the job, or (service, the 404 response to return) when there is none."""
+    service = get_service(request.app)
     try:
-        return service.trainer.get_job(job_id)
+        return service, service.trainer.get_job(job_id)
     except VTError:
-        return None
+        return service, openai_error(404, f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}")
 def retrieve_job(request: Request, job_id: str) -> Any:
-    service = get_service(request.app)
-    job = _find(service, job_id)
-    if job is None:
-        return openai_error(404, f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
-    return service.job_object(job)
+    service, job = _find(request, job_id)
+    return service.job_object(job) if isinstance(job, LocalJob) else job
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/events")
 def list_events(request: Request, job_id: str, after: Optional[str] = None, limit: int = 20) -> Any:
-    service = get_service(request.app)
-    job = _find(service, job_id)
-    if job is None:
-        return openai_error(404, f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
+    service, job = _find(request, job_id)
+    if not isinstance(job, LocalJob):
+        return job
     events = list(reversed(service.trainer.list_events(job_id, limit=100_000)))  # newest first, as OpenAI
     return _page(events, after, limit)
 
 
 @router.post("/v1/fine_tuning/jobs/{job_id}/cancel")
 def cancel_job(request: Request, job_id: str) -> Any:
-    service = get_service(request.app)
-    job = _find(service, job_id)
-    if job is None:
-        return openai_error(404, f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
+    service, job = _find(request, job_id)
+    if not isinstance(job, LocalJob):
+        return job
     if job.status in ("succeeded", "failed", "cancelled"):
         return openai_error(400, f"Job {job_id} is already {job.status}; it cannot be cancelled",
                             param="fine_tuning_job_id")
