@@ -6,15 +6,18 @@
 1. Starts the local OpenAI-compatible server (vt_middleware.server) on SmolLM2-135M.
 2. Runs the sample app ``generate_review_summary(review)`` through ``vt.wrap(OpenAI(...))``
    over a stream of product reviews; every call is captured into LanceDB under ``--dir``.
+   The app's prompt carries a chatty example answer, so the model opens with filler.
 3. A scripted reviewer corrects the answers, with two systematic fixes a real reviewer of this
    app would make: remove filler phrases ("Sure! Here is a summary:", "As an AI language model,")
-   and end with the review's star rating as a "Rating: N/5" line (N from the review's data).
+   and end with the review's star rating as a "Rating: N/5" line (N from the review's prompt).
    Corrections are stored with ``vt.feedback(run_id, fixed_output)``.
 4. Runs one evolution cycle (TrainingPipeline: extract, synthesize, prepare, LoRA train,
    evaluate, promote) with the rich CLI dashboard.
 5. Replays held-out reviews (never corrected) and prints quality before vs after: the share of
    answers the reviewer would not need to fix, and the embedding similarity to the reviewer's
-   corrected answers.
+   corrected answers. The "before" answers are asked without capture (no hooks or routes are
+   active yet, so the wrapped app would send the same request), so the held-out reviews never
+   reach the logs that the evolution cycle learns from.
 """
 from __future__ import annotations
 
@@ -33,6 +36,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("VECTORWAVE_QUIET", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One torch thread: on a small shared CPU, spinning worker threads made each SmolLM2 answer
+# 4-5x slower (10-12 s vs 2.2 s per answer at load average 6 on 2 cores).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FUNCTION = "generate_review_summary"
@@ -42,7 +48,11 @@ PROS = ["is sturdy", "is very quiet", "looks elegant", "was easy to set up", "fe
 CONS = ["the cable is short", "it scratches easily", "the manual is confusing", "it is a bit heavy",
         "support was slow", "it runs hot"]
 FILLERS = ("Sure! Here is a summary:", "Sure, here is a summary:", "Sure!", "Certainly!", "As an AI language model,",
-           "Here is a summary of the review:", "Here's a summary:")
+           "Here is a summary of the review:", "Here's a summary:", "Here is a summary:")
+SYSTEM = "You are a friendly assistant. You summarise product reviews in one or two sentences."
+# The developer's example answer is chatty; the model copies its opening.
+EXAMPLE = [{"role": "user", "content": "Summarise this review (4 stars): The mug looks elegant, but it leaks."},
+           {"role": "assistant", "content": "Here is a summary: The mug looks elegant, but it leaks."}]
 
 
 def make_reviews(n: int, seed: int = 7) -> List[Dict[str, Any]]:
@@ -113,12 +123,11 @@ def main(argv: List[str] | None = None) -> int:
     raw_client = OpenAI(base_url=server.base_url, api_key="local", max_retries=0)
     client = vt.wrap(OpenAI(base_url=server.base_url, api_key="local", max_retries=0), function_name=FUNCTION)
 
-    def generate_review_summary(review: Dict[str, Any]) -> Tuple[str, str]:
+    def generate_review_summary(review: Dict[str, Any], via: Any = client) -> Tuple[str, str]:
         """The sample app: one chat call per review; returns (answer, run_id)."""
-        answer = client.chat.completions.create(
+        answer = via.chat.completions.create(
             model=model, max_tokens=40, temperature=0.0,
-            messages=[{"role": "system", "content": "You summarise product reviews in one or two sentences."},
-                      {"role": "user", "content": prompt_of(review)}])
+            messages=[{"role": "system", "content": SYSTEM}, *EXAMPLE, {"role": "user", "content": prompt_of(review)}])
         return answer.choices[0].message.content or "", last_run_id() or ""
 
     try:
@@ -127,7 +136,7 @@ def main(argv: List[str] | None = None) -> int:
         live, held_out = reviews[:-n_held], reviews[-n_held:]
 
         console.print(f"[bold]1. Before:[/] held-out quality of the base model on {len(held_out)} reviews")
-        before = [generate_review_summary(r)[0] for r in held_out]
+        before = [generate_review_summary(r, via=raw_client)[0] for r in held_out]
 
         console.print(f"[bold]2. Live traffic:[/] {len(live)} requests, the reviewer corrects every answer")
         with console.status("serving requests ...") as status:
@@ -148,19 +157,28 @@ def main(argv: List[str] | None = None) -> int:
         pipeline = TrainingPipeline(make_extractor(), synthesizer_output_dir=root / "hooks", trainer=trainer,
                                     monitor=dashboard, base_model=model, eval_client=raw_client,
                                     gate=EvaluationGate(config=GateConfig(max_eval_items=6, max_tokens=40)),
+                                    # A 135M model is derailed by an added guidance block (it
+                                    # answers with the guidance), so only output rules are learned.
+                                    synthesis_options={"prompt_rules": False},
                                     poll_interval=0.5, train_timeout=900)
+        cycle_started = time.monotonic()
         try:
             result = pipeline.run(FUNCTION, output_dir=str(root / "evolve"))
         except Exception as exc:  # noqa: BLE001 - show the table and the reason, then fail
             dashboard.summary(pipeline.last_result)
             console.print(f"[red]evolution failed: {type(exc).__name__}: {exc}[/]")
             return 1
+        cycle_s = time.monotonic() - cycle_started
         dashboard.summary(result)
 
         console.print(f"[bold]4. After:[/] the same {len(held_out)} held-out reviews through the evolved app")
         after = [generate_review_summary(r)[0] for r in held_out]
         report = quality_report(held_out, before, after)
-        print_report(console, report, result, time.monotonic() - started, root)
+        report["evolution"] = {"promoted": bool(result.get("promoted")),
+                               "gate_reason": (result.get("gate") or {}).get("reason"),
+                               "rules": [r.get("description") for r in result.get("rules") or []],
+                               "cycle_s": round(cycle_s, 1), "total_s": round(time.monotonic() - started, 1)}
+        print_report(console, report, result, root)
         (root / "demo_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         return 0
     finally:
@@ -223,7 +241,7 @@ def quality_report(reviews: List[Dict[str, Any]], before: List[str], after: List
             "examples": [{"review": prompt_of(r), "before": b, "after": a} for r, b, a in zip(reviews[:2], before, after)]}
 
 
-def print_report(console: Any, report: Dict[str, Any], result: Dict[str, Any], elapsed: float, root: Path) -> None:
+def print_report(console: Any, report: Dict[str, Any], result: Dict[str, Any], root: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"Held-out quality ({report['n']} reviews never corrected)")
@@ -235,7 +253,9 @@ def print_report(console: Any, report: Dict[str, Any], result: Dict[str, Any], e
     for example in report["examples"]:
         console.print(f"[dim]{example['review']}[/]\n  before: {example['before']!r}\n  after:  {example['after']!r}")
     console.print(f"promoted: {result.get('promoted')} · hook version {result.get('hook_version')} · "
-                  f"fine-tuned model {(result.get('train') or {}).get('fine_tuned_model')} · {elapsed:.0f}s")
+                  f"fine-tuned model {(result.get('train') or {}).get('fine_tuned_model')}")
+    evolution = report["evolution"]
+    console.print(f"evolution cycle {evolution['cycle_s']:.0f}s · whole demo {evolution['total_s']:.0f}s")
     console.print(f"explore it: vt --store-path {root}/lance --hooks-dir {root}/hooks --state-dir {root}/state dashboard")
 
 

@@ -230,3 +230,79 @@ def test_words_from_the_input_become_slots_in_additions_and_replacements(analyze
     out = hook["intercept_output"]("The product is calm and useful.", context)
     assert out == "The heater is calm and useful.\n\nSKU: heater"
     assert {"replace", "append"} <= {r.kind for r in rules}
+
+
+# --- optional LLM-assisted synthesis (OpenAI SDK over HTTP against the local server) ------
+class ScriptedBackend:
+    """A model behind the real local server that answers every chat with one fixed text (the
+    rules a capable model would propose; no such model runs offline)."""
+
+    def __init__(self, answer: str) -> None:
+        from vt_middleware.server.backends import FaultPlan
+
+        self.answer, self.faults, self.requests = answer, FaultPlan(), []
+
+    def list_models(self):
+        return ["scripted"]
+
+    def has_model(self, model_id):
+        return model_id == "scripted"
+
+    def complete(self, params):
+        from vt_middleware.server.backends import Completion
+
+        self.requests.append(params.messages)
+        return Completion(self.answer, 10, 10)
+
+    def stream(self, params):
+        raise NotImplementedError
+
+
+UTILIZE = [("Please utilize the form.", "Please use the form."), ("She utilizes two tools.", "She uses two tools."),
+           ("We utilized it daily.", "We used it daily.")]
+
+
+def _llm_synthesize(analyzer, tmp_path, backend=None, model="scripted", base_url=None):
+    from openai import OpenAI
+
+    from vt_middleware.server.runner import LocalServer
+    from vt_middleware.synthesize import LLMRuleProposer
+
+    pairs = [FeedbackPair(f"Rewrite: {bad}", bad, fixed, pair_id=f"z{i}") for i, (bad, fixed) in enumerate(UTILIZE)]
+    diffs = analyzer.analyze_many(pairs)
+    server = LocalServer(backend=backend, data_dir=tmp_path / "server", model=model).start() if base_url is None else None
+    try:
+        client = OpenAI(base_url=base_url or server.base_url, api_key="local", max_retries=0, timeout=60)
+        synth = RuleSetSynthesizer(prompt_rules=False, llm=LLMRuleProposer(client, model))
+        return synth, synth.synthesize(diffs), diffs
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def test_llm_proposals_are_accepted_only_when_the_pairs_back_them(analyzer, tmp_path):
+    answer = ('Here you go:\n```json\n{"rules": ['
+              '{"kind": "replace", "find": "utiliz", "replace": "us"},'
+              '{"kind": "remove", "find": "the "},'
+              '{"kind": "replace", "find": "\\"\\"\\"); __import__(\'os\').system(\'x\') #", "replace": "y"},'
+              '{"kind": "exec", "find": "a"}]}\n```')
+    backend = ScriptedBackend(answer)
+    synth, rules, diffs = _llm_synthesize(analyzer, tmp_path, backend)
+    assert RuleSetSynthesizer(prompt_rules=False).synthesize(diffs) == []  # heuristics alone: one edit each
+    assert len(backend.requests) == 1 and "utilizes" in backend.requests[0][-1]["content"]
+    assert [(r.kind, r.support, r.confidence) for r in rules] == [("replace", 3, 1.0)]
+    assert "proposed by an LLM" in rules[0].description
+    hook = load(rules)
+    assert hook["intercept_output"]("They utilize maps.", {}) == "They use maps."
+    # the harmful and the code-like proposals were scored and dropped, never emitted
+    llm_scores = [s for rule_id, s in synth.last_scores.items() if rule_id.startswith("llm-")]
+    assert len(llm_scores) == 3 and sum(s["support"] < 2 for s in llm_scores) == 2
+
+
+def test_llm_answers_that_are_not_rules_leave_the_heuristics_alone(analyzer, tmp_path):
+    from vt_middleware.train.local_models import TINY_ID
+
+    _, rules, diffs = _llm_synthesize(analyzer, tmp_path, model=TINY_ID)  # a tiny random model: gibberish
+    assert rules == RuleSetSynthesizer(prompt_rules=False).synthesize(diffs) == []
+    _, rules, _ = _llm_synthesize(analyzer, tmp_path, base_url="http://127.0.0.1:9/v1")  # unreachable
+    assert rules == []

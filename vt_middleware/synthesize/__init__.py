@@ -2,6 +2,7 @@
 from .analyzer import FeedbackDiffAnalyzer
 from .codegen import CodegenResult, HookScriptGenerator, build_module
 from .conflicts import ConflictReport, resolve_conflicts
+from .llm import LLMRuleProposer
 from .pipeline import SynthesisResult, run_synthesis_pipeline, synthesize_version
 from .rules import RuleSetSynthesizer
 from .validate import validate_hook
@@ -10,5 +11,5 @@ from .versions import HookVersionStore
 __all__ = [
     "FeedbackDiffAnalyzer", "RuleSetSynthesizer", "HookScriptGenerator", "CodegenResult", "build_module",
     "ConflictReport", "resolve_conflicts", "run_synthesis_pipeline", "synthesize_version",
-    "SynthesisResult", "validate_hook", "HookVersionStore",
+    "SynthesisResult", "validate_hook", "HookVersionStore", "LLMRuleProposer",
 ]

@@ -36,8 +36,14 @@ def synthesize_version(
     min_confidence: float = 0.8,
     analyzer: Optional[FeedbackDiffAnalyzer] = None,
     synthesizer: Optional[RuleSetSynthesizer] = None,
+    llm: Optional[Any] = None,
+    prompt_rules: bool = True,
 ) -> SynthesisResult:
     """Synthesise a new immutable hook version in ``output_dir`` (default: config hooks_dir).
+
+    ``llm`` (e.g. :class:`~.llm.LLMRuleProposer`) is asked for rules covering the pairs the
+    heuristics left unfixed; its proposals are scored on the pairs like mined ones.
+    ``prompt_rules=False`` leaves prompts alone (small models can be derailed by added guidance).
 
     Rules whose claims do not hold in the generated module are dropped and the module
     is generated again; the manifest records the validation of what was written.
@@ -50,7 +56,8 @@ def synthesize_version(
 
         output_dir = get_config().hooks_dir
     diffs = (analyzer or FeedbackDiffAnalyzer()).analyze_many(pairs)
-    synthesizer = synthesizer or RuleSetSynthesizer(min_support=min_support, min_confidence=min_confidence)
+    synthesizer = synthesizer or RuleSetSynthesizer(min_support=min_support, min_confidence=min_confidence, llm=llm,
+                                                  prompt_rules=prompt_rules)
     rules = synthesizer.synthesize(diffs)
     store = HookVersionStore(output_dir)
     version = store.reserve_version()

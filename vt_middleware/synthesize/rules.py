@@ -86,9 +86,8 @@ class RuleSetSynthesizer:
         self.last_scores: Dict[str, Dict[str, Any]] = {}
 
     def synthesize(self, diffs: Sequence[Dict[str, Any]]) -> List[Rule]:
-        """Rules backed by at least ``min_support`` pairs at ``min_confidence``."""
-        from rapidfuzz.distance import Levenshtein
-
+        """Rules backed by at least ``min_support`` pairs at ``min_confidence``. With ``llm``,
+        pairs no heuristic rule improves are sent to it for proposals, scored the same way."""
         for diff in diffs:
             if not isinstance(diff, dict) or "segments" not in diff:
                 raise DataError("synthesize() takes FeedbackDiffAnalyzer.analyze() results")
@@ -96,15 +95,29 @@ class RuleSetSynthesizer:
         if not diffs:
             self.last_report = ConflictReport()
             return []
-        distance = Levenshtein.distance
-        contexts = [eval_context(d) for d in diffs]
-        base = [distance(d["bad_output"], d["fixed_output"]) for d in diffs]
         changed = [d for d in diffs if not d["identical"]]
         found = mining.mine_replacements(changed, self.min_support)
         found += mining.mine_additions(changed, self.min_support)
         found += mining.mine_normalizers(changed)
+        rules = self._score(found, diffs)
         if self.llm is not None:
-            found += self._llm_candidates(changed)
+            uncovered = self._uncovered(rules, changed)
+            if uncovered:
+                known = {r.rule_id for r in rules}
+                rules += [r for r in self._score(self._llm_candidates(uncovered), diffs) if r.rule_id not in known]
+        recency = {d["pair_id"]: str(d.get("created_at") or "") for d in diffs}
+        rules, self.last_report = resolve_conflicts(rules, recency)
+        if self.prompt_rules:
+            rules += self._prompt_rules(diffs, rules)
+        return sorted(rules, key=lambda r: (-r.priority, r.rule_id))
+
+    def _score(self, found: Sequence[Dict[str, Any]], diffs: Sequence[Dict[str, Any]]) -> List[Rule]:
+        """Apply each candidate to the pairs in its scope; keep those strong enough."""
+        from rapidfuzz.distance import Levenshtein
+
+        distance = Levenshtein.distance
+        contexts = [eval_context(d) for d in diffs]
+        base = [distance(d["bad_output"], d["fixed_output"]) for d in diffs]
         rules: List[Rule] = []
         for candidate in found:
             scope = self._scope(candidate, diffs)
@@ -132,11 +145,21 @@ class RuleSetSynthesizer:
             self.last_scores[candidate["id"]] = {"support": support, "harm": harm, "confidence": confidence}
             if support >= self.min_support and confidence >= self.min_confidence:
                 rules.append(_to_rule(candidate, support, confidence, sorted(support_ids)))
-        recency = {d["pair_id"]: str(d.get("created_at") or "") for d in diffs}
-        rules, self.last_report = resolve_conflicts(rules, recency)
-        if self.prompt_rules:
-            rules += self._prompt_rules(diffs, rules)
-        return sorted(rules, key=lambda r: (-r.priority, r.rule_id))
+        return rules
+
+    @staticmethod
+    def _uncovered(rules: List[Rule], changed: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Corrected pairs whose bad output the rules do not bring closer to the fix."""
+        from rapidfuzz.distance import Levenshtein
+
+        entries = _compile_rules([to_hook_dict(r) for r in rules])
+        left = []
+        for diff in changed:
+            bad, fixed = diff["bad_output"], diff["fixed_output"]
+            after = _apply_rules(entries, bad, eval_context(diff))
+            if Levenshtein.distance(after, fixed) >= Levenshtein.distance(bad, fixed):
+                left.append(diff)
+        return left
 
     @staticmethod
     def _scope(candidate: Dict[str, Any], diffs: Sequence[Dict[str, Any]]) -> Optional[str]:
