@@ -1,7 +1,8 @@
 """An in-memory Weaviate that speaks the real wire protocol (REST + gRPC), for tests.
 
 There is no Weaviate server here, so this plays one for the real ``weaviate-client`` v4:
-REST (``/v1/meta``, ``/v1/.well-known/ready``, ``/v1/schema``, ``/v1/objects``) over
+REST (``/v1/meta``, ``/v1/.well-known/ready``, ``/v1/schema``, ``/v1/objects``,
+``/v1/nodes``) over
 HTTP/1.1 and the ``weaviate.v1.Weaviate`` gRPC service (``Search``, ``BatchObjects``,
 ``BatchDelete``, ``Aggregate`` for counts) built from the protobuf stubs shipped inside ``weaviate-client``.
 
@@ -51,11 +52,31 @@ class _Object:
     updated_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
 
+_HNSW_DEFAULTS: Dict[str, Any] = {
+    "skip": False, "cleanupIntervalSeconds": 300, "maxConnections": 32, "efConstruction": 128, "ef": -1,
+    "dynamicEfMin": 100, "dynamicEfMax": 500, "dynamicEfFactor": 8, "vectorCacheMaxObjects": 1000000000000,
+    "flatSearchCutoff": 40000, "distance": "cosine", "filterStrategy": "sweeping",
+    "pq": {"enabled": False}, "bq": {"enabled": False}, "sq": {"enabled": False}, "rq": {"enabled": False},
+    "multivector": {"enabled": False}}
+
+
+def _property(prop: Dict[str, Any]) -> Dict[str, Any]:
+    """A property definition with the defaults Weaviate fills in (the client reads them)."""
+    text = prop["dataType"][0].startswith("text")
+    return {"indexFilterable": True, "indexSearchable": text, "indexRangeFilters": False,
+            **{k: v for k, v in prop.items() if v is not None}, "tokenization": prop.get("tokenization")
+            or ("word" if text else None)}
+
+
 class _Class:
     def __init__(self, definition: Dict[str, Any]) -> None:
         self.definition = definition
-        definition.setdefault("properties", [])
+        definition["properties"] = [_property(p) for p in definition.get("properties") or []]
         definition.setdefault("vectorConfig", {"default": {"vectorizer": {"none": {}}, "vectorIndexType": "hnsw"}})
+        for vector in definition["vectorConfig"].values():
+            vector.setdefault("vectorIndexType", "hnsw")
+            if vector["vectorIndexType"] == "hnsw":
+                vector["vectorIndexConfig"] = {**_HNSW_DEFAULTS, **(vector.get("vectorIndexConfig") or {})}
         self.objects: Dict[str, _Object] = {}
 
     @property
@@ -71,8 +92,7 @@ class _Class:
         if declared is not None:
             return declared["dataType"][0]
         dtype = _infer_type(sample)
-        self.definition["properties"].append({"name": name, "dataType": [dtype], "tokenization":
-                                              "word" if dtype.startswith("text") else None})
+        self.definition["properties"].append(_property({"name": name, "dataType": [dtype]}))
         return dtype
 
 
@@ -103,12 +123,12 @@ def _coerce(dtype: str, value: Any, name: str) -> Any:
         return None
     if dtype.endswith("[]"):
         return [_coerce(dtype[:-2], v, name) for v in value]
-    if dtype == "int":
-        if float(value) != int(float(value)):
-            raise ValueError(f"invalid integer property '{name}': {value!r}")
-        return int(float(value))
-    if dtype == "number":
-        return float(value)
+    if dtype in ("int", "number"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                dtype == "int" and float(value) != int(value)):
+            kind = "integer" if dtype == "int" else "number"
+            raise ValueError(f"invalid {kind} property '{name}': requires a {kind}, got {value!r}")
+        return int(value) if dtype == "int" else float(value)
     if dtype == "boolean":
         if not isinstance(value, bool):
             raise ValueError(f"invalid boolean property '{name}': {value!r}")
@@ -198,6 +218,7 @@ class FakeWeaviate:
         self.classes: Dict[str, _Class] = {}
         self.calls: List[str] = []  # "GET /v1/meta", "grpc Search", ... in order
         self.unhandled: List[str] = []
+        self.fault: Optional[grpc.StatusCode] = None  # set: every gRPC call fails with it (a broken server)
         self._lock = threading.RLock()
         self._http: Optional[ThreadingHTTPServer] = None
         self._grpc: Optional[grpc.Server] = None
@@ -310,6 +331,14 @@ def _rest(fake: FakeWeaviate, h: Any, method: str, parts: List[str]) -> bool:
                       "grpcMaxMessageSize": 104858000})
     elif parts[:1] == [".well-known"] and method == "GET" and parts[1:] in (["ready"], ["live"]):
         h._send(200)
+    elif parts == [".well-known", "openid-configuration"] and method == "GET":
+        h._send(404)  # what Weaviate answers when no OIDC is configured
+    elif parts == ["nodes"] and method == "GET":  # the client's dynamic batch sizes itself from this
+        with fake._lock:
+            count = sum(len(c.objects) for c in fake.classes.values())
+        h._send(200, {"nodes": [{"name": "fake-node-1", "status": "HEALTHY", "version": VERSION, "gitHash": "fake",
+                                 "stats": {"objectCount": count, "shardCount": len(fake.classes)},
+                                 "batchStats": {"queueLength": 0, "ratePerSecond": 0}, "shards": None}]})
     elif parts == ["schema"] and method == "GET":
         with fake._lock:
             h._send(200, {"classes": [c.definition for c in fake.classes.values()]})
@@ -319,9 +348,6 @@ def _rest(fake: FakeWeaviate, h: Any, method: str, parts: List[str]) -> bool:
             if fake.get_class(definition["class"]) is not None:
                 h._error(422, f"class name {definition['class']!r} already exists")
                 return True
-            for prop in definition.get("properties", []):
-                if prop.get("dataType", [""])[0].startswith("text"):
-                    prop.setdefault("tokenization", "word")
             fake.classes[definition["class"]] = _Class(definition)
         h._send(200, definition)
     elif parts[:1] == ["schema"] and len(parts) == 2 and method in ("GET", "DELETE"):
@@ -368,8 +394,13 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
     def __init__(self, fake: FakeWeaviate) -> None:
         self.fake = fake
 
+    def _check_fault(self, context: Any) -> None:
+        if self.fake.fault is not None:
+            context.abort(self.fake.fault, "fake weaviate: injected fault")
+
     def BatchObjects(self, request: Any, context: Any) -> Any:
         self.fake.calls.append("grpc BatchObjects")
+        self._check_fault(context)
         started = time.perf_counter()
         errors = []
         for index, obj in enumerate(request.objects):
@@ -382,6 +413,7 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
 
     def BatchDelete(self, request: Any, context: Any) -> Any:
         self.fake.calls.append("grpc BatchDelete")
+        self._check_fault(context)
         with self.fake._lock:
             cls = self.fake.get_class(request.collection)
             matched = [o for o in (cls.objects.values() if cls else []) if _matches(cls, o, request.filters)]
@@ -393,6 +425,7 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
     def Aggregate(self, request: Any, context: Any) -> Any:
         """Only ``total_count`` (``objects_count``), optionally filtered."""
         self.fake.calls.append("grpc Aggregate")
+        self._check_fault(context)
         started = time.perf_counter()
         if len(request.aggregations) or request.HasField("group_by") or request.WhichOneof("search"):
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake weaviate: only objects_count aggregates")
@@ -407,6 +440,7 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
 
     def Search(self, request: Any, context: Any) -> Any:
         self.fake.calls.append("grpc Search")
+        self._check_fault(context)
         started = time.perf_counter()
         with self.fake._lock:
             cls = self.fake.get_class(request.collection)

@@ -3,7 +3,10 @@
 Rows live in VectorWave's own collections (``VectorWaveExecutions`` and
 ``VectorWaveGoldenDataset``) in VectorWave's layout, so ``vectorwave.search_executions``
 and ``VectorWaveDatasetManager`` read them. Lite mode points VectorWave's env
-(``VECTORWAVE_MODE=lite``, ``VECTORWAVE_LITE_PATH``) at the same directory.
+(``VECTORWAVE_MODE=lite``, ``VECTORWAVE_LITE_PATH``) at the same directory; Weaviate mode
+(``VT_STORE_MODE=weaviate``, ``VT_WEAVIATE_HOST``/``_PORT``/``_GRPC_PORT``/``_API_KEY``) at
+the same server, which several app instances share: each sees the others' calls, feedback
+and promotions (store/weaviate.py).
 """
 from __future__ import annotations
 
@@ -50,11 +53,13 @@ def point_vectorwave_at(config: VTConfig) -> None:
         if config.weaviate_api_key:
             os.environ["WEAVIATE_API_KEY"] = config.weaviate_api_key
     try:
+        from vectorwave.database.db import get_cached_client
         from vectorwave.models.db_config import get_weaviate_settings
         from vectorwave.store.factory import get_vector_store
 
         get_vector_store.cache_clear()
         get_weaviate_settings.cache_clear()
+        get_cached_client.cache_clear()
     except Exception:  # noqa: BLE001 - VectorWave's caches are a convenience only
         pass
 
