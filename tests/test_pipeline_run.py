@@ -233,3 +233,30 @@ def test_missing_api_key_message_passes_through(monkeypatch):
 def test_bad_function_name_is_rejected(vt_env, tmp_path):
     with pytest.raises(DataError, match="function_name"):
         TrainingPipeline(make_extractor()).run("", output_dir=str(tmp_path))
+
+
+def test_feedback_on_captured_calls_learns_a_rating_read_from_each_calls_input(vt_env, local_server, tmp_path):
+    """Capture -> vt.feedback -> pipeline: the input of each call reaches the synthesiser, so the
+    rating line is filled from the new call's prompt, not copied as a constant."""
+    from openai import OpenAI
+
+    from vt_middleware.capture.context import last_run_id
+
+    client = vt.wrap(OpenAI(base_url=local_server.base_url, api_key="sk-local", max_retries=0), function_name="rate")
+
+    def ask(prompt: str) -> str:
+        answer = client.chat.completions.create(model=TINY_ID, max_tokens=4, temperature=0.0,
+                                                messages=[{"role": "user", "content": prompt}])
+        return answer.choices[0].message.content or ""
+
+    for i, stars in enumerate([1, 2, 4, 5, 2, 4, 1, 5, 4, 2]):
+        order = f", order {3 * i}" if i % 2 else ""  # the rating is not always the n-th number
+        output = ask(f"Ticket {100 + 7 * i}{order}: summarise this review ({stars} stars): item {i} works.")
+        vt.flush()
+        vt.feedback(last_run_id(), f"{output.rstrip()}\n\nRating: {stars}/5")
+    result = TrainingPipeline(make_extractor(), synthesizer_output_dir=vt_env.hooks_dir).run(
+        "rate", output_dir=str(tmp_path / "out"))
+    rating = next(r for r in result["rules"] if r["kind"] == "append")
+    assert rating["action"]["parts"][1][0] == "input_match", rating
+    assert result["promoted"], result["gate"]["reason"]
+    assert ask("Ticket 999: summarise this review (3 stars): a new item.").endswith("\n\nRating: 3/5")
