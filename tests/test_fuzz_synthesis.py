@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 import tokenize
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from vt_middleware.runtime.hooks import import_hook_file
 from vt_middleware.store.embedding import get_embedder
 from vt_middleware.synthesize import FeedbackDiffAnalyzer, RuleSetSynthesizer, build_module
+from vt_middleware.synthesize.llm import parse_proposals
 from vt_middleware.types import FeedbackPair
 
 # Text with code-like and quoting characters mixed into arbitrary unicode.
@@ -93,3 +95,50 @@ def test_synthesis_is_deterministic(analyzer, raw):
     second = [r.to_dict() for r in RuleSetSynthesizer().synthesize(analyzer.analyze_many(list(pairs)))]
     assert first == second
     assert build_module([], version="v1", generated_at="t").code == build_module([], version="v1", generated_at="t").code
+
+
+@SETTINGS
+@given(st.lists(st.tuples(TEXT, TEXT, st.integers(0, 99)), min_size=2, max_size=4), st.lists(TEXT, max_size=4))
+def test_input_slots_from_arbitrary_prompts_are_safe(analyzer, raw, texts):
+    # the fix appends a number that sits in the prompt next to arbitrary text: input slots are mined
+    pairs = [FeedbackPair(f"{noise} ({n} stars) {noise}", bad, f"{bad} Rating: {n}/5", pair_id=f"s{i}")
+             for i, (noise, bad, n) in enumerate(raw)]
+    rules = RuleSetSynthesizer(min_support=2, min_confidence=0.5).synthesize(analyzer.analyze_many(pairs))
+    namespace: dict = {}
+    exec(compile(build_module(rules).code, "<hook>", "exec"), namespace)
+    for text in texts + [p.bad_output for p in pairs]:
+        for context in ({"user_input": text}, {"messages": [{"role": "user", "content": text}]}, {"user_input": 5}):
+            assert isinstance(namespace["intercept_output"](text, context), str)
+
+
+RULE_ITEM = st.fixed_dictionaries({"kind": st.sampled_from(["replace", "remove", "append", "prepend", "exec", 3]),
+                                   "find": st.one_of(TEXT, st.integers()), "replace": TEXT, "text": TEXT,
+                                   "separator": st.sampled_from(["\n\n", " ", "x", None])})
+LLM_ANSWER = st.one_of(TEXT, st.lists(RULE_ITEM, max_size=4).map(lambda rules: json.dumps({"rules": rules})))
+
+
+class AnswerProposer:
+    """Stands in for the model: turns a fixed answer text into proposals like LLMRuleProposer."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def propose(self, diffs):
+        return parse_proposals(self.answer, [d["pair_id"] for d in diffs])
+
+
+@SETTINGS
+@given(st.lists(PAIR, min_size=1, max_size=3), LLM_ANSWER)
+def test_llm_answers_never_become_code(analyzer, raw, answer):
+    pairs = to_pairs(raw)
+    synth = RuleSetSynthesizer(min_support=2, min_confidence=0.5, llm=AnswerProposer(answer))
+    rules = synth.synthesize(analyzer.analyze_many(pairs))
+    result = build_module(rules, version="v0001")
+    assert result.ok, result.errors
+    for tok in tokenize.generate_tokens(io.StringIO(result.code).readline):
+        if tok.type == tokenize.NAME:
+            assert tok.string in ALLOWED, tok.string
+    namespace: dict = {}
+    exec(compile(result.code, "<hook>", "exec"), namespace)
+    for pair in pairs:
+        assert isinstance(namespace["intercept_output"](pair.bad_output, pair.context), str)
