@@ -182,3 +182,25 @@ def test_vectorwave_weaviate_store_hides_failures_ours_raises(fake, tmp_path):
     with pytest.raises(StoreError, match="injected fault"):
         store.write_calls([_item(record, 2)])
     store.backend.close()
+
+
+def test_capture_journals_while_weaviate_fails_and_replays_exactly_once(weaviate_env, fake):
+    import grpc
+
+    from vt_middleware.capture import worker
+
+    records = [CallRecord(function_name="outage", inputs={"args": {"i": i}}, output=f"o{i}") for i in range(6)]
+    worker.submit(records[0])
+    assert vt.flush(60)
+    fake.fault = grpc.StatusCode.INTERNAL
+    for record in records[1:]:
+        worker.submit(record)
+    assert vt.flush(60)
+    stats = vt.capture_stats()
+    assert stats["journal_pending"] == 5 and stats["dropped"] == 0
+    fake.fault = None
+    worker.get_worker()._store_retry_at = 0.0  # skip the worker's backoff
+    assert vt.flush(60) and vt.flush(60)
+    assert vt.capture_stats()["journal_pending"] == 0
+    stored = sorted(c.uuid for page in vt.get_store().iter_calls("outage") for c in page)
+    assert stored == sorted(r.run_id for r in records)

@@ -14,6 +14,8 @@ raises on failure (a batch replaces an object with the same uuid, so rewriting a
 is idempotent), declares every collection's properties before the first write, and
 reads in pages with Weaviate's cursor (``after``), vectors included. The cursor cannot be
 combined with a filter in Weaviate, so a function's calls are selected while paging.
+Every failure is a ``StoreError``; with the server down the client first retries (a
+write takes ~15 s to fail; the capture worker then spills the batch to its journal).
 """
 from __future__ import annotations
 
@@ -87,6 +89,12 @@ class FixedWeaviateStore(WeaviateVectorStore):
         self._ensured: Set[str] = set()
 
     # -- schema -----------------------------------------------------------------------
+    def collection_exists(self, collection: str) -> bool:
+        try:
+            return bool(self._client.collections.exists(collection))
+        except Exception as exc:
+            raise StoreError(f"Weaviate schema read for {collection!r} failed: {exc}") from exc
+
     def ensure_collection(self, collection: str, properties: List[Dict[str, Any]],
                           vector_dim: Optional[int] = None) -> None:
         if collection in self._ensured:
@@ -94,7 +102,7 @@ class FixedWeaviateStore(WeaviateVectorStore):
         try:
             super().ensure_collection(collection, properties, vector_dim)
         except Exception as exc:
-            if not self._client.collections.exists(collection):  # another instance may have won the race
+            if not self.collection_exists(collection):  # another instance may have won the race
                 raise StoreError(f"cannot create Weaviate collection {collection!r}: {exc}") from exc
         self._ensured.add(collection)
 
@@ -171,7 +179,10 @@ class FixedWeaviateStore(WeaviateVectorStore):
     def count_rows(self, collection: str) -> int:
         if not self.collection_exists(collection):
             return 0
-        response = self._client.collections.get(collection).aggregate.over_all(total_count=True)
+        try:
+            response = self._client.collections.get(collection).aggregate.over_all(total_count=True)
+        except Exception as exc:
+            raise StoreError(f"Weaviate count of {collection!r} failed: {exc}") from exc
         return int(response.total_count or 0)
 
 
