@@ -108,6 +108,13 @@ def test_codegen_reports_bad_rules_instead_of_raising(tmp_path):
         HookScriptGenerator().generate([broken], tmp_path)
     not_a_value = Rule("z", "d", {"scope": None}, {"normalizer": "strip", "param": object()}, kind="normalize")
     assert build_module([not_a_value]).status == "error"
+    bad_slot = Rule("s", "d", {"scope": None, "pattern": "R"}, {"parts": [["input_match", "(x", "1"]], "separator": " "},
+                    kind="append")
+    no_group = Rule("t", "d", {"scope": None, "pattern": "R"}, {"parts": [["input_match", "x", "1"]], "separator": " "},
+                    kind="append")
+    errors = build_module([bad_slot, no_group]).errors
+    assert any("input slot pattern does not compile" in e for e in errors)
+    assert any("input slot pattern has no group" in e for e in errors)
 
 
 def test_seed_generate_returns_path_of_importable_module(analyzer, tmp_path):

@@ -148,6 +148,13 @@ def check_rule(rule: Rule) -> List[str]:
             re.compile(data["pattern"])
         except re.error as exc:
             problems.append(f"rule {rule.rule_id!r}: pattern does not compile: {exc}")
+    for part in data.get("parts") or ():
+        if isinstance(part, (list, tuple)) and len(part) == 3 and part[0] == "input_match":
+            try:
+                if re.compile(part[1]).groups < 1:
+                    problems.append(f"rule {rule.rule_id!r}: input slot pattern has no group")
+            except (re.error, TypeError) as exc:
+                problems.append(f"rule {rule.rule_id!r}: input slot pattern does not compile: {exc}")
     if not isinstance(rule.priority, int):
         problems.append(f"rule {rule.rule_id!r}: priority must be int")
     return problems
