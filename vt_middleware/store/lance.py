@@ -26,13 +26,14 @@ from vectorwave.store.base import StoreRecord
 from vectorwave.store.lance_store import LanceVectorStore, _row_to_record, _serialize_properties
 
 from ..errors import DataError
+from .upsert import UpsertWrites
 
 
 def sql_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class FixedLanceStore(LanceVectorStore):
+class FixedLanceStore(UpsertWrites, LanceVectorStore):
     """A ``vectorwave`` ``VectorStore`` over LanceDB that keeps the table's own dimension."""
 
     def __init__(self, db_path: str, vector_dim: int = 384) -> None:
@@ -83,17 +84,6 @@ class FixedLanceStore(LanceVectorStore):
         return int(field.type.list_size)
 
     # -- writes -----------------------------------------------------------------
-    def insert(self, collection: str, properties: Dict[str, Any], uuid: Optional[str] = None,
-               vector: Optional[List[float]] = None) -> str:
-        from uuid import uuid4
-
-        uid = uuid or str(uuid4())
-        self.upsert_many(collection, [{"uuid": uid, "properties": properties, "vector": vector}])
-        return uid
-
-    def insert_many(self, collection: str, items: List[Dict[str, Any]]) -> int:
-        return self.upsert_many(collection, items)
-
     def upsert_many(self, collection: str, items: List[Dict[str, Any]]) -> int:
         """Write items keyed by ``uuid``; a uuid already present is not written again."""
         if not items:

@@ -31,6 +31,7 @@ from vectorwave.store.weaviate_store import WeaviateVectorStore, _to_record
 
 from ..config import VTConfig
 from ..errors import StoreError
+from .upsert import UpsertWrites
 
 _TEXT = ("trace_id", "span_id", "parent_span_id", "status", "error_message", "error_code", "return_value",
          "exec_source", "run_id", "kind", "inputs", "params", "raw_output", "model_requested", "model_used",
@@ -81,7 +82,7 @@ def connect(config: VTConfig) -> "FixedWeaviateStore":
     return store
 
 
-class FixedWeaviateStore(WeaviateVectorStore):
+class FixedWeaviateStore(UpsertWrites, WeaviateVectorStore):
     """A ``vectorwave`` ``VectorStore`` over Weaviate whose writes and reads raise on failure."""
 
     def __init__(self, client: Any) -> None:
@@ -113,15 +114,6 @@ class FixedWeaviateStore(WeaviateVectorStore):
                                else DOCUMENT_PROPERTIES)
 
     # -- writes -----------------------------------------------------------------------
-    def insert(self, collection: str, properties: Dict[str, Any], uuid: Optional[str] = None,
-               vector: Optional[List[float]] = None) -> str:
-        uid = uuid or str(uuid_lib.uuid4())
-        self.upsert_many(collection, [{"uuid": uid, "properties": properties, "vector": vector}])
-        return uid
-
-    def insert_many(self, collection: str, items: List[Dict[str, Any]]) -> int:
-        return self.upsert_many(collection, items)
-
     def upsert_many(self, collection: str, items: Sequence[Dict[str, Any]]) -> int:
         """Write items keyed by ``uuid`` in one batch; raises StoreError naming what failed."""
         if not items:
