@@ -30,6 +30,16 @@ DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 STREAMLIT_APP = Path(__file__).resolve().parent / "dashboards" / "streamlit_app.py"
 
 
+# Options shared by several commands (one definition each, so their help stays the same).
+EPSILON = typer.Option(0.3, help="Neighbours are calls with cosine similarity >= 1 - epsilon.")
+TOP_K = typer.Option(50, help="At most this many calls per strategy.")
+MIN_GROUP = typer.Option(2, help="Smallest group of similar calls kept (1 keeps lone anomalies too).")
+BASE_URL = typer.Option(None, help="OpenAI-compatible server (openai backend; with evolve also the gate).")
+BUDGET = typer.Option(None, help="Refuse training estimated above this many USD.")
+EPOCHS = typer.Option(1, help="Training epochs.")
+MAX_STEPS = typer.Option(None, help="Stop after this many optimiser steps (local backend).")
+
+
 def _fail(message: str, code: int = 1) -> None:
     err_console.print(Text(f"error: {message}", style="bold red"))
     raise typer.Exit(code)
@@ -101,10 +111,16 @@ def demo(quick: bool = typer.Option(False, "--quick", help="Tiny model and few r
 @app.command()
 @handled
 def dashboard(port: int = typer.Option(8501, help="Port of the web dashboard."),
-              host: str = typer.Option("localhost", help="Address to bind.")) -> None:
-    """Open the Streamlit dashboard on http://HOST:PORT for the configured store and state."""
+              host: str = typer.Option("localhost", help="Address to bind."),
+              once: bool = typer.Option(False, "--once", help="Print status and the last run here, then exit.")) -> None:
+    """Open the Streamlit dashboard on http://HOST:PORT for the configured store and state
+    (``--once``: the same state as text in the terminal, no server)."""
     import importlib.util
 
+    if once:
+        console.print(_status_table(_status_info()))
+        _print_last_run()
+        return
     if importlib.util.find_spec("streamlit") is None:
         _fail("the dashboard needs streamlit: pip install 'vt_middleware[dashboard]'")
     from .config import get_config
@@ -123,14 +139,10 @@ def dashboard(port: int = typer.Option(8501, help="Port of the web dashboard."),
 @handled
 def extract(function_name: str = typer.Argument(..., help="The captured function to select golden data for."),
             output: Path = typer.Option(Path("golden_data.jsonl"), "--output", "-o", help="ChatML JSONL to write."),
-            epsilon: float = typer.Option(0.3, help="Neighbours are calls with cosine similarity >= 1 - epsilon."),
-            top_k: int = typer.Option(50, help="At most this many calls per strategy.")) -> None:
+            epsilon: float = EPSILON, top_k: int = TOP_K, min_group_size: int = MIN_GROUP) -> None:
     """Select golden data (steady state + anomalies) from captured calls and write ChatML JSONL."""
-    from .extractor import DensityBasedExtractor
-    from .store.executions import get_store
-
     with console.status(f"selecting golden data for {function_name} ..."):
-        extractor = DensityBasedExtractor(get_store(), epsilon=epsilon, top_k=top_k)
+        extractor = _make_extractor(epsilon, top_k, min_group_size)
         steady = extractor.select_steady_state(function_name)
         anomalies = extractor.select_anomalies(function_name)
         written = extractor.extract_golden_data(function_name, str(output))
@@ -174,10 +186,8 @@ def synthesize(function_name: Optional[str] = typer.Option(None, "--function", "
 def train(jsonl: Path = typer.Argument(..., help="ChatML JSONL training file.", exists=True, dir_okay=False),
           backend: str = typer.Option("local", help="'local' (LoRA on CPU) or 'openai' (API or --base-url server)."),
           base_model: Optional[str] = typer.Option(None, help="Model to fine-tune."),
-          base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server (openai backend)."),
-          max_budget_usd: Optional[float] = typer.Option(None, help="Refuse jobs estimated above this."),
-          epochs: int = typer.Option(1, help="Training epochs."),
-          max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimiser steps (local)."),
+          base_url: Optional[str] = BASE_URL, max_budget_usd: Optional[float] = BUDGET, epochs: int = EPOCHS,
+          max_steps: Optional[int] = MAX_STEPS,
           output_dir: Path = typer.Option(Path(".vt/models"), help="Where local adapters go.")) -> None:
     """Fine-tune on a JSONL file, showing progress and loss; prints the fine-tuned model id."""
     from .dashboards.cli_dashboard import CLIDashboard
@@ -198,6 +208,13 @@ def train(jsonl: Path = typer.Argument(..., help="ChatML JSONL training file.", 
     monitor.on_stage_complete("train", {"job_id": job_id, "fine_tuned_model": result.get("fine_tuned_model")})
     monitor.close()
     console.print(f"fine-tuned model: {result.get('fine_tuned_model')}")
+
+
+def _make_extractor(epsilon: float, top_k: int, min_group_size: int) -> Any:
+    from .extractor import DensityBasedExtractor
+    from .store.executions import get_store
+
+    return DensityBasedExtractor(get_store(), epsilon=epsilon, top_k=top_k, min_group_size=min_group_size)
 
 
 def _make_trainer(backend: str, base_model: Optional[str], base_url: Optional[str], budget: Optional[float],
@@ -225,17 +242,17 @@ def _make_trainer(backend: str, base_model: Optional[str], base_url: Optional[st
 def evolve(function_name: str = typer.Argument(..., help="The captured function to evolve."),
            backend: str = typer.Option("none", help="Trainer: 'none' (hooks only), 'local' or 'openai'."),
            base_model: Optional[str] = typer.Option(None, help="Model the app calls (routed to the fine-tune)."),
-           base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for training and the gate."),
-           max_budget_usd: Optional[float] = typer.Option(None, help="Refuse training estimated above this."),
-           epochs: int = typer.Option(1, help="Training epochs."),
-           max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimiser steps (local)."),
+           base_url: Optional[str] = BASE_URL, max_budget_usd: Optional[float] = BUDGET, epochs: int = EPOCHS,
+           max_steps: Optional[int] = MAX_STEPS,
+           epsilon: float = EPSILON, top_k: int = TOP_K, min_group_size: int = MIN_GROUP,
+           gate_items: int = typer.Option(16, min=1, help="Gate: at most this many held-out items per source."),
+           gate_max_tokens: int = typer.Option(64, min=1, help="Gate: tokens generated per answer."),
            output_dir: Path = typer.Option(Path(".vt/evolve"), help="Golden data and training files.")) -> None:
     """Run one evolution cycle (extract, synthesize, prepare, train, evaluate, promote) with live progress."""
     from .config import get_config
     from .dashboards.cli_dashboard import CLIDashboard
+    from .evolve.gate import EvaluationGate, GateConfig
     from .evolve.pipeline import TrainingPipeline
-    from .extractor import DensityBasedExtractor
-    from .store.executions import get_store
 
     monitor = CLIDashboard(console)
     trainer = None
@@ -247,9 +264,11 @@ def evolve(function_name: str = typer.Argument(..., help="The captured function 
         from openai import OpenAI
 
         eval_client = OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "local"))
-    pipeline = TrainingPipeline(DensityBasedExtractor(get_store(), epsilon=0.3, top_k=50),
+    pipeline = TrainingPipeline(_make_extractor(epsilon, top_k, min_group_size),
                                 synthesizer_output_dir=get_config().hooks_dir, trainer=trainer, monitor=monitor,
-                                base_model=base_model, eval_client=eval_client)
+                                base_model=base_model, eval_client=eval_client,
+                                gate=EvaluationGate(config=GateConfig(max_eval_items=gate_items,
+                                                                      max_tokens=gate_max_tokens)))
     try:
         result = pipeline.run(function_name, output_dir=str(output_dir / function_name))
     except Exception:
@@ -264,6 +283,14 @@ def evolve(function_name: str = typer.Argument(..., help="The captured function 
 @handled
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Where things are: store counts, feedback, hook versions, recent runs, evolver, promotions."""
+    info = _status_info()
+    if as_json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    console.print(_status_table(info))
+
+
+def _status_info() -> dict:
     from .config import get_config
     from .dashboards import data
     from .store.executions import get_store
@@ -279,15 +306,16 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
             "promoted": (r.get("decision") or {}).get("promoted")} for r in data.runs(limit=5)],
         "evolver": data.evolver_status(), "promotions": len(data.promotions()),
     }
-    if as_json:
-        print(json.dumps(info, indent=2, default=str))
-        return
+    return info
+
+
+def _status_table(info: dict) -> Table:
     table = Table(title="vt status", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")
     for key in ("store_path", "hooks_dir", "state_dir"):
         table.add_row(key, Text(info[key]))
-    table.add_row("calls", Text(", ".join(f"{k}: {n}" for k, n in functions.items()) or "none"))
+    table.add_row("calls", Text(", ".join(f"{k}: {n}" for k, n in info["calls"].items()) or "none"))
     table.add_row("feedback pairs", str(info["feedback_pairs"]))
     table.add_row("hook versions", Text(", ".join(info["hook_versions"]) or "none"))
     table.add_row("active hooks", info["active_hook_version"] or "none")
@@ -299,7 +327,29 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     for run in info["runs"]:
         table.add_row("run", Text(f"{run['run_id']} {run['function_name']} {run['status']}"
                                   f"{' promoted' if run['promoted'] else ''}"))
-    console.print(table)
+    return table
+
+
+def _print_last_run() -> None:
+    """The newest run record as the CLI dashboard's stage and outcome tables."""
+    from .dashboards import data
+    from .dashboards.cli_dashboard import CLIDashboard
+
+    runs = data.runs(limit=1)
+    if not runs:
+        console.print("no evolution runs yet (run `vt evolve FUNCTION`)")
+        return
+    run = runs[0]
+    console.print(f"last run {run['run_id']} of {run.get('function_name')}: {run.get('status')}")
+    monitor = CLIDashboard(console)
+    for stage, entry in (run.get("stages") or {}).items():
+        monitor.stages[stage] = {key: entry.get(key) for key in ("status", "result", "error", "duration_s")}
+    decision = run.get("decision") or {}
+    result = dict(run.get("result") or {})  # the gate's verdict lives in the record's decision
+    result.setdefault("gate", {"promote": decision.get("promoted", False),
+                               "reason": decision.get("reason", "not evaluated")})
+    result["promoted"] = bool(result.get("promoted") or decision.get("promoted"))
+    monitor.summary(result)
 
 
 def _rules_table(version: str, rules: List[dict]) -> Table:
