@@ -75,6 +75,35 @@ def test_approximate_density_tracks_exact(knn_compiled):
     assert compute_density(data.vectors[:500], 0.3, approx_threshold=1000).method == "exact"
 
 
+def test_tail_is_exact_when_components_fit_the_sample(knn_compiled):
+    # every component sampled whole and no neighbours across components: nothing estimated
+    data = make_calls(n=2000, seed=6)
+    exact = exact_density(data.vectors, 0.3)
+    approx = approximate_density(data.vectors, 0.3, sample_size=2000)
+    assert (approx.counts > 15).any()  # saturated nodes took the sampled-tail branch
+    np.testing.assert_allclose(approx.densities, exact.densities, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(approx.counts, exact.counts, atol=0.5)
+
+
+def test_steady_picks_are_medoids_and_the_same_on_both_paths(knn_compiled):
+    data = make_calls(n=3000, seed=7)
+    exact = select_golden(data.vectors, data.statuses, 0.3, method="exact")
+    approx = select_golden(data.vectors, data.statuses, 0.3, method="approximate", sample_size=500)
+    assert np.array_equal(exact.labels, approx.labels)
+    assert sorted(p.index for p in exact.steady) == sorted(p.index for p in approx.steady)
+    again = select_golden(data.vectors, data.statuses, 0.3, method="approximate", sample_size=500,
+                          random_state=3)
+    assert sorted(p.index for p in again.steady) == sorted(p.index for p in approx.steady)
+    # each cluster's most central pick is its member with the largest summed similarity
+    x = data.vectors / np.linalg.norm(data.vectors, axis=1, keepdims=True)
+    ok = np.asarray(data.statuses) == STATUS_SUCCESS
+    for cluster in {p.cluster for p in exact.steady}:
+        members = np.flatnonzero(exact.labels == cluster)
+        totals = (x[members] @ x[members].T).sum(axis=1)
+        medoid = members[ok[members]][np.argmax(totals[ok[members]])]
+        assert medoid in {p.index for p in exact.steady if p.cluster == cluster}
+
+
 def test_steady_state_covers_clusters_without_duplicates_or_failures(calls):
     selection = select_golden(calls.vectors, calls.statuses, 0.3)
     picks = [p.index for p in selection.steady]
@@ -162,6 +191,10 @@ def test_degenerate_inputs_have_defined_results():
     zero = select_golden(vectors, [STATUS_SUCCESS] * 15, 0.3)
     assert not zero.graph.valid[-3:].any() and (zero.graph.densities[-3:] == 0).all()
     assert all(p.index < 12 for p in zero.steady + zero.anomalies) and zero.steady
+    approx = select_golden(np.vstack([vectors] * 3), [STATUS_SUCCESS] * 45, 0.3, method="approximate")
+    assert not approx.graph.valid[12:15].any() and (approx.graph.densities[12:15] == 0).all()
+    assert approx.graph.components[12] != approx.graph.components[13]  # zero rows stay alone
+    assert approx.steady and all(approx.graph.valid[p.index] for p in approx.steady)
     # all failures: nothing is picked
     failed = select_golden(vectors[:12], [STATUS_ERROR] * 12, 0.3)
     assert failed.steady == [] and failed.anomalies == []

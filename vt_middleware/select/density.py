@@ -145,16 +145,36 @@ def exact_rows(x: np.ndarray, valid: np.ndarray, rows: np.ndarray, graph: Densit
         sims[np.arange(len(chunk)), chunk] = -np.inf  # a node is not its own neighbour
         sims[:, invalid] = -np.inf
         inside = sims >= threshold
+        counts = inside.sum(axis=1)
         graph.densities[chunk] = np.where(inside, sims, 0.0).sum(axis=1, dtype=np.float64)
-        graph.counts[chunk] = inside.sum(axis=1)
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # k < n on both paths
-        top_sims = np.take_along_axis(sims, top, axis=1)
+        graph.counts[chunk] = counts
+        top, top_sims = _top_k(sims, inside, counts, k)
         order = np.argsort(-top_sims, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
         top_sims = np.take_along_axis(top_sims, order, axis=1)
         keep = top_sims >= threshold
-        graph.neighbours[chunk, : top.shape[1]] = np.where(keep, top, -1)
-        graph.weights[chunk, : top.shape[1]] = np.where(keep, top_sims, 0.0)
+        graph.neighbours[chunk] = np.where(keep, top, -1)
+        graph.weights[chunk] = np.where(keep, top_sims, 0.0)
+
+
+def _top_k(sims: np.ndarray, inside: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` most similar columns inside epsilon, unordered, ``-1``/``-inf``
+    padded. Rows with at most ``k`` neighbours take them directly (sparse rows, the
+    approximate path's case); only the others pay for an argpartition over all columns."""
+    top = np.full((len(sims), k), -1, dtype=np.int64)
+    top_sims = np.full((len(sims), k), -np.inf, dtype=np.float32)
+    many = np.flatnonzero(counts > k)
+    if len(many):
+        part = np.argpartition(-sims[many], k - 1, axis=1)[:, :k]  # k < n on both paths
+        top[many] = part
+        top_sims[many] = np.take_along_axis(sims[many], part, axis=1)
+    few = np.flatnonzero(counts <= k)
+    rows, cols = np.nonzero(inside[few])  # row-major: each row's columns together
+    starts = np.cumsum(counts[few]) - counts[few]
+    rank = np.arange(len(rows)) - starts[rows]
+    top[few[rows], rank] = cols
+    top_sims[few[rows], rank] = sims[few[rows], cols]
+    return top, top_sims
 
 
 def graph_components(neighbours: np.ndarray) -> np.ndarray:
@@ -260,24 +280,31 @@ def _stratified_tail(x: np.ndarray, rows: np.ndarray, knn: np.ndarray, comp: np.
             chunk = rows[part]
             # own component, minus what the sample shares with the exact part (self + k nbrs)
             sims = x[chunk] @ x[sample].T
-            d_in = np.where(sims >= threshold, sims, 0.0).sum(axis=1, dtype=np.float64)
-            c_in = (sims >= threshold).sum(axis=1).astype(np.float64)
+            d_in, c_in = _inside_sums(sims, threshold)
             known = np.concatenate([chunk[:, None], knn[chunk]], axis=1)
             pos = position[known]
             shared = pos >= 0
-            known_sims = np.take_along_axis(sims, np.clip(pos, 0, None), axis=1)
+            known_sims = np.take_along_axis(sims, np.clip(pos, 0, None), axis=1)  # all inside epsilon: saturated
             d_in -= np.where(shared, known_sims, 0.0).sum(axis=1)
             c_in -= shared.sum(axis=1)
             scale_in = (len(members) - known.shape[1]) / np.maximum(len(sample) - shared.sum(axis=1), 1)
             # outside the component: a uniform sample, scaled by the rows outside
-            sims = x[chunk] @ x[outside].T
-            hit = (sims >= threshold) & (comp_out != c)
-            d_out = np.where(hit, sims, 0.0).sum(axis=1, dtype=np.float64)
-            scale_out = (n - len(members)) / max(int((comp_out != c).sum()), 1)
+            other = comp_out != c
+            d_out, c_out = _inside_sums(x[chunk] @ x[outside[other]].T, threshold)
+            scale_out = (n - len(members)) / max(int(other.sum()), 1)
             extra_d[part] = np.maximum(d_in, 0.0) * scale_in + d_out * scale_out
-            extra_c[part] = np.maximum(c_in, 0.0) * scale_in + hit.sum(axis=1) * scale_out
+            extra_c[part] = np.maximum(c_in, 0.0) * scale_in + c_out * scale_out
         position[sample] = -1
     return extra_d, extra_c
+
+
+def _inside_sums(sims: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: (sum, count) of the similarities inside epsilon. Zeroes the rest of
+    ``sims`` in place (one pass, no temporary copies of the block)."""
+    below = sims < threshold
+    counts = (sims.shape[1] - below.sum(axis=1)).astype(np.float64)
+    np.putmask(sims, below, 0.0)
+    return sims.sum(axis=1, dtype=np.float64), counts
 
 
 def compute_density(vectors: Any, epsilon: float = 0.3, method: Method = "auto",
