@@ -1,6 +1,8 @@
 """@vt.track, redaction and vt.feedback."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import vt_middleware as vt
@@ -110,3 +112,69 @@ def test_feedback_links_the_captured_call(vt_env):
         vt.feedback(run_id)
     approved = vt.feedback(run_id, thumbs_up=True)
     assert approved.fixed_output == "bad answer" and approved.context["thumbs_up"] is True
+
+
+def test_failed_call_sets_last_run_id_so_feedback_can_attach(vt_env):
+    @vt.track(function_name="flaky")
+    def flaky(question: str) -> str:
+        raise ValueError(f"cannot answer {question}")
+
+    before = vt.last_run_id()
+    with pytest.raises(ValueError):
+        flaky("why?")
+    run_id = vt.last_run_id()
+    assert run_id is not None and run_id != before
+    row = _row(run_id)
+    assert (row.status, row.error_type, row.inputs) == ("ERROR", "ValueError", {"args": {"question": "why?"}})
+    pair = vt.feedback(run_id, "Because it is Tuesday.")
+    assert pair.run_id == run_id and pair.context["status"] == "ERROR"
+    assert pair.fixed_output == "Because it is Tuesday."
+
+
+async def test_failed_async_call_sets_last_run_id_inside_its_parent(vt_env):
+    @vt.track(function_name="inner_fails")
+    async def inner() -> None:
+        raise KeyError("missing")
+
+    @vt.track(function_name="outer_recovers")
+    async def outer() -> str:
+        try:
+            await inner()
+        except KeyError:
+            return vt.last_run_id()  # the failed inner call's id
+        return ""
+
+    inner_id = await outer()
+    outer_id = vt.last_run_id()
+    assert inner_id and outer_id and inner_id != outer_id
+    inner_row, outer_row = _row(inner_id), _row(outer_id)
+    assert inner_row.status == "ERROR" and inner_row.error_type == "KeyError"
+    assert inner_row.parent_run_id == outer_id and outer_row.status == "SUCCESS"
+
+
+def test_record_is_the_call_as_it_ended_not_later_mutation(vt_env):
+    # the worker builds the record later: what the caller does after the call must not show
+    @vt.track(function_name="collect")
+    def collect(items: list, meta: dict) -> dict:
+        items.append("added inside")  # part of the call: recorded
+        return {"count": len(items), "items": items, "meta": meta}
+
+    items, meta = ["a"], {"user": "u1"}
+    result = collect(items, meta)
+    run_id = vt.last_run_id()
+    items.append("added after")
+    meta["user"] = "changed"
+    result["count"] = 99
+    row = _row(run_id)
+    assert row.inputs == {"args": {"items": ["a", "added inside"], "meta": {"user": "u1"}}}
+    assert json.loads(row.output) == {"count": 2, "items": ["a", "added inside"], "meta": {"user": "u1"}}
+
+
+def test_last_run_id_is_a_lazy_public_name():
+    import subprocess
+    import sys
+
+    code = ("import sys, vt_middleware as vt; assert 'vt_middleware.capture.context' not in sys.modules; "
+            "assert 'last_run_id' in vt.__all__ and vt.last_run_id() is None; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -190,6 +190,20 @@ def test_secrets_redacted_in_store_not_in_call(vt_env, recording_client):
     assert "sk-abcdef" not in stored and "bob@example.com" not in stored and "[REDACTED]" in stored
 
 
+def test_record_keeps_the_messages_as_sent_when_the_caller_mutates_them_after(vt_env, openai_client):
+    # the record is built on the worker thread: reusing the message dicts must not rewrite it
+    wrapped = vt.wrap(openai_client, function_name="reuse")
+    messages = [{"role": "user", "content": "first question"}]
+    wrapped.chat.completions.create(model=TINY_ID, messages=messages, max_tokens=2, stop=["x"])
+    run_id = last_run_id()
+    messages[0]["content"] = "second question"
+    messages.append({"role": "assistant", "content": "later"})
+    assert vt.flush(30)
+    record, _ = _row(run_id)
+    assert record.inputs == {"messages": [{"role": "user", "content": "first question"}]}
+    assert record.params["stop"] == ["x"] and record.params["max_tokens"] == 2
+
+
 def test_suppressed_calls_are_not_captured(vt_env, openai_client):
     wrapped = vt.wrap(openai_client, function_name="quiet")
     with suppress_capture():

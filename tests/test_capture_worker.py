@@ -84,6 +84,31 @@ def test_queue_full_spills_to_journal_and_nothing_is_lost(tmp_path):
         vt.reset()
 
 
+def test_calls_spilled_from_a_full_queue_are_redacted_before_the_journal(tmp_path, monkeypatch):
+    # the caller's thread queues unredacted RawCalls; a queue-full spill must redact them too
+    vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", queue_size=1, strict=False)
+    try:
+        store = vt.get_store()
+        monkeypatch.setattr(store, "write_calls", lambda items: (_ for _ in ()).throw(StoreError("down")))
+        secret = "sk-SpillSecret0123456789abcd"
+
+        @vt.track(function_name="spill")
+        def call(i: int, api_key: str, note: str) -> str:
+            return f"done {i} with {secret}"
+
+        for i in range(40):
+            call(i, secret, f"token={secret}")
+        stats_before = vt.capture_stats()
+        assert vt.flush(60)
+        stats = vt.capture_stats()
+        assert stats_before["spilled_queue_full"] > 0 and stats["journal_pending"] == 40
+        blobs = [p.read_bytes() for p in (tmp_path / "journal").rglob("*") if p.is_file()]
+        assert blobs and not any(secret.encode() in blob for blob in blobs)
+        assert any(b"[REDACTED]" in blob for blob in blobs)
+    finally:
+        vt.reset()
+
+
 def test_journal_skips_torn_line_and_recovers_dead_writers(vt_env):
     journal_dir = vt_env.journal_path
     journal_dir.mkdir(parents=True, exist_ok=True)

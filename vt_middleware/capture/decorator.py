@@ -11,7 +11,8 @@ from ..errors import ConfigError
 from ..health import fail_open
 from .context import (capture_suppressed, current_run_id, enter_tracked, exit_tracked, new_run_id,
                       set_last_run_id)
-from .record import RawCall, submit_raw, to_jsonable
+from .record import RawCall, to_jsonable
+from .worker import submit
 
 F = TypeVar("F", bound=Callable[..., Any])
 _COMPONENT = "capture.track"
@@ -68,7 +69,7 @@ class _TrackedCall:
         self.recorded = True
         with fail_open(_COMPONENT):
             limit = get_config().max_field_chars
-            submit_raw(RawCall(None if error is not None else to_jsonable(result, limit), None, {
+            submit(RawCall(None if error is not None else to_jsonable(result, limit), None, {
                 "function_name": self.name, "inputs": to_jsonable(self.inputs, limit), "kind": "function",
                 "latency_ms": (perf_counter() - self.started) * 1000.0,
                 "params": {"return_type": type(result).__name__} if error is None else {},

@@ -17,7 +17,8 @@ from ..config import get_config
 from ..health import fail_open
 from ..runtime.active import get_runtime
 from .context import capture_suppressed, current_function_name, current_run_id, new_run_id
-from .record import ChatCall, PromptHookResult, RawCall, submit_raw, to_jsonable
+from .record import ChatCall, PromptHookResult, RawCall, to_jsonable
+from .worker import submit
 
 _COMPONENT = "capture.langchain"
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "function"}
@@ -90,7 +91,7 @@ class _RunLog:
             model_used = model_used or llm_output.get("model_name")
         elif run.tokens:
             output = "".join(run.tokens)
-        submit_raw(RawCall(output, usage, {
+        submit(RawCall(output, usage, {
             "function_name": run.name, "inputs": to_jsonable(run.inputs, get_config().max_field_chars),
             "kind": "langchain", "model_requested": run.model, "model_used": model_used or run.model,
             "params": {"streamed_tokens": len(run.tokens)} if run.tokens else {},

@@ -16,6 +16,7 @@ from ..config import VTConfig, get_config
 from ..types import STATUS_ERROR, CallRecord
 from .context import new_run_id, set_last_run_id
 from .redact import redact, redact_value
+from .worker import submit
 
 TRUNCATION_MARKER = "...[truncated {n} chars]"
 _MAX_DEPTH = 12
@@ -37,9 +38,24 @@ def _safe_repr(obj: Any) -> str:
         return f"<unrepresentable {type(obj).__name__}: {type(exc).__name__}>"
 
 
+def _plain(value: Any, limit: int) -> bool:
+    """``value`` is already JSON-safe as it is (an immutable leaf within the limit)."""
+    cls = type(value)
+    return (cls is str and len(value) <= limit) or cls is int or cls is bool or value is None
+
+
 def to_jsonable(obj: Any, limit: int, depth: int = 0) -> Any:
     """A JSON-safe deep copy of ``obj``: containers copied, pydantic models dumped,
     anything else its ``repr``; strings truncated to ``limit``."""
+    cls = type(obj)
+    if cls is str:
+        return obj if len(obj) <= limit else truncate(obj, limit)
+    # fast path (runs on the caller's thread): small plain dicts and lists, leaves inline
+    if (cls is dict or cls is list) and depth < _MAX_DEPTH and len(obj) <= _MAX_ITEMS:
+        if cls is list:
+            return [v if _plain(v, limit) else to_jsonable(v, limit, depth + 1) for v in obj]
+        return {k if type(k) is str else str(k): v if _plain(v, limit) else to_jsonable(v, limit, depth + 1)
+                for k, v in obj.items()}
     if obj is None or isinstance(obj, (bool, int)):
         return obj
     if isinstance(obj, float):
@@ -206,7 +222,7 @@ class ChatCall:
         if self.prompt.changed:
             params["prompt_after_hook"] = self.prompt.hooked_text
         limit = get_config().max_field_chars
-        submit_raw(RawCall(output, usage, {
+        submit(RawCall(output, usage, {
             "function_name": self.function_name,
             "inputs": {"messages": to_jsonable(self.messages, limit)},
             "kind": self.kind,
@@ -254,12 +270,6 @@ class RawCall:
             created_unix=self.ended,
         )
         return sanitize(record, config)
-
-
-def submit_raw(raw: RawCall) -> None:
-    from .worker import submit
-
-    submit(raw)
 
 
 def usage_field(usage: Any, name: str, alt: str) -> Optional[int]:
