@@ -108,10 +108,13 @@ class FixedWeaviateStore(UpsertWrites, WeaviateVectorStore):
         self._ensured.add(collection)
 
     def _ensure_known(self, collection: str) -> None:
-        from .executions import EXECUTIONS  # the executions module names the collections
+        """Declare our collections before their first write; others are left to auto-schema."""
+        from .executions import EXECUTIONS, FEEDBACK, PROMOTIONS  # the executions module names them
 
-        self.ensure_collection(collection, EXECUTION_PROPERTIES if collection == EXECUTIONS
-                               else DOCUMENT_PROPERTIES)
+        schema = {EXECUTIONS: EXECUTION_PROPERTIES, FEEDBACK: DOCUMENT_PROPERTIES,
+                  PROMOTIONS: DOCUMENT_PROPERTIES}.get(collection)
+        if schema is not None:
+            self.ensure_collection(collection, schema)
 
     # -- writes -----------------------------------------------------------------------
     def upsert_many(self, collection: str, items: Sequence[Dict[str, Any]]) -> int:
