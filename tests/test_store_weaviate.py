@@ -36,9 +36,7 @@ def weaviate_env(fake, tmp_path):
     config = vt.reset(**_settings(fake), store_path=tmp_path / "lance", journal_path=tmp_path / "journal",
                       hooks_dir=tmp_path / "hooks", state_dir=tmp_path / "state", strict=True)
     yield config
-    vt.flush(10)
-    vt.get_store().backend.close()
-    vt.reset()
+    vt.reset()  # closes the store's Weaviate connection
 
 
 def _item(record: CallRecord, seed: int) -> dict:
@@ -119,7 +117,7 @@ store.write_calls([{"uuid": record.run_id, "properties": record.to_properties(),
 store.add_feedback(FeedbackPair("q", "bad", "good", context={"function_name": "shared"}))
 promote("base-model", "ft-from-B", None, reason="instance B")
 print(json.dumps({"route": seen_route, "calls": seen_calls}))
-store.backend.close()
+store.close()
 """
 
 
@@ -181,7 +179,7 @@ def test_vectorwave_weaviate_store_hides_failures_ours_raises(fake, tmp_path):
         store.get_call(record.run_id)
     with pytest.raises(StoreError, match="injected fault"):
         store.write_calls([_item(record, 2)])
-    store.backend.close()
+    store.close()
 
 
 def test_capture_journals_while_weaviate_fails_and_replays_exactly_once(weaviate_env, fake):

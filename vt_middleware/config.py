@@ -114,6 +114,8 @@ class PerConfig(Generic[T]):
                 self._built = (config, self._factory(config))
             return self._built[1]
 
-    def reset(self) -> None:
+    def reset(self) -> Optional[T]:
+        """Forget the object (the next ``get`` builds anew); returns it, for closing."""
         with self._lock:
-            self._built = None
+            built, self._built = self._built, None
+        return built[1] if built is not None else None

@@ -87,6 +87,9 @@ class ExecutionStore:
         point_vectorwave_at(config)
         return store
 
+    def close(self) -> None:
+        self.backend.close()
+
     # -- writes ---------------------------------------------------------------
     def write_calls(self, items: Sequence[Dict[str, Any]]) -> int:
         """Write ``{"uuid", "properties", "vector"}`` items; idempotent per uuid."""
@@ -212,4 +215,7 @@ def get_store() -> ExecutionStore:
 
 
 def reset_store() -> None:
-    _stores.reset()
+    """Retire the process-wide store (its Weaviate connection is closed)."""
+    retired = _stores.reset()
+    if retired is not None:
+        retired.close()
