@@ -3,7 +3,8 @@
 ``bootstrap`` runs once, on the process-wide runtime's first ``current()`` (a live call through
 ``vt.wrap`` / the LangChain middleware), so a restarted app serves the promoted pair without
 calling ``sync_from_store``. With ``VTConfig.sync_interval_s`` set, a :class:`PromotionSync`
-thread keeps applying newer promotions, so app instances sharing a store converge.
+thread keeps applying newer promotions (read from the store), so app instances sharing a
+store converge.
 
 Cheap on the hot path: in lite mode the promoter mirrors its latest row in
 ``<store_path>/VTPromotions.latest.json``; with that file, or with no promotions table and no
@@ -73,11 +74,20 @@ class PromotionSync(HookWatcher):
     Each check applies the latest promotion row (routes and hooks together, through the
     process-wide promoter, which skips rows it already applied or wrote); with no promotion
     recorded anywhere it falls back to the hook watcher's job: the ACTIVE hook version.
+    The first check may read the mirror file; later ones (a background thread) read the
+    store itself, so a mirror left stale by two instances writing at once cannot stick.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._checked = False
 
     def check_once(self) -> bool:
         config = get_config()
         known, row = read_latest(config)
+        if row is not None and self._checked:
+            known, row = False, None  # after start-up the store is the truth, the mirror a shortcut
+        self._checked = True
         if not known or row is not None:
             from ..evolve.swap import get_promoter
 
