@@ -40,7 +40,14 @@ def select_golden(vectors: Any, statuses: Sequence[str], epsilon: float = 0.3,
     if excluded is not None and len(excluded) != len(matrix):
         raise DataError(f"excluded mask has {len(excluded)} entries for {len(matrix)} vectors")
     graph = compute_density(matrix, epsilon, method, k, approx_threshold, sample_size, random_state)
-    x, _ = normalise_rows(matrix)
+    return select_from_graph(normalise_rows(matrix)[0], graph, statuses, params, excluded)
+
+
+def select_from_graph(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
+                      params: SelectionParams, excluded: Optional[np.ndarray] = None) -> Selection:
+    """Clusters, steady-state and anomaly picks of an already computed density graph
+    (``x``: its normalised rows)."""
+    params = params.resolved(len(graph))
     labels = cluster_labels(graph, params.min_pts)
     comp = components(graph)
     steady = select_steady(x, graph, statuses, params, labels=labels)
