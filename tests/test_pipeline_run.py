@@ -260,3 +260,35 @@ def test_feedback_on_captured_calls_learns_a_rating_read_from_each_calls_input(v
     assert rating["action"]["parts"][1][0] == "input_match", rating
     assert result["promoted"], result["gate"]["reason"]
     assert ask("Ticket 999: summarise this review (3 stars): a new item.").endswith("\n\nRating: 3/5")
+
+
+def _derailed_by_guidance(messages: List[Dict[str, Any]]) -> str:
+    """A small model: restates the review, but answers with the guidance when a block is added."""
+    text = messages[-1]["content"]
+    if "Guidance learned" in text:
+        return "Guidance learned from corrected answers: remove, add, end the output."
+    review = text.split("): ", 1)[-1]
+    return review[:1].upper() + review[1:]
+
+
+def test_gate_retries_without_prompt_rules_when_they_derail_the_model(vt_env, tmp_path):
+    from openai import OpenAI
+
+    from scripted_backend import ScriptedBackend
+    from vt_middleware.server.runner import LocalServer
+
+    pairs = [p for p, family in make_pairs(140, seed=3) if family == "rating"]
+    server = LocalServer(ScriptedBackend(_derailed_by_guidance), data_dir=tmp_path / "server").start()
+    try:
+        client = OpenAI(base_url=server.base_url, api_key="sk-local", max_retries=0)
+        pipeline = TrainingPipeline(make_extractor(), synthesizer_output_dir=vt_env.hooks_dir, eval_client=client,
+                                    base_model="scripted", monitor=RecordingMonitor())
+        result = pipeline.run("review_summary", feedback_pairs=pairs, output_dir=str(tmp_path / "out"))
+    finally:
+        server.stop()
+    retry = result["gate"]["metrics"]["without_prompt_rules"]
+    assert "not better than the incumbent" in retry["first_decision"]
+    assert result["promoted"] and result["hook_version"] != retry["first_hook_version"]
+    assert {r["kind"] for r in result["rules"]} == {"append"}
+    assert get_runtime().current().hook_version == result["hook_version"]
+    assert any(e[0] == "log" and "without prompt rules" in e[1] for e in pipeline.monitor.events)

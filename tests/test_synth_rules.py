@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from scripted_backend import ScriptedBackend
 from synth_data import FAMILIES, good_outputs, make_pairs
 from vt_middleware.errors import DataError
 from vt_middleware.synthesize import FeedbackDiffAnalyzer, RuleSetSynthesizer, build_module, resolve_conflicts
@@ -233,31 +234,6 @@ def test_words_from_the_input_become_slots_in_additions_and_replacements(analyze
 
 
 # --- optional LLM-assisted synthesis (OpenAI SDK over HTTP against the local server) ------
-class ScriptedBackend:
-    """A model behind the real local server that answers every chat with one fixed text (the
-    rules a capable model would propose; no such model runs offline)."""
-
-    def __init__(self, answer: str) -> None:
-        from vt_middleware.server.backends import FaultPlan
-
-        self.answer, self.faults, self.requests = answer, FaultPlan(), []
-
-    def list_models(self):
-        return ["scripted"]
-
-    def has_model(self, model_id):
-        return model_id == "scripted"
-
-    def complete(self, params):
-        from vt_middleware.server.backends import Completion
-
-        self.requests.append(params.messages)
-        return Completion(self.answer, 10, 10)
-
-    def stream(self, params):
-        raise NotImplementedError
-
-
 UTILIZE = [("Please utilize the form.", "Please use the form."), ("She utilizes two tools.", "She uses two tools."),
            ("We utilized it daily.", "We used it daily.")]
 
@@ -286,7 +262,7 @@ def test_llm_proposals_are_accepted_only_when_the_pairs_back_them(analyzer, tmp_
               '{"kind": "remove", "find": "the "},'
               '{"kind": "replace", "find": "\\"\\"\\"); __import__(\'os\').system(\'x\') #", "replace": "y"},'
               '{"kind": "exec", "find": "a"}]}\n```')
-    backend = ScriptedBackend(answer)
+    backend = ScriptedBackend(lambda messages: answer)
     synth, rules, diffs = _llm_synthesize(analyzer, tmp_path, backend)
     assert RuleSetSynthesizer(prompt_rules=False).synthesize(diffs) == []  # heuristics alone: one edit each
     assert len(backend.requests) == 1 and "utilizes" in backend.requests[0][-1]["content"]

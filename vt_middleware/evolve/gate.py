@@ -134,8 +134,11 @@ class EvaluationGate:
 
     def evaluate(self, candidate: Contender, incumbent: Contender,
                  golden_holdout: Sequence[Dict[str, Any]] = (),
-                 feedback_holdout: Sequence[FeedbackPair] = ()) -> GateDecision:
-        """Score both contenders and decide. Raises :class:`GateError` if the model server fails."""
+                 feedback_holdout: Sequence[FeedbackPair] = (),
+                 cache: Optional[Dict[Tuple[str, str], str]] = None) -> GateDecision:
+        """Score both contenders and decide. Raises :class:`GateError` if the model server fails.
+        ``cache`` ((model, messages) -> answer) lets a second evaluation reuse the answers of a
+        first one (generation is deterministic at temperature 0)."""
         cfg = self.config
         golden = golden_items(golden_holdout)[: cfg.max_eval_items]
         feedback = list(feedback_holdout)[: cfg.max_eval_items]
@@ -145,7 +148,7 @@ class EvaluationGate:
         if not model_items:
             return GateDecision(False, "no held-out data to evaluate on; keeping the incumbent", {})
         use_model = self.client is not None and (candidate.model or incumbent.model) is not None
-        cache: Dict[Tuple[str, str], str] = {}
+        cache = {} if cache is None else cache
         scores = {}
         for contender in (incumbent, candidate):
             metrics: Dict[str, Any] = {"model": contender.model, "hook_version": contender.hook_version}

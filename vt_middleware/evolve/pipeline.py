@@ -6,7 +6,10 @@ recorded, reported and re-raised with its own clear message; a stage with nothin
 (no golden data, no feedback, no trainer) is marked ``skipped`` with the reason.
 
 Held-out data: a deterministic share of the golden examples and of the feedback pairs is
-kept out of training and synthesis and used only by the evaluation gate.
+kept out of training and synthesis and used only by the evaluation gate. When the gate rejects
+a candidate whose hooks include prompt rules, the output rules alone are synthesised as a new
+hook version and judged once more (the model's earlier answers are reused): added guidance can
+derail a small model while the output fixes still help.
 """
 from __future__ import annotations
 
@@ -163,7 +166,11 @@ class TrainingPipeline:
         self._fine_tuned_for_promotion: Optional[str] = None
 
         with self._stage("evaluate"):
-            decision = self._evaluate(fine_tuned, candidate_hooks, holdout_rows, pairs_holdout)
+            cache: Dict[Tuple[str, str], str] = {}
+            decision = self._evaluate(fine_tuned, candidate_hooks, holdout_rows, pairs_holdout, cache)
+            if not decision.promote and self._has_prompt_rules() and decision.metrics.get("model_evaluated"):
+                decision, candidate_hooks = self._retry_without_prompt_rules(
+                    decision, candidate_hooks, pairs_train, fine_tuned, holdout_rows, pairs_holdout, cache)
             result["gate"] = decision.to_dict()
             self._record.decide(False, decision.reason, decision.metrics)
             self._log(f"gate: {'promote' if decision.promote else 'keep incumbent'}: {decision.reason}")
@@ -208,10 +215,35 @@ class TrainingPipeline:
         self._result.update(steady=len(steady or []), anomalies=len(anomalies or []), golden_data_path=str(path))
         return _read_jsonl(path)
 
-    def _synthesize(self, pairs: Sequence[FeedbackPair]) -> Optional[LoadedHooks]:
+    def _has_prompt_rules(self) -> bool:
+        return any(rule.get("kind") == "prompt" for rule in self._result["rules"])
+
+    def _retry_without_prompt_rules(self, decision: GateDecision, hooks: Optional[LoadedHooks],
+                                    pairs: Sequence[FeedbackPair], fine_tuned: Optional[str],
+                                    golden_holdout: Sequence[Dict[str, Any]],
+                                    feedback_holdout: Sequence[FeedbackPair],
+                                    cache: Dict[Tuple[str, str], str]) -> Tuple[GateDecision, Optional[LoadedHooks]]:
+        """Prompt rules can derail a small model: judge the output rules alone before giving up.
+        Keeps the first candidate (and its decision) unless the output-only one is promoted."""
+        kept = {k: self._result[k] for k in ("hook_script_path", "hook_version", "rules")}
+        self._log(f"gate: {decision.reason}; trying the candidate without prompt rules")
+        try:
+            fallback = self._synthesize(pairs, prompt_rules=False)
+        except _Skip:
+            fallback = None
+        retry = self._evaluate(fine_tuned, fallback, golden_holdout, feedback_holdout, cache) if fallback else None
+        if retry is None or not retry.promote:
+            self._result.update(kept)
+            return decision, hooks
+        retry.metrics["without_prompt_rules"] = {"first_decision": decision.reason,
+                                                 "first_hook_version": kept["hook_version"]}
+        return retry, fallback
+
+    def _synthesize(self, pairs: Sequence[FeedbackPair], **overrides: Any) -> Optional[LoadedHooks]:
         from ..synthesize.pipeline import synthesize_version
 
-        synthesis = synthesize_version(pairs, self.hooks_dir, activate=False, **self.synthesis_options)
+        options = {**self.synthesis_options, **overrides}
+        synthesis = synthesize_version(pairs, self.hooks_dir, activate=False, **options)
         self._result.update(hook_script_path=synthesis.hook_path, hook_version=synthesis.version,
                             rules=[r.to_dict() for r in synthesis.rules])
         if not synthesis.rules:
@@ -281,7 +313,8 @@ class TrainingPipeline:
         return {**estimate.to_dict(), "summary": estimate.summary()}
 
     def _evaluate(self, fine_tuned: Optional[str], candidate_hooks: Optional[LoadedHooks],
-                  golden_holdout: Sequence[Dict[str, Any]], feedback_holdout: Sequence[FeedbackPair]) -> GateDecision:
+                  golden_holdout: Sequence[Dict[str, Any]], feedback_holdout: Sequence[FeedbackPair],
+                  cache: Optional[Dict[Tuple[str, str], str]] = None) -> GateDecision:
         from ..runtime.active import get_runtime
 
         live = get_runtime().current()
@@ -294,7 +327,7 @@ class TrainingPipeline:
         self.gate.function_name = self._result["function_name"]
         incumbent = Contender("incumbent", incumbent_model, live.hooks)
         candidate = Contender("candidate", candidate_model, candidate_hooks or live.hooks)
-        return self.gate.evaluate(candidate, incumbent, golden_holdout, feedback_holdout)
+        return self.gate.evaluate(candidate, incumbent, golden_holdout, feedback_holdout, cache)
 
     # --- reporting -------------------------------------------------------------------------
     @contextmanager
