@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from .candidates import MAX_ADDITION_CHARS, MAX_SEGMENT_CHARS, Candidate, rule_id
@@ -93,18 +94,17 @@ def _candidate(item: Dict[str, Any], mined_from: List[str]) -> Optional[Candidat
     return None
 
 
+@dataclass
 class LLMRuleProposer:
     """Asks ``client`` (OpenAI-compatible) for rules covering the given diffs."""
 
-    def __init__(self, client: Any, model: str, max_pairs: int = 8, max_tokens: int = 256,
-                 temperature: float = 0.0, max_chars: int = 600) -> None:
-        self.client = client
-        self.model = model
-        self.max_pairs = max_pairs
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.max_chars = max_chars
-        self.last_answer: Optional[str] = None
+    client: Any
+    model: str
+    max_pairs: int = 8
+    max_tokens: int = 256
+    temperature: float = 0.0
+    max_chars: int = 600  # of each text shown to the model
+    last_answer: Optional[str] = field(default=None, init=False)
 
     def messages(self, diffs: Sequence[Dict[str, Any]]) -> List[Dict[str, str]]:
         cap = self.max_chars
