@@ -58,16 +58,16 @@ def abstract_replacement(bad: str, fixed: str, input_prompt: str = "") -> Option
     literals: List[str] = []
     current = ""
     for atom in bad_atoms:
-        is_number = NUMBER_FULL_RE.fullmatch(atom) is not None
+        numeric = is_number(atom)
         copied = atom.lower() in fixed_lower and atom.lower() not in slots
         name_like = atom[:1].isupper() or atom.lower() != atom or atom not in fixed_atoms
-        if _is_word(atom) and copied and (is_number or name_like):
+        if _is_word(atom) and copied and (numeric or name_like):
             if current:
                 literals.append(current)
                 pattern.append(re.escape(current))
                 current = ""
             slots[atom.lower()] = len(slots) + 1
-            pattern.append(f"({NUMBER_PATTERN if is_number else WORD_PATTERN})")
+            pattern.append(f"({NUMBER_PATTERN if numeric else WORD_PATTERN})")
         else:
             current += atom
     if current:
