@@ -58,6 +58,19 @@ def test_exact_density_is_the_seed_definition_with_duplicates_and_blocks():
     assert list(np.argsort(-sims)) == list(range(len(row))) and (sims >= 0.7 - 1e-6).all()
 
 
+def test_exact_graph_keeps_the_true_top_k_at_scale():
+    # 1000 columns: the subsampled-cutoff top-k branch, checked against a full sort
+    data = make_calls(n=1000, seed=8)
+    graph = exact_density(data.vectors, 0.3, k=15)
+    x = data.vectors / np.linalg.norm(data.vectors, axis=1, keepdims=True)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    best = -np.sort(-sims, axis=1)[:, :15]
+    np.testing.assert_allclose(graph.weights, np.where(best >= 0.7, best, 0.0), atol=1e-5)
+    got = np.take_along_axis(sims, np.clip(graph.neighbours, 0, None), axis=1)
+    np.testing.assert_allclose(np.where(graph.neighbours >= 0, got, 0.0), graph.weights, atol=1e-5)
+
+
 def test_approximate_density_tracks_exact(knn_compiled):
     from scipy.stats import spearmanr
 
