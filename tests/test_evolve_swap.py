@@ -167,6 +167,13 @@ def test_restarted_app_serves_the_last_promotion_without_calling_sync(vt_env, lo
     assert seen["content"].endswith(" [hook:restart heavy=]")
 
 
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
 def test_first_call_boots_once_and_explicit_activation_wins(vt_env):
     v1, v2 = make_version(vt_env.hooks_dir, "one"), make_version(vt_env.hooks_dir, "two")
     Promoter(runtime=Runtime(), instance_id="elsewhere").promote("base", "ft-1", v1)
@@ -181,8 +188,10 @@ def test_first_call_boots_once_and_explicit_activation_wins(vt_env):
 
     HookVersionStore(vt_env.hooks_dir).activate(v2, force=True)
     (vt_env.store_path / "VTPromotions.latest.json").unlink()
-    vt.reset(**vt_env.model_dump())  # store rows without the mirror: read through the store
-    assert get_runtime().current().hook_version == v1
+    vt.reset(**vt_env.model_dump())  # store rows without the mirror: read in the background
+    assert wait_for(lambda: get_runtime().current().hook_version == v1)
+    assert get_runtime().current().route("base") == "ft-1"
+    assert HookVersionStore(vt_env.hooks_dir).active_version() == v2  # the store's row wins; ACTIVE left as is
 
 
 def test_hooks_only_setup_boots_from_the_active_pointer(vt_env):
@@ -215,16 +224,43 @@ def test_periodic_sync_converges_without_a_restart(vt_env):
     other = Promoter(runtime=Runtime(), instance_id="other-instance")
     for version, model in ((v1, "ft-1"), (v2, "ft-2")):
         other.promote("base", model, version)
-        deadline = time.monotonic() + 10
-        while get_runtime().current().route("base") != model and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert get_runtime().current().route("base") == model and get_runtime().current().hook_version == version
+        assert wait_for(lambda: get_runtime().current().route("base") == model)
+        assert get_runtime().current().hook_version == version
     other.rollback()
-    deadline = time.monotonic() + 10
-    while get_runtime().current().route("base") != "ft-1" and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert wait_for(lambda: get_runtime().current().route("base") == "ft-1")
     assert get_runtime().current().hook_version == v1
     vt.reset()  # stops the sync thread
     from vt_middleware.runtime import sync
 
     assert sync._periodic is None
+
+
+def test_weaviate_instance_boots_from_its_mirror_then_the_shared_store(tmp_path):
+    from weaviate_fake import FakeWeaviate
+
+    fake = FakeWeaviate().start()
+    try:
+        shared = {"store_mode": "weaviate", "weaviate_host": "127.0.0.1", "weaviate_port": fake.http_port,
+                  "weaviate_grpc_port": fake.grpc_port, "hooks_dir": tmp_path / "hooks", "strict": True,
+                  "journal_path": tmp_path / "journal", "store_path": tmp_path / "unused-lance"}
+        vt.reset(**shared, state_dir=tmp_path / "a-state")
+        v1, v2 = make_version(tmp_path / "hooks", "one"), make_version(tmp_path / "hooks", "two")
+        Promoter(runtime=Runtime(), instance_id="a").promote("base", "ft-1", v1)
+        assert (tmp_path / "a-state" / "VTPromotions.latest.json").exists()  # A's own last pair
+
+        vt.reset(**shared, state_dir=tmp_path / "b-state")  # B: never ran here, no mirror
+        get_runtime().current()  # boots: no mirror here, so the store is read in the background
+        assert wait_for(lambda: get_runtime().current().route("base") == "ft-1")
+        assert get_runtime().current().hook_version == v1
+        assert [p.label for p in get_runtime().history()] == ["initial"]
+
+        Promoter(runtime=Runtime(), instance_id="c").promote("base", "ft-2", v2)  # while A is down
+        vt.reset(**shared, state_dir=tmp_path / "a-state")  # A restarts
+        get_runtime().current()
+        assert wait_for(lambda: get_runtime().current().route("base") == "ft-2")  # the store's newer row...
+        assert get_runtime().current().hook_version == v2
+        mirrored = get_runtime().history()[-1]  # ...came after A's own last pair, applied at once
+        assert mirrored.route("base") == "ft-1" and mirrored.hook_version == v1
+    finally:
+        vt.reset()
+        fake.stop()

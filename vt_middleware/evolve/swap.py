@@ -151,6 +151,7 @@ class Promoter:
             self._stack.clear()  # from now on rollback follows the shared history
             self._state = state
             self._applied_at_ns = int(latest.get("at_ns") or 0)
+            self._mirror(latest)
             return latest
 
     def promotion_history(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
@@ -210,13 +211,21 @@ class Promoter:
                 "at": utc_now_iso(), **{k: v for k, v in extra.items() if v is not None}}
 
     def _record(self, row: Dict[str, Any]) -> None:
+        try:
+            self.store.record_promotion(row)
+        except Exception as exc:  # noqa: BLE001 - the local swap stands; other instances just lag
+            record_internal_error("evolve.swap.record", exc)
+            return
+        self._mirror(row)
+
+    def _mirror(self, row: Dict[str, Any]) -> None:
+        """Keep the latest row where a restarted app reads it without opening the store."""
         from ..runtime.sync import write_latest
 
         try:
-            self.store.record_promotion(row)
-            write_latest(self.config, row)  # a restarted app reads this without opening the store
-        except Exception as exc:  # noqa: BLE001 - the local swap stands; other instances just lag
-            record_internal_error("evolve.swap.record", exc)
+            write_latest(self.config, row)
+        except Exception as exc:  # noqa: BLE001 - only start-up speed depends on it
+            record_internal_error("evolve.swap.mirror", exc)
 
     def _previous_from_store(self) -> Optional[PairState]:
         """The shared history replayed (promote pushes, rollback pops): the state before the

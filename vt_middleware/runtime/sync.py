@@ -6,10 +6,10 @@ calling ``sync_from_store``. With ``VTConfig.sync_interval_s`` set, a :class:`Pr
 thread keeps applying newer promotions (read from the store), so app instances sharing a
 store converge.
 
-Cheap on the hot path: in lite mode the promoter mirrors its latest row in
-``<store_path>/VTPromotions.latest.json``; with that file, or with no promotions table and no
-ACTIVE file at all, nothing heavy (VectorWave, libcst) is imported. Only a store without the
-mirror (Weaviate, or rows written by an older version) is read through the store.
+The first call only reads a small JSON mirror of the latest promotion row, never the store
+(importing VectorWave loads torch: seconds). In lite mode the mirror sits in the shared store
+directory (``<store_path>/VTPromotions.latest.json``) and is the truth; with Weaviate it is this
+instance's last known pair (``<state_dir>/...``) and a background thread then reads the store.
 """
 from __future__ import annotations
 
@@ -31,18 +31,17 @@ _PROMOTIONS_TABLE = "VTPromotions.lance"  # store.executions.PROMOTIONS on disk 
 _ACTIVE_FILE = "ACTIVE"  # synthesize.versions.ACTIVE_FILE (importing it loads libcst)
 
 
-def latest_path(config: VTConfig) -> Optional[Path]:
-    """Where the latest promotion row is mirrored (lite stores only)."""
-    return Path(config.store_path) / LATEST_FILE if config.store_mode == "lite" else None
+def latest_path(config: VTConfig) -> Path:
+    """Where the latest promotion row is mirrored: shared in lite mode, per instance otherwise."""
+    folder = config.store_path if config.store_mode == "lite" else config.state_dir
+    return Path(folder) / LATEST_FILE
 
 
 def write_latest(config: VTConfig, row: Dict[str, Any]) -> None:
-    """Mirror ``row`` next to the store (atomic replace) unless a newer row is there already."""
+    """Mirror ``row`` (atomic replace) unless a newer row is there already."""
     path = latest_path(config)
-    if path is None:
-        return
-    known, current = read_latest(config)
-    if known and current is not None and int(current.get("at_ns") or 0) > int(row.get("at_ns") or 0):
+    current = read_mirror(config)
+    if current is not None and int(current.get("at_ns") or 0) > int(row.get("at_ns") or 0):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -50,54 +49,62 @@ def write_latest(config: VTConfig, row: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def read_latest(config: VTConfig) -> Tuple[bool, Optional[Dict[str, Any]]]:
-    """``(known, row)``: the latest promotion row without opening the store when possible.
-    ``known`` is False when only the store can tell."""
+def read_mirror(config: VTConfig) -> Optional[Dict[str, Any]]:
+    """The mirrored row, or None (missing or unreadable)."""
     path = latest_path(config)
-    if path is None:
-        return False, None
     try:
-        return True, json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        pass
+        return None
     except (OSError, ValueError) as exc:
         logger.warning("ignoring unreadable %s: %s", path, exc)
-        return False, None
-    if (Path(config.store_path) / _PROMOTIONS_TABLE).exists():
-        return False, None
-    return True, None
+        return None
+
+
+def read_latest(config: VTConfig) -> Tuple[bool, Optional[Dict[str, Any]]]:
+    """``(known, row)``: the latest promotion row without opening the store. ``known`` is
+    False when only the store can tell (``row`` is then at most this instance's last pair)."""
+    row = read_mirror(config)
+    if config.store_mode != "lite":
+        return False, row
+    if row is None and (Path(config.store_path) / _PROMOTIONS_TABLE).exists():
+        return False, None  # rows written without a mirror
+    return True, row
 
 
 class PromotionSync(HookWatcher):
     """A :class:`HookWatcher` that follows the store's promotions when there are any.
 
-    Each check applies the latest promotion row (routes and hooks together, through the
-    process-wide promoter, which skips rows it already applied or wrote); with no promotion
-    recorded anywhere it falls back to the hook watcher's job: the ACTIVE hook version.
-    The first check may read the mirror file; later ones (a background thread) read the
-    store itself, so a mirror left stale by two instances writing at once cannot stick.
+    Each check applies the store's latest promotion row (routes and hooks together, through
+    the process-wide promoter, which skips rows it already applied or wrote); with no
+    promotion recorded anywhere it falls back to the hook watcher's job: the ACTIVE version.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._checked = False
-
     def check_once(self) -> bool:
-        config = get_config()
-        known, row = read_latest(config)
-        if row is not None and self._checked:
-            known, row = False, None  # after start-up the store is the truth, the mirror a shortcut
-        self._checked = True
-        if not known or row is not None:
+        known, row = read_latest(get_config())
+        if not (known and row is None):  # else: lite store with no promotion, nothing to open
             from ..evolve.swap import get_promoter
 
             promoter = get_promoter()
-            if not known:
-                rows = promoter.promotion_history()
-                row = rows[-1] if rows else None
-            if row is not None:
-                return promoter.apply_row(row) is not None
+            rows = promoter.promotion_history()
+            if rows:
+                return promoter.apply_row(rows[-1]) is not None
         return super().check_once()
+
+    def apply(self, row: Dict[str, Any]) -> bool:
+        """Make a (mirrored) promotion row live now."""
+        from ..evolve.swap import get_promoter
+
+        return get_promoter().apply_row(row) is not None
+
+    def check_in_background(self) -> None:
+        threading.Thread(target=self._check_logged, name="vt-promotion-sync", daemon=True).start()
+
+    def _check_logged(self) -> None:
+        try:
+            self.check_once()
+        except Exception as exc:  # noqa: BLE001 - a thread of ours: say it, keep serving
+            logger.warning("promotion sync failed: %s: %s", type(exc).__name__, exc)
 
 
 _lock = threading.Lock()
@@ -105,22 +112,26 @@ _periodic: Optional[PromotionSync] = None
 
 
 def bootstrap(runtime: Runtime) -> None:
-    """Make the stored pair live on ``runtime`` once; start the periodic sync if configured."""
+    """Make the stored pair live on ``runtime`` once (cheaply); start the periodic sync if configured."""
     config = get_config()
     interval = config.sync_interval_s
     known, row = read_latest(config)
     if known and row is None and interval is None and not (Path(config.hooks_dir) / _ACTIVE_FILE).exists():
         return  # nothing stored: no import, no thread
     sync = PromotionSync(runtime=runtime, poll_interval=interval or 1.0)
-    if interval is None:
-        sync.check_once()
-        return
-    global _periodic
-    with _lock:
-        if _periodic is not None:
-            _periodic.stop()
-        _periodic = sync
-    sync.start()  # checks once now, then every ``interval`` seconds in a daemon thread
+    if row is not None:
+        sync.apply(row)
+    elif known:
+        sync.check_once()  # lite store, no promotion: the ACTIVE hook version
+    if interval is not None:
+        global _periodic
+        with _lock:
+            if _periodic is not None:
+                _periodic.stop()
+            _periodic = sync
+        sync.start(check_now=False)  # every ``interval`` seconds, reading the store
+    elif not known:
+        sync.check_in_background()  # the store has the last word; reading it takes seconds
 
 
 def stop_periodic_sync(timeout: float = 5.0) -> None:

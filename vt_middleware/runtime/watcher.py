@@ -105,9 +105,10 @@ class HookWatcher:
             except Exception as exc:  # noqa: BLE001 - the watcher thread must survive
                 logger.warning("hook watcher check failed: %s: %s", type(exc).__name__, exc)
 
-    def start(self) -> "HookWatcher":
-        """Load the active version now, then poll in a daemon thread."""
-        self.check_once()
+    def start(self, check_now: bool = True) -> "HookWatcher":
+        """Load the active version now (unless ``check_now`` is False), then poll in a daemon thread."""
+        if check_now:
+            self.check_once()
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="vt-hook-watcher", daemon=True)
