@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import statistics
 import sys
@@ -34,6 +35,14 @@ import vt_middleware as vt  # noqa: E402
 from vt_middleware.capture import openai_wrapper  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Summarise: the soup was cold but the staff were kind."}]
+DISTINCT = False  # --distinct: every call's prompt differs, so no two records share a vector
+_call_no = itertools.count()
+
+
+def messages() -> List[Dict[str, str]]:
+    if not DISTINCT:
+        return MESSAGES
+    return [{"role": "user", "content": f"{MESSAGES[0]['content']} (table {next(_call_no)})"}]
 GROWTH_LIMIT = 0.10  # flag RSS growth above 10% between the first steady and the last interval
 
 
@@ -114,7 +123,7 @@ def run_threads(make_client: Callable[[], Any], threads: int, seconds: float, re
         while time.monotonic() < deadline:
             t0 = time.perf_counter()
             try:
-                client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)
+                client.chat.completions.create(model=MODEL, messages=messages(), max_tokens=1)
             except Exception:  # noqa: BLE001 - counted; a soak must keep going
                 rec.errors += 1
                 continue
@@ -138,7 +147,7 @@ def run_async(make_client: Callable[[], Any], tasks: int, seconds: float, rec: R
             while time.monotonic() < deadline:
                 t0 = time.perf_counter()
                 try:
-                    await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)
+                    await client.chat.completions.create(model=MODEL, messages=messages(), max_tokens=1)
                 except Exception:  # noqa: BLE001
                     rec.errors += 1
                     continue
@@ -221,16 +230,20 @@ MODEL = ""
 
 
 def main() -> None:
-    global MODEL
+    global MODEL, DISTINCT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="duration of each variant (default 60)")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--tasks", type=int, default=16, help="concurrent asyncio tasks")
     parser.add_argument("--interval", type=float, default=None, help="sampling interval (default seconds/10)")
+    parser.add_argument("--distinct", action="store_true",
+                        help="a different prompt per call (no repeated texts for the embedder)")
+    parser.add_argument("--only", choices=("threads", "asyncio"), help="run one variant")
     args = parser.parse_args()
     if args.threads < 1 or args.tasks < 1 or args.seconds <= 0:
         parser.error("--threads, --tasks and --seconds must be positive")
     interval = args.interval or max(1.0, args.seconds / 10)
+    DISTINCT = args.distinct
 
     import openai
 
@@ -260,8 +273,10 @@ def main() -> None:
         def awrapped() -> Any:
             return vt.wrap(abare(), function_name="soak")
 
-        results.append(soak("threads", run_threads, bare, wrapped, warm, args.threads, args.seconds, interval, tmp))
-        results.append(soak("asyncio", run_async, abare, awrapped, awarm, args.tasks, args.seconds, interval, tmp))
+        if args.only in (None, "threads"):
+            results.append(soak("threads", run_threads, bare, wrapped, warm, args.threads, args.seconds, interval, tmp))
+        if args.only in (None, "asyncio"):
+            results.append(soak("asyncio", run_async, abare, awrapped, awarm, args.tasks, args.seconds, interval, tmp))
         vt.reset()
     print("\n== summary ==")
     print(f"{'variant':8} {'calls':>7} {'err':>4} {'calls/s':>8} {'bare/s':>7} {'p50ms':>6} {'bare p50':>8} "

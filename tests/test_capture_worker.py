@@ -109,6 +109,28 @@ def test_calls_spilled_from_a_full_queue_are_redacted_before_the_journal(tmp_pat
         vt.reset()
 
 
+def test_identical_texts_are_embedded_once_and_share_their_vector(vt_env, monkeypatch):
+    import numpy as np
+
+    from vt_middleware.store.embedding import get_embedder
+
+    embedder = get_embedder(vt_env.embedding_model)
+    real_embed = embedder.embed
+    seen: list = []
+    monkeypatch.setattr(embedder, "embed", lambda texts: (seen.extend(texts), real_embed(texts))[1])
+    records = [_record(i % 3, "dedup") for i in range(30)]  # three distinct texts, ten times each
+    for record in records:
+        worker.submit(record)
+    assert vt.flush(60)
+    assert sorted(seen) == sorted({r.embedding_text() for r in records})  # each once
+    stats = vt.capture_stats()
+    assert (stats["embedded"], stats["embed_cache_hits"], stats["written"]) == (3, 27, 30)
+    rows = {c.uuid: c for page in vt.get_store().iter_calls("dedup", include_vector=True) for c in page}
+    expected = real_embed([r.embedding_text() for r in records[:3]])
+    for i, record in enumerate(records):
+        assert np.allclose(rows[record.run_id].vector, expected[i % 3], atol=1e-5)
+
+
 def test_journal_skips_torn_line_and_recovers_dead_writers(vt_env):
     journal_dir = vt_env.journal_path
     journal_dir.mkdir(parents=True, exist_ok=True)

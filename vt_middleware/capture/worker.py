@@ -20,6 +20,7 @@ from ..config import VTConfig, get_config
 from ..health import record_internal_error
 from ..types import CallRecord
 from .journal import Item, Journal
+from .vectors import VectorCache
 
 if TYPE_CHECKING:
     from .record import RawCall
@@ -69,7 +70,8 @@ class CaptureWorker:
         self._own_store: Any = None
         self.stats: Dict[str, int] = dict.fromkeys(
             ("enqueued", "written", "journaled", "replayed", "dropped", "errors", "batches",
-             "spilled_queue_full", "held"), 0)
+             "spilled_queue_full", "held", "embedded", "embed_cache_hits"), 0)
+        self._vectors = VectorCache()
 
     # -- caller side ------------------------------------------------------------------
     def submit(self, record: Queued) -> None:
@@ -212,16 +214,13 @@ class CaptureWorker:
         return self._own_store
 
     def _embed(self, items: List[Item]) -> None:
-        """Fill in missing vectors (in place)."""
+        """Fill in missing vectors (in place); identical texts are embedded once."""
         from ..store.embedding import get_embedder
 
-        missing = [it for it in items if it.get("vector") is None]
-        if not missing:
-            return
-        texts = [CallRecord.from_properties(it["properties"]).embedding_text() for it in missing]
-        vectors = get_embedder(self.config.embedding_model).embed(texts)
-        for it, vec in zip(missing, vectors):
-            it["vector"] = vec.tolist()
+        self._vectors.fill(items, get_embedder(self.config.embedding_model))
+        with self._cond:
+            self.stats["embedded"] = self._vectors.embedded
+            self.stats["embed_cache_hits"] = self._vectors.hits
 
     def _items(self, batch: List[Queued]) -> List[Item]:
         """Store items of ``batch``; a record that cannot be built is counted and dropped."""

@@ -1,0 +1,64 @@
+"""Vectors for queued items: identical texts are embedded once.
+
+Embedding is the capture worker's bottleneck (a MiniLM pass costs milliseconds per
+record, everything else microseconds), so a batch embeds each distinct text once, and
+a small LRU of recent texts' vectors serves retries, repeated prompts and deterministic
+answers without another model pass.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Any, Dict, List
+
+from ..types import CallRecord
+from .journal import Item
+
+DEFAULT_CACHE_SIZE = 2048  # 384 floats each: ~3 MiB as Python lists at most
+
+
+def _key(text: str) -> bytes:
+    # a digest, not the text: keys stay small however long the recorded call was
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class VectorCache:
+    """Recently embedded texts' vectors, least recently used evicted first."""
+
+    def __init__(self, size: int = DEFAULT_CACHE_SIZE) -> None:
+        self.size = size
+        self._vectors: "OrderedDict[bytes, List[float]]" = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.embedded = 0
+
+    def fill(self, items: List[Item], embedder: Any) -> None:
+        """Set ``vector`` on the items that have none (in place)."""
+        missing = [it for it in items if it.get("vector") is None]
+        if not missing:
+            return
+        texts = [CallRecord.from_properties(it["properties"]).embedding_text() for it in missing]
+        keys = [_key(text) for text in texts]
+        distinct = dict(zip(keys, texts))
+        found: Dict[bytes, List[float]] = {}
+        with self._lock:
+            for k in distinct:
+                vector = self._vectors.get(k)
+                if vector is not None:
+                    self._vectors.move_to_end(k)
+                    found[k] = vector
+        todo = [k for k in distinct if k not in found]
+        if todo:
+            vectors = embedder.embed([distinct[k] for k in todo])
+            for k, vector in zip(todo, vectors):
+                found[k] = vector.tolist()
+        with self._lock:
+            self.hits += len(missing) - len(todo)
+            self.embedded += len(todo)
+            for k in todo:
+                self._vectors[k] = found[k]
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        for it, k in zip(missing, keys):
+            it["vector"] = list(found[k])
