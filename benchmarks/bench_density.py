@@ -171,7 +171,7 @@ def main() -> None:
           f"{'anomaly overlap':>16} {'re-run steady overlap':>22}")
     for row in accuracy:
         fmt = lambda key: f"{row[key]:.3f}" if key in row else "n/a"  # noqa: E731
-        print(f"{row['n']:>7} {row['rows']:>6} {row['rho']:>9.4f} {row['rel']:>15.4f} {fmt('steady'):>15} "
+        print(f"{row['n']:>7} {row['rows']:>6} {row['rho']:>9.5f} {row['rel']:>15.4f} {fmt('steady'):>15} "
               f"{fmt('anom'):>16} {fmt('rerun'):>22}")
     print(load())
 
