@@ -11,8 +11,8 @@ its own line, never inside the table. At n above ``--exact-max`` the full exact 
 not run (minutes on 2 cores): exact densities of a random subset of rows against all
 rows give Spearman, and the exact time is extrapolated linearly in rows (labelled
 "extrap."); the selection overlap then needs the full exact graph, which
-``--exact-cache DIR`` stores after one full run (``--exact-max`` >= n) and reloads later
-(labelled "cached", with the time that run took). The seed loop runs up to
+``--exact-cache DIR`` stores after one full run (``--exact-max`` >= n) and reloads in
+later runs with a smaller ``--exact-max`` (labelled "cached", with that run's time). The seed loop runs up to
 ``--seed-max`` rows once (its time depends only on the number of pairs) and is
 extrapolated as n^2. Load averages are printed with each size
 (the machine is shared).
@@ -81,15 +81,16 @@ def exact_subset(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 def exact_graph(vectors: np.ndarray, cache: Optional[str], key: str,
                 run: bool) -> Tuple[Optional[DensityGraph], float, float, str]:
-    """(full exact graph or None, seconds, peak MiB, label): from the cache, or run."""
+    """(full exact graph or None, seconds, peak MiB, label): run when ``run``, else from
+    the cache."""
     path = os.path.join(cache, f"exact_{key}.npz") if cache else None
-    if path and os.path.exists(path):
+    if not run and path and os.path.exists(path):
         z = np.load(path)
         graph = DensityGraph(z["densities"], z["counts"], z["neighbours"], z["weights"], z["valid"],
                              EPSILON, "exact")
         return graph, float(z["seconds"]), float(z["peak"]), "exact (cached run)"
     if not run:
-        return None, 0.0, 0.0, ""
+        return None, 0.0, 0.0, ""  # no cache: the caller extrapolates from a row subset
     graph, seconds, peak = measure(lambda: exact_density(vectors, EPSILON))
     if path:
         os.makedirs(cache, exist_ok=True)
