@@ -222,7 +222,7 @@ def build_knn_index(x: np.ndarray, k: int, random_state: int = 0) -> tuple[np.nd
     Few trees and iterations on purpose: the graph only has to tell saturated nodes (k
     neighbours inside epsilon -- sound even with a rough graph) from the rest, whose
     densities and neighbours are then computed exactly, and to connect clusters."""
-    from pynndescent import NNDescent  # numba compiles on first use (~20 s)
+    from pynndescent import NNDescent  # numba compiles on first use (20-60 s on 2 cores)
 
     index = NNDescent(x, metric="dot", n_neighbors=k + 1, random_state=random_state,
                       n_trees=KNN_TREES, n_iters=KNN_ITERS, low_memory=True, compressed=True,
@@ -290,12 +290,13 @@ def _stratified_tail(x: np.ndarray, rows: np.ndarray, knn: np.ndarray, comp: np.
     extra_c = np.zeros(len(rows))
     members_of = np.split(np.argsort(comp, kind="stable"), np.cumsum(np.bincount(comp))[:-1])
     position = np.full(n, -1, dtype=np.int64)
-    for c in np.unique(comp[rows]):
+    by_comp = np.argsort(comp[rows], kind="stable")
+    ids, starts = np.unique(comp[rows][by_comp], return_index=True)
+    for c, chosen in zip(ids, np.split(by_comp, starts[1:])):
         members = members_of[c]
         sample = members if len(members) <= sample_size else \
             np.sort(rng.choice(members, size=sample_size, replace=False))
         position[sample] = np.arange(len(sample))
-        chosen = np.flatnonzero(comp[rows] == c)
         block = max(1, BLOCK_BYTES // (4 * (len(sample) + len(outside))))
         for start in range(0, len(chosen), block):
             part = chosen[start:start + block]
