@@ -19,7 +19,9 @@ extrapolated as n^2. Load averages are printed with each size
 
 Selection accuracy: "steady"/"anomaly overlap" compare the approximate path's picks with
 the exact path's on the same data; "re-run overlap" compares two approximate runs with
-different random states (k-NN graph and samples).
+different random states (k-NN graph and samples); "+10% calls" compares the picks on a
+random 90% of the calls with the picks on all of them (same calls, and calls within the
+dedup threshold of one), i.e. how much the selection churns as similar data arrives.
 """
 from __future__ import annotations
 
@@ -99,6 +101,20 @@ def exact_graph(vectors: np.ndarray, cache: Optional[str], key: str,
     return graph, seconds, peak, "exact (blocked numpy)"
 
 
+def growth_overlap(vectors: np.ndarray, statuses: list, x: np.ndarray, picks: list,
+                   params: SelectionParams) -> Tuple[float, float]:
+    """Steady picks on a random 90% of the calls vs on all of them (10% new calls of the
+    same kind arrived): (share of the picks that are the same calls, share with a pick
+    on the 90% within the dedup threshold, i.e. a near-duplicate of it)."""
+    base = np.sort(np.random.default_rng(0).permutation(len(vectors))[: int(0.9 * len(vectors))])
+    sub = select_golden(vectors[base], [statuses[i] for i in base], EPSILON, params, method="approximate")
+    before = [int(base[p.index]) for p in sub.steady]
+    if not picks or not before:
+        return float("nan"), float("nan")
+    near = (x[picks] @ x[before].T).max(axis=1) > params.dedup_threshold
+    return overlap(picks, before), float(near.mean())
+
+
 def load() -> str:
     return "load avg " + " ".join(f"{v:.1f}" for v in os.getloadavg())
 
@@ -162,18 +178,20 @@ def main() -> None:
         steady = lambda sel: [p.index for p in sel.steady]  # noqa: E731
         rerun = select_golden(vectors, statuses, EPSILON, params, method="approximate", random_state=1)
         row["rerun"] = overlap(steady(sa), steady(rerun))
+        row["grow"], row["grow_near"] = growth_overlap(vectors, statuses, x, steady(sa), params)
         if exact is not None:
             se = select_from_graph(x, exact, statuses, params)
             row["steady"] = overlap(steady(se), steady(sa))
             row["anom"] = overlap([p.index for p in se.anomalies], [p.index for p in sa.anomalies])
         accuracy.append(row)
-    print("\napproximate vs exact (same data); re-run: approximate, random_state 0 vs 1")
+    print("\napproximate vs exact (same data); re-run: approximate, random_state 0 vs 1; "
+          "+10% calls: picks on 90% vs all (same call / near-duplicate)")
     print(f"{'n':>7} {'rows':>6} {'Spearman':>9} {'median rel err':>15} {'steady overlap':>15} "
-          f"{'anomaly overlap':>16} {'re-run steady overlap':>22}")
+          f"{'anomaly overlap':>16} {'re-run steady overlap':>22} {'+10% calls':>11} {'(near)':>7}")
     for row in accuracy:
         fmt = lambda key: f"{row[key]:.3f}" if key in row else "n/a"  # noqa: E731
         print(f"{row['n']:>7} {row['rows']:>6} {row['rho']:>9.5f} {row['rel']:>15.4f} {fmt('steady'):>15} "
-              f"{fmt('anom'):>16} {fmt('rerun'):>22}")
+              f"{fmt('anom'):>16} {fmt('rerun'):>22} {fmt('grow'):>11} {fmt('grow_near'):>7}")
     print(load())
 
 
