@@ -15,12 +15,12 @@ from ..errors import ConfigError
 from ..health import fail_open, record_internal_error
 from ..runtime.active import get_runtime
 from .context import capture_suppressed, current_function_name, current_run_id
-from .record import ChatCall, apply_prompt_hook, output_text
+from .record import ChatCall, PromptHookResult, apply_prompt_hook, output_text
 
 DEFAULT_FUNCTION = "openai.chat.completions"
 _COMPONENT = "capture.openai"
-_PARAM_KEYS = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "n", "seed", "stop",
-               "stream", "response_format", "tools", "tool_choice")
+_PARAM_KEYS = frozenset(("temperature", "max_tokens", "max_completion_tokens", "top_p", "n", "seed", "stop",
+                         "stream", "response_format", "tools", "tool_choice"))
 
 # Benchmarks set this to a list to collect the wrapper's own time per call (ns,
 # excluding the provider call). None in normal use: one attribute check per call.
@@ -94,13 +94,14 @@ def _begin(function_name: Optional[str], kwargs: Dict[str, Any]) -> Tuple[ChatCa
     model = kwargs.get("model")
     routed = pair.route(model)
     name = function_name or current_function_name() or DEFAULT_FUNCTION
-    context = {"function_name": name, "model": routed, "messages": messages}
-    prompt = apply_prompt_hook(pair, messages, context)
-    params = {k: kwargs[k] for k in _PARAM_KEYS if k in kwargs}
+    if pair.hooks is None:
+        prompt = PromptHookResult(messages, None, None)
+    else:
+        prompt = apply_prompt_hook(pair, messages, {"function_name": name, "model": routed, "messages": messages})
+    params = {k: v for k, v in kwargs.items() if k in _PARAM_KEYS}
     call = ChatCall(pair, name, "openai", messages, model, routed, prompt, params,
                     parent_run_id=current_run_id())
-    send = dict(kwargs)
-    send["messages"] = prompt.messages  # a list even when the caller passed an iterator
+    send = {**kwargs, "messages": prompt.messages}  # a list even when the caller passed an iterator
     if "model" in kwargs:
         send["model"] = routed
     return call, send

@@ -166,8 +166,8 @@ class PromptHookResult:
 def apply_prompt_hook(pair: Any, messages: List[Any], context: Dict[str, Any]) -> PromptHookResult:
     """Run ``intercept_prompt`` on the last user message's text; the caller's list is not
     mutated (a new list is returned when the text changed)."""
-    index = last_user_index(messages)
-    if index is None or pair.hooks is None:
+    index = None if pair.hooks is None else last_user_index(messages)
+    if index is None:
         return PromptHookResult(messages, None, None)
     message = messages[index]
     text = content_text(message.get("content"))
@@ -182,7 +182,7 @@ def apply_prompt_hook(pair: Any, messages: List[Any], context: Dict[str, Any]) -
 
 
 # -- one chat call in progress (openai wrapper, langchain middleware) ------------------
-@dataclass
+@dataclass(eq=False)
 class ChatCall:
     """What a chat call asked, under which runtime pair; :meth:`finish` submits the record."""
 

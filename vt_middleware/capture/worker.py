@@ -1,7 +1,8 @@
 """The background capture worker: the caller's thread only enqueues.
 
 A bounded queue feeds one lazily started daemon thread that takes whatever is
-queued (up to ``batch_size``), embeds it and writes it to the store in one batch.
+queued (up to ``batch_size``), builds the records (copies, truncation, redaction: see
+``record.RawCall``), embeds them and writes them to the store in one batch.
 When the store write fails, or the queue is full, records go to the append-only
 journal and are replayed once the store answers again; writes are idempotent per
 ``run_id`` so replay never duplicates. ``flush()`` waits until every submitted record
@@ -10,8 +11,8 @@ is in the store or the journal; an atexit hook flushes and journals the rest.
 from __future__ import annotations
 
 import atexit
+import collections
 import os
-import queue
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
@@ -53,7 +54,10 @@ class CaptureWorker:
     def __init__(self, config: Optional[VTConfig] = None) -> None:
         self.config = config or get_config()
         self.journal = Journal(self.config.journal_path)
-        self._queue: "queue.Queue[Queued]" = queue.Queue(maxsize=self.config.queue_size)
+        # a deque, not queue.Queue: appending wakes no thread (a wake-up per call cost the
+        # caller tens of microseconds and, when the woken worker took the GIL, milliseconds)
+        self._queue: "collections.deque[Queued]" = collections.deque()
+        self._wake = threading.Event()  # set by a full batch, flush() and shutdown()
         self._cond = threading.Condition()
         self._start_lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
@@ -75,19 +79,23 @@ class CaptureWorker:
 
     # -- caller side ------------------------------------------------------------------
     def submit(self, record: Queued) -> None:
-        """Hand ``record`` to the worker (never blocks; spills to the journal when full)."""
+        """Hand ``record`` to the worker (never blocks; spills to the journal when full).
+        The bound is checked without a lock: concurrent callers may overshoot it by one each."""
         if self._thread is None:
             self._start()
         with self._cond:
             self._pending += 1
             self.stats["enqueued"] += 1
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        queued = self._queue
+        if len(queued) >= self.config.queue_size:
             with self._cond:
                 self.stats["spilled_queue_full"] += 1
             self._spill(self._items([record]))
             self._done(1)
+            return
+        queued.append(record)
+        if len(queued) >= self.config.batch_size and not self._wake.is_set():
+            self._wake.set()  # a full batch waits for no timer
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until every submitted record is stored or journaled, then give the
@@ -99,6 +107,7 @@ class CaptureWorker:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._ready.wait(_remaining(deadline))
         self._flush_requested.set()
+        self._wake.set()
         with self._cond:
             drained = self._cond.wait_for(lambda: self._pending == 0, _remaining(deadline))
             # Replay passes until the journal is empty, the store fails again, or time is up
@@ -107,6 +116,7 @@ class CaptureWorker:
                    and time.monotonic() >= self._store_retry_at):
                 passes = self._replay_passes
                 self._flush_requested.set()
+                self._wake.set()
                 done = self._cond.wait_for(lambda: self._replay_passes > passes or not self._alive(),
                                            _remaining(deadline))
                 if not done or not self._alive():
@@ -118,6 +128,7 @@ class CaptureWorker:
         timeout = self.config.shutdown_timeout_s if timeout is None else timeout
         drained = self.flush(timeout)
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(0.1, min(timeout, 2.0)))
@@ -130,12 +141,13 @@ class CaptureWorker:
         if thread is not None and thread.is_alive():
             leftovers.extend(self._inflight)  # a stuck write: journal it too (idempotent)
         queued = 0
-        while True:
+        while self._queue:
             try:
-                leftovers.extend(self._items([self._queue.get_nowait()]))
-                queued += 1
-            except queue.Empty:
+                record = self._queue.popleft()
+            except IndexError:
                 break
+            leftovers.extend(self._items([record]))
+            queued += 1
         if leftovers:
             self._spill(leftovers)
             self._done(queued)
@@ -149,7 +161,7 @@ class CaptureWorker:
         with self._cond:
             stats: Dict[str, Any] = dict(self.stats)
             stats["pending"] = self._pending
-        stats["queue_depth"] = self._queue.qsize()
+        stats["queue_depth"] = len(self._queue)
         stats["store_down"] = time.monotonic() < self._store_retry_at
         stats["thread_alive"] = self._alive()
         return stats
@@ -184,22 +196,24 @@ class CaptureWorker:
             batch = self._take_batch()
             if batch:
                 self._process(batch)
-            if self._stop.is_set() and self._queue.empty():
+            if self._stop.is_set() and not self._queue:
                 break
             self._maybe_replay(force=not batch)
         with self._cond:
             self._cond.notify_all()
 
     def _take_batch(self) -> List[Queued]:
-        wait = min(self.config.flush_interval_s, 0.25)
-        try:
-            batch = [self._queue.get(timeout=wait)]
-        except queue.Empty:
-            return []
-        while len(batch) < self.config.batch_size:
+        """Up to ``batch_size`` queued records; when none are queued, first wait for a full
+        batch, a flush or the flush interval (at most 0.25 s)."""
+        queued = self._queue
+        if not queued:
+            self._wake.wait(min(self.config.flush_interval_s, 0.25))
+            self._wake.clear()  # a set() racing this is caught by the next timeout
+        batch: List[Queued] = []
+        while queued and len(batch) < self.config.batch_size:
             try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
+                batch.append(queued.popleft())
+            except IndexError:
                 break
         return batch
 
@@ -321,10 +335,10 @@ class CaptureWorker:
             self.stats["held"] = len(self._held)
 
     def _retry_held(self) -> None:
-        """Give held items to the store (if it is not backing off), else to the journal."""
+        """Give held items to the store (if it is not backing off), else to the journal.
+        They stay in ``_held`` until one takes them, so ``flush()`` never sees them gone early."""
         with self._cond:
-            items, self._held = self._held, []
-            self.stats["held"] = 0
+            items = list(self._held)
         if not items:
             return
         if time.monotonic() >= self._store_retry_at:
@@ -336,16 +350,20 @@ class CaptureWorker:
                 self._store_failed()
             else:
                 self._store_ok()
-                with self._cond:
-                    self.stats["written"] += len(items)
+                self._release_held(items, "written")
                 return
         try:
             self.journal.append(items)
         except Exception:  # noqa: BLE001 - still unwritable: keep holding (counted once already)
-            self._hold(items)
             return
+        self._release_held(items, "journaled")
+
+    def _release_held(self, items: List[Item], outcome: str) -> None:
+        taken = {id(it) for it in items}
         with self._cond:
-            self.stats["journaled"] += len(items)
+            self._held = [it for it in self._held if id(it) not in taken]
+            self.stats["held"] = len(self._held)
+            self.stats[outcome] += len(items)
 
     def _done(self, n: int) -> None:
         with self._cond:
@@ -389,6 +407,7 @@ def get_worker() -> CaptureWorker:
             _worker = CaptureWorker(get_config())
             if old is not None:
                 old._stop.set()
+                old._wake.set()
         return _worker
 
 
