@@ -1,7 +1,8 @@
-"""Redaction of secrets and e-mail addresses before a record leaves the caller's thread.
+"""Redaction of secrets and e-mail addresses before a record is written anywhere.
 
-Applied to inputs, outputs, params and errors, so nothing unredacted reaches the
-queue, the journal or the store.
+Applied (by the capture worker, see ``record.RawCall.build``) to inputs, outputs, params
+and errors, so nothing unredacted reaches the journal or the store; only the in-memory
+queue holds the caller's unredacted copies.
 """
 from __future__ import annotations
 
