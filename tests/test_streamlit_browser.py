@@ -64,10 +64,8 @@ def test_dashboard_in_headless_chromium(seeded, tmp_path):
 
     port = _free_port()
     env = {**os.environ, **seeded.env, "PYTHONPATH": str(APP.parents[2])}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
+    server = subprocess.Popen(  # as a user starts it: `vt dashboard`
+        [sys.executable, "-m", "vt_middleware.cli", "dashboard", "--port", str(port), "--host", "127.0.0.1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 90

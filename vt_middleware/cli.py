@@ -130,8 +130,10 @@ def dashboard(port: int = typer.Option(8501, help="Port of the web dashboard."),
                VT_HOOKS_DIR=str(Path(config.hooks_dir).resolve()), VT_STATE_DIR=str(Path(config.state_dir).resolve()))
     console.print(f"vt dashboard on http://{host}:{port}  (store {env['VT_STORE_PATH']})")
     argv = [sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP), "--server.port", str(port),
-            "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    raise typer.Exit(subprocess.call(argv, env=env))
+            "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none"]
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)  # streamlit replaces us: Ctrl-C and kill reach it directly
 
 
 # --- loop stages ---------------------------------------------------------------------------
