@@ -185,44 +185,10 @@ def main(argv: List[str] | None = None) -> int:
 
 
 def make_extractor() -> Any:
+    from vt_middleware.extractor import DensityBasedExtractor
     from vt_middleware.store.executions import get_store
 
-    try:
-        from vt_middleware.extractor import DensityBasedExtractor
-    except ImportError:  # the selection stage is not installed: use every corrected call
-        return CorrectedCallsExtractor(get_store())
     return DensityBasedExtractor(get_store(), epsilon=0.3, top_k=50)
-
-
-class CorrectedCallsExtractor:
-    """Golden data = each captured call with its reviewer's correction (used only when
-    ``vt_middleware.extractor`` is missing)."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def _rows(self, function_name: str) -> List[Dict[str, Any]]:
-        from vt_middleware.types import CallRecord
-
-        fixed = {p.run_id: p.fixed_output for p in self.store.list_feedback(function_name)}
-        rows = []
-        for page in self.store.iter_calls(function_name):
-            for call in page:
-                record = CallRecord.from_properties(call.properties)
-                if call.uuid in fixed and record.inputs.get("messages"):
-                    rows.append({"messages": [*record.inputs["messages"],
-                                              {"role": "assistant", "content": fixed[call.uuid]}]})
-        return rows
-
-    def select_steady_state(self, function_name: str) -> List[Any]:
-        return self._rows(function_name)
-
-    def select_anomalies(self, function_name: str) -> List[Any]:
-        return []
-
-    def extract_golden_data(self, function_name: str, output_path: str) -> str:
-        Path(output_path).write_text("".join(json.dumps(r) + "\n" for r in self._rows(function_name)), encoding="utf-8")
-        return output_path
 
 
 def quality_report(reviews: List[Dict[str, Any]], before: List[str], after: List[str]) -> Dict[str, Any]:
