@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextvars
 import random
 from contextlib import contextmanager
-from typing import Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 _suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("vt_capture_suppressed", default=False)
 # (function_name, run_id) of the innermost @vt.track call, if any
@@ -35,8 +35,12 @@ def suppress_capture() -> Iterator[None]:
         _suppressed.reset(token)
 
 
-def capture_suppressed() -> bool:
-    return _suppressed.get()
+# hot-path reads and writes (every captured call): bound methods, no Python frame
+capture_suppressed: Callable[[], bool] = _suppressed.get
+
+
+# ``(function_name, run_id)`` of the innermost ``@vt.track`` call, if any
+tracked_call: Callable[[], Optional[Tuple[str, str]]] = _current.get
 
 
 def current_function_name() -> Optional[str]:
@@ -60,8 +64,7 @@ def exit_tracked(token: contextvars.Token) -> None:
     _current.reset(token)
 
 
-def set_last_run_id(run_id: str) -> None:
-    _last_run_id.set(run_id)
+set_last_run_id: Callable[[str], object] = _last_run_id.set
 
 
 def last_run_id() -> Optional[str]:

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from time import perf_counter, time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..config import VTConfig, get_config
 from ..types import STATUS_ERROR, CallRecord
@@ -182,9 +182,31 @@ def apply_prompt_hook(pair: Any, messages: List[Any], context: Dict[str, Any]) -
 
 
 # -- one chat call in progress (openai wrapper, langchain middleware) ------------------
-@dataclass(eq=False)
+LEAF_TYPES = frozenset((str, int, float, bool, type(None)))  # immutable: kept as they are
+_STR_ONLY = frozenset((str,))
+_UNSET: Any = object()
+
+
+def snapshot_messages(messages: List[Any], limit: int) -> List[Any]:
+    """What the record keeps of the caller's messages: a copy the caller's later mutation
+    cannot reach (flat string dicts shallow-copied, the rest deep-copied to JSON)."""
+    out = []
+    for message in messages:
+        if type(message) is dict and {*map(type, message.values())} <= _STR_ONLY:
+            out.append(message.copy())
+        else:
+            out.append(to_jsonable(message, limit))
+    return out
+
+
+# reads (output, raw_output, model_used, usage, extra) from a provider response (worker thread)
+ResponseReader = Callable[[Any], Tuple[Optional[str], Optional[str], Optional[str], Any, Dict[str, Any]]]
+
+
+@dataclass(eq=False, slots=True)
 class ChatCall:
-    """What a chat call asked, under which runtime pair; :meth:`finish` submits the record."""
+    """What a chat call asked, under which runtime pair; :meth:`finish` submits the record.
+    ``recorded`` is the messages' snapshot (taken at :meth:`finish` when not given)."""
 
     pair: Any
     function_name: str
@@ -195,6 +217,7 @@ class ChatCall:
     prompt: PromptHookResult
     params: Dict[str, Any]
     parent_run_id: Optional[str] = None
+    recorded: Optional[List[Any]] = None
     run_id: str = field(default_factory=new_run_id)
     started: float = field(default_factory=perf_counter)
     finished: bool = False
@@ -211,30 +234,18 @@ class ChatCall:
             return text
         return self.pair.hooks.apply_output(text, self.context())
 
-    def finish(self, *, output: Optional[str], raw_output: Optional[str] = None,
+    def finish(self, *, output: Optional[str] = _UNSET, raw_output: Optional[str] = None,
                model_used: Optional[str] = None, usage: Any = None,
-               error: Optional[BaseException] = None, extra: Optional[Dict[str, Any]] = None) -> None:
-        """Snapshot the call and queue it (once); the worker builds the record."""
+               error: Optional[BaseException] = None, extra: Optional[Dict[str, Any]] = None,
+               response: Any = None, read: Optional[ResponseReader] = None) -> None:
+        """Queue the call (once); the worker builds the record. With ``read``, the worker
+        reads what was not given (``output`` left unset) from the provider's ``response``."""
         if self.finished:
             return
         self.finished = True
-        params = {**self.params, **extra} if extra else dict(self.params)
-        if self.prompt.changed:
-            params["prompt_after_hook"] = self.prompt.hooked_text
-        limit = get_config().max_field_chars
-        submit(RawCall(output, usage, {
-            "function_name": self.function_name,
-            "inputs": {"messages": to_jsonable(self.messages, limit)},
-            "kind": self.kind,
-            "model_requested": self.model_requested,
-            "model_used": model_used or self.model_sent,
-            "params": to_jsonable(params, limit),
-            "raw_output": raw_output if raw_output != output else None,
-            "latency_ms": (perf_counter() - self.started) * 1000.0,
-            "hook_version": self.pair.hook_version,
-            "run_id": self.run_id,
-            "parent_run_id": self.parent_run_id,
-        }, error))
+        if self.recorded is None:
+            self.recorded = to_jsonable(self.messages, get_config().max_field_chars)
+        submit(ChatRawCall(self, output, raw_output, model_used, usage, error, extra, response, read))
 
 
 # -- what the caller's thread queues -----------------------------------------------------
@@ -252,10 +263,8 @@ class RawCall:
         self.usage = usage
         self.fields = fields
         self.ended = time()
-        if error is not None:  # rare; str() of a provider error is not worth deferring
-            fields["status"] = STATUS_ERROR
-            fields["error_type"] = type(error).__name__
-            fields["error_message"] = str(error)
+        if error is not None:
+            _mark_error(fields, error)
 
     def build(self, config: Optional[VTConfig] = None) -> CallRecord:
         """The sanitised record (worker thread)."""
@@ -270,6 +279,58 @@ class RawCall:
             created_unix=self.ended,
         )
         return sanitize(record, config)
+
+
+class ChatRawCall(RawCall):
+    """A finished :class:`ChatCall`: the caller's thread keeps references (the call with its
+    snapshots, the provider's immutable response); the worker assembles the fields."""
+
+    __slots__ = ("call", "raw_output", "model_used", "extra", "response", "read", "latency_ms")
+
+    def __init__(self, call: ChatCall, output: Any, raw_output: Optional[str], model_used: Optional[str],
+                 usage: Any, error: Optional[BaseException], extra: Optional[Dict[str, Any]],
+                 response: Any, read: Optional[ResponseReader]) -> None:
+        self.latency_ms = (perf_counter() - call.started) * 1000.0
+        self.call, self.raw_output, self.model_used, self.extra = call, raw_output, model_used, extra
+        self.response, self.read = response, read
+        self.output, self.usage, self.fields, self.ended = output, usage, {}, time()  # no super(): hot path
+        if error is not None:
+            _mark_error(self.fields, error)
+
+    def build(self, config: Optional[VTConfig] = None) -> CallRecord:
+        call, output, raw, model_used, usage, extra = (self.call, self.output, self.raw_output,
+                                                       self.model_used, self.usage, self.extra)
+        if self.read is not None:
+            r_output, r_raw, model_used, usage, extra = self.read(self.response)
+            if output is _UNSET:
+                output, raw = r_output, r_raw
+        if output is _UNSET:
+            output = None
+        params = {**call.params, **extra} if extra else dict(call.params)
+        if call.prompt.changed:
+            params["prompt_after_hook"] = call.prompt.hooked_text
+        self.output, self.usage = output, usage
+        self.fields.update({
+            "function_name": call.function_name,
+            "inputs": {"messages": call.recorded},
+            "kind": call.kind,
+            "model_requested": call.model_requested,
+            "model_used": model_used or call.model_sent,
+            "params": params,
+            "raw_output": raw if raw != output else None,
+            "latency_ms": self.latency_ms,
+            "hook_version": call.pair.hook_version,
+            "run_id": call.run_id,
+            "parent_run_id": call.parent_run_id,
+        })
+        return super().build(config)
+
+
+def _mark_error(fields: Dict[str, Any], error: BaseException) -> None:
+    """Record ``error`` (rare; its ``str()`` is not worth deferring to the worker)."""
+    fields["status"] = STATUS_ERROR
+    fields["error_type"] = type(error).__name__
+    fields["error_message"] = str(error)
 
 
 def usage_field(usage: Any, name: str, alt: str) -> Optional[int]:

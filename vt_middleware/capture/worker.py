@@ -66,7 +66,7 @@ class CaptureWorker:
         self._ready = threading.Event()  # set after the startup pass over old journal segments
         self._inflight: List[Item] = []
         self._held: List[Item] = []  # journal unwritable (disk full): kept here, bounded
-        self._pending = 0  # submitted, not yet in the store or journal
+        self._pending = 0  # claimed from the queue, not yet in the store or journal
         self._replay_passes = 0
         self._last_replay_check = 0.0
         self._store_retry_at = 0.0
@@ -80,15 +80,15 @@ class CaptureWorker:
     # -- caller side ------------------------------------------------------------------
     def submit(self, record: Queued) -> None:
         """Hand ``record`` to the worker (never blocks; spills to the journal when full).
-        The bound is checked without a lock: concurrent callers may overshoot it by one each."""
+        No lock: a queued record counts as pending (and enqueued) from the queue itself until
+        the worker claims it (:meth:`_claim`). The bound is checked without a lock:
+        concurrent callers may overshoot it by one each."""
         if self._thread is None:
             self._start()
-        with self._cond:
-            self._pending += 1
-            self.stats["enqueued"] += 1
         queued = self._queue
         if len(queued) >= self.config.queue_size:
             with self._cond:
+                self._claim(1)
                 self.stats["spilled_queue_full"] += 1
             self._spill(self._items([record]))
             self._done(1)
@@ -109,7 +109,7 @@ class CaptureWorker:
         self._flush_requested.set()
         self._wake.set()
         with self._cond:
-            drained = self._cond.wait_for(lambda: self._pending == 0, _remaining(deadline))
+            drained = self._cond.wait_for(self._drained, _remaining(deadline))
             # Replay passes until the journal is empty, the store fails again, or time is up
             # (a pass already running when we asked may predate our newest segment).
             while (drained and (self.journal.has_pending() or self._held)
@@ -121,7 +121,7 @@ class CaptureWorker:
                                            _remaining(deadline))
                 if not done or not self._alive():
                     break
-            return self._pending == 0 and not self._held
+            return self._drained() and not self._held
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Flush, stop the thread, and journal whatever is still in memory."""
@@ -142,11 +142,10 @@ class CaptureWorker:
             leftovers.extend(self._inflight)  # a stuck write: journal it too (idempotent)
         queued = 0
         while self._queue:
-            try:
-                record = self._queue.popleft()
-            except IndexError:
+            batch = self._pop(1)
+            if not batch:
                 break
-            leftovers.extend(self._items([record]))
+            leftovers.extend(self._items(batch))
             queued += 1
         if leftovers:
             self._spill(leftovers)
@@ -161,7 +160,10 @@ class CaptureWorker:
         with self._cond:
             stats: Dict[str, Any] = dict(self.stats)
             stats["pending"] = self._pending
-        stats["queue_depth"] = len(self._queue)
+            depth = len(self._queue)
+        stats["pending"] += depth
+        stats["enqueued"] += depth
+        stats["queue_depth"] = depth
         stats["store_down"] = time.monotonic() < self._store_retry_at
         stats["thread_alive"] = self._alive()
         return stats
@@ -209,13 +211,30 @@ class CaptureWorker:
         if not queued:
             self._wake.wait(min(self.config.flush_interval_s, 0.25))
             self._wake.clear()  # a set() racing this is caught by the next timeout
+        return self._pop(self.config.batch_size) if queued else []
+
+    def _pop(self, limit: int) -> List[Queued]:
+        """Up to ``limit`` queued records, claimed (see :meth:`_claim`) in the same step, so
+        ``flush`` never sees a record in neither the queue nor ``_pending``."""
+        queued = self._queue
         batch: List[Queued] = []
-        while queued and len(batch) < self.config.batch_size:
-            try:
-                batch.append(queued.popleft())
-            except IndexError:
-                break
+        with self._cond:
+            while queued and len(batch) < limit:
+                try:
+                    batch.append(queued.popleft())
+                except IndexError:
+                    break
+            self._claim(len(batch))
         return batch
+
+    def _claim(self, n: int) -> None:
+        """Count ``n`` records taken by the worker as pending and enqueued (under ``_cond``)."""
+        self._pending += n
+        self.stats["enqueued"] += n
+
+    def _drained(self) -> bool:
+        """Nothing queued or in hand (under ``_cond``)."""
+        return self._pending == 0 and not self._queue
 
     def _store(self) -> Any:
         from ..store.executions import ExecutionStore, get_store
@@ -414,9 +433,13 @@ def get_worker() -> CaptureWorker:
 def submit(record: Queued) -> None:
     """Enqueue a sanitised ``CallRecord`` or a ``RawCall`` (caller's thread: no I/O, no
     embedding, no redaction)."""
-    if not get_config().capture_enabled:
+    config = get_config()
+    if not config.capture_enabled:
         return
-    get_worker().submit(record)
+    worker = _worker
+    if worker is None or worker.config is not config:
+        worker = get_worker()
+    worker.submit(record)
 
 
 def flush(timeout: Optional[float] = None) -> bool:
