@@ -15,8 +15,8 @@ from ..errors import ConfigError
 from ..health import fail_open, record_internal_error
 from ..runtime.active import get_runtime
 from .context import capture_suppressed, tracked_call
-from .record import (LEAF_TYPES, ChatCall, PromptHookResult, apply_prompt_hook, output_text,
-                     snapshot_messages, to_jsonable)
+from .record import (LEAF_TYPES, STR_ONLY, ChatCall, PromptHookResult, apply_prompt_hook, output_text,
+                     to_jsonable)
 
 DEFAULT_FUNCTION = "openai.chat.completions"
 _COMPONENT = "capture.openai"
@@ -101,10 +101,16 @@ def _begin(function_name: Optional[str], kwargs: Dict[str, Any], config: Any) ->
         prompt = apply_prompt_hook(pair, messages, {"function_name": name, "model": routed, "messages": messages})
         sent = prompt.messages
     limit = config.max_field_chars
-    params = {k: v if type(v) in LEAF_TYPES else to_jsonable(v, limit)
-              for k, v in kwargs.items() if k in _PARAM_KEYS}
+    params = {}  # loops, not comprehensions: no frame each
+    for key, value in kwargs.items():
+        if key in _PARAM_KEYS:  # mutable values (tools, stop lists) copied to JSON
+            params[key] = value if type(value) in LEAF_TYPES else to_jsonable(value, limit)
+    recorded = []  # what the record keeps: a copy the caller's later mutation cannot reach
+    for message in messages:
+        flat = type(message) is dict and {*map(type, message.values())} <= STR_ONLY
+        recorded.append(message.copy() if flat else to_jsonable(message, limit))
     call = ChatCall(pair, name, "openai", messages, model, routed, prompt, params,
-                    tracked[1] if tracked else None, snapshot_messages(messages, limit))
+                    tracked[1] if tracked else None, recorded)
     send = {**kwargs, "messages": sent}  # a list even when the caller passed an iterator
     if "model" in kwargs:
         send["model"] = routed
@@ -131,11 +137,8 @@ def _read_completion(result: Any) -> Tuple[Optional[str], Optional[str], Optiona
 
 
 def _finish_completion(call: ChatCall, result: Any) -> Any:
-    """Hook each choice's text in place and submit the record of choice 0 (read from the
-    response on the worker thread)."""
-    if call.pair.hooks is None:
-        call.finish(response=result, read=_read_completion)
-        return result
+    """Hook each choice's text in place (``call`` has hooks) and submit the record of
+    choice 0 (read from the response on the worker thread)."""
     hooked_first: Optional[Tuple[str, str]] = None
     for index, choice in enumerate(getattr(result, "choices", None) or []):
         message = getattr(choice, "message", None)
@@ -184,7 +187,12 @@ class _Attempt:
         if call is None:
             return result
         try:
-            result = stream_cls(result, call) if self.send.get("stream") else _finish_completion(call, result)
+            if self.send.get("stream"):
+                result = stream_cls(result, call)
+            elif call.pair.hooks is None:  # the common case, inline
+                call.finish(response=result, read=_read_completion)
+            else:
+                _finish_completion(call, result)
         except Exception as exc:  # noqa: BLE001
             record_internal_error(_COMPONENT, exc)
         if overhead_probe is not None:

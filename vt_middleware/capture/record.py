@@ -183,20 +183,8 @@ def apply_prompt_hook(pair: Any, messages: List[Any], context: Dict[str, Any]) -
 
 # -- one chat call in progress (openai wrapper, langchain middleware) ------------------
 LEAF_TYPES = frozenset((str, int, float, bool, type(None)))  # immutable: kept as they are
-_STR_ONLY = frozenset((str,))
+STR_ONLY = frozenset((str,))  # a message dict of only strings: a shallow copy is a deep one
 _UNSET: Any = object()
-
-
-def snapshot_messages(messages: List[Any], limit: int) -> List[Any]:
-    """What the record keeps of the caller's messages: a copy the caller's later mutation
-    cannot reach (flat string dicts shallow-copied, the rest deep-copied to JSON)."""
-    out = []
-    for message in messages:
-        if type(message) is dict and {*map(type, message.values())} <= _STR_ONLY:
-            out.append(message.copy())
-        else:
-            out.append(to_jsonable(message, limit))
-    return out
 
 
 # reads (output, raw_output, model_used, usage, extra) from a provider response (worker thread)
