@@ -131,6 +131,16 @@ def test_identical_texts_are_embedded_once_and_share_their_vector(vt_env, monkey
         assert np.allclose(rows[record.run_id].vector, expected[i % 3], atol=1e-5)
 
 
+def test_a_segment_being_replayed_still_counts_as_pending(tmp_path):
+    # flush() waits while the journal has pending records; a segment claimed by a running
+    # replay must count, or flush returns before its records are in the store
+    journal = Journal(tmp_path / "journal")
+    journal.append([{"uuid": str(i), "properties": {}, "vector": None} for i in range(3)])
+    seen = []
+    assert journal.replay(lambda items: seen.append(journal.has_pending())) == 3
+    assert seen == [True] and not journal.has_pending()
+
+
 def test_journal_skips_torn_line_and_recovers_dead_writers(vt_env):
     journal_dir = vt_env.journal_path
     journal_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 VectorWave's own readers see our rows."""
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,20 @@ def test_long_lived_store_sees_rows_another_process_wrote(vt_env):
     assert [c.properties["return_value"] for page in store.iter_calls("shared") for c in page].count(
         "from the other process") == 1
     assert len(store.list_feedback("shared")) == 2
+
+
+def test_batched_writes_are_compacted_and_lose_nothing(vt_env, monkeypatch):
+    from vt_middleware.store import lance
+
+    monkeypatch.setattr(lance, "COMPACT_EVERY_WRITES", 5)
+    store = lance.FixedLanceStore(str(vt_env.store_path / "compact"))
+    store.ensure_collection("T", [{"name": "function_name", "dataType": "TEXT"}], 384)
+    rng = np.random.default_rng(0)
+    ids = [str(uuid.uuid4()) for _ in range(40)]
+    for start in range(0, 40, 4):
+        store.upsert_many("T", [{"uuid": u, "properties": {"function_name": "f"},
+                                 "vector": rng.random(384).astype("float32").tolist()} for u in ids[start:start + 4]])
+    table = store._open("T")
+    assert table.stats()["fragment_stats"]["num_fragments"] < 10  # 10 writes, compacted twice
+    assert store.count_rows("T") == 40
+    assert sorted(r["uuid"] for r in table.to_arrow().select(["uuid"]).to_pylist()) == sorted(ids)

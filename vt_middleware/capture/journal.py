@@ -114,9 +114,13 @@ class Journal:
         return sorted(self.path.glob(f"*{_SEALED_SUFFIX}"))
 
     def has_pending(self) -> bool:
+        """Records of this process not yet in the store: open, sealed, or being replayed
+        (a claimed segment is neither open nor sealed until its writes finish)."""
         with self._lock:
             has_open = self._file is not None
-        return has_open or bool(self.sealed_segments())
+        if has_open or self.sealed_segments():
+            return True
+        return self.path.exists() and any(self.path.glob(f"*{_SEALED_SUFFIX}.claimed-{os.getpid()}"))
 
     def has_files(self) -> bool:
         """Any segment here at all (this process's, sealed, or left by another process)."""

@@ -29,6 +29,10 @@ from ..errors import DataError
 from .upsert import UpsertWrites
 
 
+COMPACT_EVERY_WRITES = 50
+KEEP_OLD_VERSIONS = timedelta(minutes=10)
+
+
 def sql_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -41,6 +45,7 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
         # Interval 0: every read checks for a newer table version (other processes' writes).
         self._db = self._lancedb.connect(db_path, read_consistency_interval=timedelta(0))
         self._write_lock = threading.Lock()
+        self._writes: Dict[str, int] = {}
 
     # -- schema ---------------------------------------------------------------
     def table_names(self) -> List[str]:
@@ -110,7 +115,16 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
                 .when_not_matched_insert_all()
                 .execute(rows)
             )
+            self._writes[collection] = writes = self._writes.get(collection, 0) + 1
+            if writes % COMPACT_EVERY_WRITES == 0:
+                self.compact(collection)
         return len(rows)
+
+    def compact(self, collection: str) -> None:
+        """Merge the small fragments that batched writes leave behind. Without it every
+        ``merge_insert`` scans more fragments: 600 writes of 12 rows took 66 s instead of 9 s.
+        Old versions are kept for a while so readers in other processes never lose theirs."""
+        self._open(collection).optimize(cleanup_older_than=KEEP_OLD_VERSIONS)
 
     # -- reads ----------------------------------------------------------------
     def fetch_by_id(self, collection: str, uuid: str, include_vector: bool = False) -> Optional[StoreRecord]:
