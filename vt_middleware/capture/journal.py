@@ -24,6 +24,11 @@ _OPEN_SUFFIX = ".jsonl.open"
 _SEALED_SUFFIX = ".jsonl"
 
 
+def _claimed_suffix() -> str:
+    """Suffix of a sealed segment this process is replaying."""
+    return f".claimed-{os.getpid()}"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -120,7 +125,7 @@ class Journal:
             has_open = self._file is not None
         if has_open or self.sealed_segments():
             return True
-        return self.path.exists() and any(self.path.glob(f"*{_SEALED_SUFFIX}.claimed-{os.getpid()}"))
+        return self.path.exists() and any(self.path.glob(f"*{_SEALED_SUFFIX}{_claimed_suffix()}"))
 
     def has_files(self) -> bool:
         """Any segment here at all (this process's, sealed, or left by another process)."""
@@ -144,7 +149,7 @@ class Journal:
         self.seal()
         replayed = 0
         for segment in self.sealed_segments():
-            claimed = segment.with_name(f"{segment.name}.claimed-{os.getpid()}")
+            claimed = segment.with_name(segment.name + _claimed_suffix())
             try:
                 os.replace(segment, claimed)
             except FileNotFoundError:
