@@ -229,6 +229,50 @@ def soak(name: str, runner: Callable[..., None], make_bare: Callable[[], Any], m
 MODEL = ""
 
 
+class ServerProcess:
+    """``vt serve`` in a child process, so the RSS measured is the app's alone."""
+
+    def __init__(self, model: str, data_dir: Path) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self._argv = [sys.executable, "-c", "from vt_middleware.cli import main; main()", "serve", "--port", str(port),
+                      "--model", model, "--data-dir", str(data_dir)]
+        self._proc: Any = None
+
+    def __enter__(self) -> "ServerProcess":
+        import subprocess
+
+        import httpx
+
+        self._proc = subprocess.Popen(self._argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # access log
+        deadline = time.monotonic() + 120
+        while True:
+            if self._proc.poll() is not None:
+                raise SystemExit("vt serve exited before answering")
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("vt serve did not come up within 120 s")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        self._proc.send_signal(signal.SIGINT)
+        try:
+            self._proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - a stuck server must not hang the benchmark
+            self._proc.kill()
+
+
 def main() -> None:
     global MODEL, DISTINCT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -239,6 +283,8 @@ def main() -> None:
     parser.add_argument("--distinct", action="store_true",
                         help="a different prompt per call (no repeated texts for the embedder)")
     parser.add_argument("--only", choices=("threads", "asyncio"), help="run one variant")
+    parser.add_argument("--server-thread", action="store_true",
+                        help="run the local model server inside this process (RSS then includes the server)")
     args = parser.parse_args()
     if args.threads < 1 or args.tasks < 1 or args.seconds <= 0:
         parser.error("--threads, --tasks and --seconds must be positive")
@@ -252,7 +298,8 @@ def main() -> None:
 
     MODEL = TINY_ID
     results = []
-    with tempfile.TemporaryDirectory() as tmp_dir, LocalServer(model=TINY_ID, data_dir=Path(tmp_dir) / "srv") as srv:
+    with tempfile.TemporaryDirectory() as tmp_dir, \
+            (LocalServer if args.server_thread else ServerProcess)(model=TINY_ID, data_dir=Path(tmp_dir) / "srv") as srv:
         tmp = Path(tmp_dir)
 
         def bare() -> Any:

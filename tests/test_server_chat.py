@@ -84,3 +84,40 @@ def test_alias_and_registered_model_errors(local_server):
         backend.register_model("ft:x", "/nonexistent/adapter")
     with pytest.raises(ConfigError):
         backend.alias("y", "missing")
+
+
+def test_concurrent_first_requests_all_answer_and_load_the_model_once():
+    """A fresh process (transformers not yet imported) gets 8 simultaneous first requests:
+    each answers (found by the soak: racing lazy imports raised ImportError -> HTTP 500)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import threading
+from vt_middleware.server import backends
+from vt_middleware.train import local_models
+loads = []
+real = local_models.load_local_model
+def counted(source):
+    loads.append(source)
+    return real(source)
+local_models.load_local_model = counted
+backend = backends.LocalModelBackend()
+start, results = threading.Barrier(8), []
+def ask():
+    start.wait()
+    try:
+        results.append(backend.complete(backends.ChatParams(backend.default_model, [{"role": "user", "content": "hi"}], 2)).text)
+    except Exception as exc:
+        results.append(repr(exc))
+threads = [threading.Thread(target=ask) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(loads), sum(isinstance(r, str) and not r.startswith(("ImportError", "Error")) for r in results), results[:2])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    loads, answered = done.stdout.split()[:2]
+    assert (loads, answered) == ("1", "8"), done.stdout

@@ -115,6 +115,9 @@ class LocalModelBackend:
         self._aliases: Dict[str, str] = dict(aliases or {})
         self._loaded: Dict[str, Tuple[Any, Any]] = {}
         self._lock = threading.Lock()
+        # One load at a time: concurrent first requests wait for it rather than racing
+        # transformers' lazy imports (``cannot import name 'AutoTokenizer'``) and loading twice.
+        self._load_lock = threading.Lock()
         self.faults = FaultPlan()
         self.created = int(time.time())
 
@@ -163,9 +166,13 @@ class LocalModelBackend:
             source = str(self._adapters[resolved]) if resolved in self._adapters else resolved
         if resolved not in self._base_ids and resolved not in self._adapters:
             raise ConfigError(f"model {model_id!r} is not served here")
-        loaded = load_local_model(source)
-        with self._lock:
-            return self._loaded.setdefault(resolved, loaded)
+        with self._load_lock:
+            with self._lock:
+                if resolved in self._loaded:
+                    return self._loaded[resolved]
+            loaded = load_local_model(source)
+            with self._lock:
+                return self._loaded.setdefault(resolved, loaded)
 
     # -- generation -----------------------------------------------------------------
     def complete(self, params: ChatParams) -> Completion:
