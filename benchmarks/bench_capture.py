@@ -104,10 +104,10 @@ def _track_run(n_threads: int, per_thread: int, name: str, outage: bool = False)
     real_write = store.write_calls
     state = {"down": False}
     if outage:
-        def flaky(items):
+        def flaky(items, fresh=False):
             if state["down"]:
                 raise StoreError("store killed")
-            return real_write(items)
+            return real_write(items, fresh=fresh)
         store.write_calls = flaky
 
     @vt.track(function_name=name)

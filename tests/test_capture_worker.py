@@ -45,10 +45,10 @@ def test_store_down_spills_to_journal_then_replays_without_duplicates(vt_env, mo
     real_write = store.write_calls
     down = {"on": True}
 
-    def flaky(items):
+    def flaky(items, fresh=False):
         if down["on"]:
             raise StoreError("store unreachable")
-        return real_write(items)
+        return real_write(items, fresh=fresh)
 
     monkeypatch.setattr(store, "write_calls", flaky)
     records = [_record(i, "outage") for i in range(30)]
@@ -89,7 +89,7 @@ def test_calls_spilled_from_a_full_queue_are_redacted_before_the_journal(tmp_pat
     vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", queue_size=1, strict=False)
     try:
         store = vt.get_store()
-        monkeypatch.setattr(store, "write_calls", lambda items: (_ for _ in ()).throw(StoreError("down")))
+        monkeypatch.setattr(store, "write_calls", lambda items, fresh=False: (_ for _ in ()).throw(StoreError("down")))
         secret = "sk-SpillSecret0123456789abcd"
 
         @vt.track(function_name="spill")

@@ -98,11 +98,11 @@ def test_store_failing_mid_stream_loses_and_duplicates_nothing(vt_env, openai_cl
     real_upsert = FixedLanceStore.upsert_many
     state = {"writes": 0, "down": False}
 
-    def upsert(self, collection, items):
+    def upsert(self, collection, items, fresh=False):
         state["writes"] += 1
         if state["down"]:
             raise OSError(errno.EIO, "lance write failed")
-        return real_upsert(self, collection, items)
+        return real_upsert(self, collection, items, fresh=fresh)
 
     monkeypatch.setattr(FixedLanceStore, "upsert_many", upsert)
     before = _calls(openai_client, "mid_stream", 5)
@@ -125,10 +125,10 @@ def test_journal_disk_full_holds_records_in_memory_until_the_store_returns(vt_en
     real_upsert = FixedLanceStore.upsert_many
     faults = {"store": True, "disk": True}
 
-    def upsert(self, collection, items):
+    def upsert(self, collection, items, fresh=False):
         if faults["store"]:
             raise OSError(errno.EIO, "store down")
-        return real_upsert(self, collection, items)
+        return real_upsert(self, collection, items, fresh=fresh)
 
     real_append = Journal.append
 
@@ -154,7 +154,7 @@ def test_journal_disk_full_holds_records_in_memory_until_the_store_returns(vt_en
 def test_journal_disk_full_with_full_memory_drops_only_the_overflow_and_counts_it(tmp_path, local_server, monkeypatch):
     vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", queue_size=4, strict=True)
     try:
-        monkeypatch.setattr(ExecutionStore, "write_calls", lambda self, items: (_ for _ in ()).throw(StoreError("down")))
+        monkeypatch.setattr(ExecutionStore, "write_calls", lambda self, items, fresh=False: (_ for _ in ()).throw(StoreError("down")))
         monkeypatch.setattr(Journal, "append", lambda self, items: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
         client = openai.OpenAI(base_url=local_server.base_url, api_key="sk-local", max_retries=0)
         _calls(client, "overflow", 10)

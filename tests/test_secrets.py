@@ -136,10 +136,10 @@ def test_planted_secrets_reach_no_artefact(secret_env, openai_client, tmp_path, 
     real_upsert = FixedLanceStore.upsert_many
     down = {"on": True}
 
-    def upsert(self, collection, items):
+    def upsert(self, collection, items, fresh=False):
         if down["on"] and collection == "VectorWaveExecutions":
             raise OSError("store down")
-        return real_upsert(self, collection, items)
+        return real_upsert(self, collection, items, fresh=fresh)
 
     monkeypatch.setattr(FixedLanceStore, "upsert_many", upsert)
     ids = _capture_everything(openai_client, hook_path)

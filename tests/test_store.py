@@ -105,7 +105,25 @@ def test_batched_writes_are_compacted_and_lose_nothing(vt_env, monkeypatch):
     for start in range(0, 40, 4):
         store.upsert_many("T", [{"uuid": u, "properties": {"function_name": "f"},
                                  "vector": rng.random(384).astype("float32").tolist()} for u in ids[start:start + 4]])
+    assert store.compactor.runs == 1  # started at the 5th write; later ones within the minute skip
+    assert store.compactor.wait(120)
     table = store._open("T")
-    assert table.stats()["fragment_stats"]["num_fragments"] < 10  # 10 writes, compacted twice
+    assert table.stats()["fragment_stats"]["num_fragments"] < 10  # 10 writes, 5 compacted into 1
+    assert store.compact("T", timeout=120) and store.compactor.runs == 2  # explicit: runs and waits
+    assert table.stats()["fragment_stats"]["num_fragments"] == 1
+    store.upsert_many("T", [{"uuid": u, "properties": {"function_name": "again"}, "vector": None} for u in ids[:8]])
     assert store.count_rows("T") == 40
     assert sorted(r["uuid"] for r in table.to_arrow().select(["uuid"]).to_pylist()) == sorted(ids)
+
+
+def test_failed_compaction_is_counted_not_raised(tmp_path):
+    from datetime import timedelta
+
+    from vt_middleware.health import error_counts, reset_error_counts
+    from vt_middleware.store.compaction import ChildCompactor
+
+    reset_error_counts()
+    compactor = ChildCompactor(str(tmp_path / "no-such-db"), timedelta(0))
+    assert compactor.start("missing_table")
+    assert compactor.wait(120)  # the child failed (no such table): reported, not raised
+    assert error_counts() == {"store.compact:StoreError": 1}

@@ -68,6 +68,7 @@ class CaptureWorker:
         self._held: List[Item] = []  # journal unwritable (disk full): kept here, bounded
         self._pending = 0  # claimed from the queue, not yet in the store or journal
         self._replay_passes = 0
+        self._flushers = 0  # flush() calls waiting: the worker takes batches without lingering
         self._last_replay_check = 0.0
         self._store_retry_at = 0.0
         self._backoff = 0.5
@@ -106,6 +107,15 @@ class CaptureWorker:
             self._start()
         deadline = None if timeout is None else time.monotonic() + timeout
         self._ready.wait(_remaining(deadline))
+        with self._cond:
+            self._flushers += 1
+        try:
+            return self._wait_drained(deadline)
+        finally:
+            with self._cond:
+                self._flushers -= 1
+
+    def _wait_drained(self, deadline: Optional[float]) -> bool:
         self._flush_requested.set()
         self._wake.set()
         with self._cond:
@@ -205,13 +215,24 @@ class CaptureWorker:
             self._cond.notify_all()
 
     def _take_batch(self) -> List[Queued]:
-        """Up to ``batch_size`` queued records; when none are queued, first wait for a full
-        batch, a flush or the flush interval (at most 0.25 s)."""
-        queued = self._queue
-        if not queued:
-            self._wake.wait(min(self.config.flush_interval_s, 0.25))
+        """Up to ``batch_size`` queued records. Short of a full batch, records linger up to
+        ``flush_interval_s`` (from when the worker first sees them) unless a flush or
+        shutdown asks: fewer, larger writes (each LanceDB write costs a fragment and
+        memory). Idle, it wakes at least every 0.25 s (journal replay checks)."""
+        queued, full, interval = self._queue, self.config.batch_size, self.config.flush_interval_s
+        linger_until: Optional[float] = None
+        while len(queued) < full and not self._flushers and not self._stop.is_set():
+            now = time.monotonic()
+            if queued and linger_until is None:
+                linger_until = now + interval
+            wait = min(interval, 0.25) if linger_until is None else linger_until - now
+            if wait <= 0:
+                break
+            self._wake.wait(wait)
             self._wake.clear()  # a set() racing this is caught by the next timeout
-        return self._pop(self.config.batch_size) if queued else []
+            if linger_until is None and not queued:
+                return []  # an idle tick
+        return self._pop(full) if queued else []
 
     def _pop(self, limit: int) -> List[Queued]:
         """Up to ``limit`` queued records, claimed (see :meth:`_claim`) in the same step, so
@@ -284,7 +305,7 @@ class CaptureWorker:
                 self._spill(items)
                 return
             try:
-                self._store().write_calls(items)
+                self._store().write_calls(items, fresh=True)  # new run ids: nothing to look up
             except Exception as exc:  # noqa: BLE001
                 self._count_error("capture.store", exc)
                 self._store_failed()
@@ -363,7 +384,7 @@ class CaptureWorker:
         if time.monotonic() >= self._store_retry_at:
             try:
                 self._embed(items)
-                self._store().write_calls(items)
+                self._store().write_calls(items, fresh=True)  # new run ids: nothing to look up
             except Exception as exc:  # noqa: BLE001
                 self._count_error("capture.store", exc)
                 self._store_failed()

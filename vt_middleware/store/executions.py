@@ -91,9 +91,10 @@ class ExecutionStore:
         self.backend.close()
 
     # -- writes ---------------------------------------------------------------
-    def write_calls(self, items: Sequence[Dict[str, Any]]) -> int:
-        """Write ``{"uuid", "properties", "vector"}`` items; idempotent per uuid."""
-        return self.backend.upsert_many(EXECUTIONS, list(items))
+    def write_calls(self, items: Sequence[Dict[str, Any]], fresh: bool = False) -> int:
+        """Write ``{"uuid", "properties", "vector"}`` items; idempotent per uuid (``fresh``: the
+        caller knows none is stored yet, as for calls just captured, so no lookup is made)."""
+        return self.backend.upsert_many(EXECUTIONS, list(items), fresh=fresh)
 
     # -- reads ----------------------------------------------------------------
     def count(self, function_name: Optional[str] = None) -> int:

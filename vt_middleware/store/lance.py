@@ -8,6 +8,11 @@ VectorWave 1.0.2's ``LanceVectorStore`` (tested in tests/test_store.py):
 - ``lancedb.connect`` without ``read_consistency_interval`` keeps each open table at the
   version it first read, so a long-lived process never sees rows another process wrote.
 
+And two LanceDB 0.40 memory traps for a long-lived writer (benchmarks/bench_soak.py):
+- the default session caches grow to about 1 GiB with many small appends: capped here;
+- every ``merge_insert`` left about 1 MiB behind: writes are plain appends after a lookup
+  of the batch's uuids (skipped for records the caller knows are new).
+
 ``FixedLanceStore`` keeps VectorWave's on-disk layout (``uuid``, ``vector``,
 JSON ``payload``) so VectorWave's own tools read what we write, and adds
 idempotent writes (merge on ``uuid``) and paged scans with a pushed-down filter.
@@ -18,7 +23,7 @@ import json
 import os
 import threading
 from datetime import timedelta
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 os.environ.setdefault("VECTORWAVE_QUIET", "1")  # VectorWave prints a banner on import
 
@@ -26,11 +31,15 @@ from vectorwave.store.base import StoreRecord
 from vectorwave.store.lance_store import LanceVectorStore, _row_to_record, _serialize_properties
 
 from ..errors import DataError
+from .compaction import ChildCompactor
 from .upsert import UpsertWrites
 
 
 COMPACT_EVERY_WRITES = 50
+COMPACT_MIN_INTERVAL_S = 60.0
 KEEP_OLD_VERSIONS = timedelta(minutes=10)
+CACHE_BYTES = 32 << 20  # each of LanceDB's index and metadata caches (default: about 1 GiB, kept)
+_ID_LOOKUP_CHUNK = 500
 
 
 def sql_quote(value: str) -> str:
@@ -43,9 +52,11 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
     def __init__(self, db_path: str, vector_dim: int = 384) -> None:
         super().__init__(db_path=db_path, vector_dim=vector_dim)
         # Interval 0: every read checks for a newer table version (other processes' writes).
-        self._db = self._lancedb.connect(db_path, read_consistency_interval=timedelta(0))
+        session = self._lancedb.Session(index_cache_size_bytes=CACHE_BYTES, metadata_cache_size_bytes=CACHE_BYTES)
+        self._db = self._lancedb.connect(db_path, read_consistency_interval=timedelta(0), session=session)
         self._write_lock = threading.Lock()
         self._writes: Dict[str, int] = {}
+        self.compactor = ChildCompactor(db_path, KEEP_OLD_VERSIONS)
 
     # -- schema ---------------------------------------------------------------
     def table_names(self) -> List[str]:
@@ -89,13 +100,15 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
         return int(field.type.list_size)
 
     # -- writes -----------------------------------------------------------------
-    def upsert_many(self, collection: str, items: List[Dict[str, Any]]) -> int:
-        """Write items keyed by ``uuid``; a uuid already present is not written again."""
+    def upsert_many(self, collection: str, items: Sequence[Dict[str, Any]], fresh: bool = False) -> int:
+        """Write items keyed by ``uuid``; a uuid already stored, or repeated in ``items``, is
+        written once. ``fresh``: the caller knows none is stored yet (new run ids), so the
+        lookup is skipped. Returns the number of rows written."""
         if not items:
             return 0
         table = self._open(collection)
         dim = self.table_dim(collection)
-        rows = []
+        rows: Dict[str, Dict[str, Any]] = {}
         for item in items:
             vector = item.get("vector")
             vector = [0.0] * dim if vector is None else [float(x) for x in vector]
@@ -104,27 +117,36 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
                     f"vector of {len(vector)} dimensions for collection '{collection}', "
                     f"which stores {dim}; configure embedding_dim to match or use a new store_path"
                 )
-            rows.append({
-                "uuid": str(item["uuid"]),
-                "vector": vector,
-                "payload": _serialize_properties(item["properties"]),
-            })
+            uid = str(item["uuid"])
+            rows.setdefault(uid, {"uuid": uid, "vector": vector, "payload": _serialize_properties(item["properties"])})
         with self._write_lock:
-            (
-                table.merge_insert("uuid")
-                .when_not_matched_insert_all()
-                .execute(rows)
-            )
+            if not fresh:
+                for uid in self._stored_ids(table, list(rows)):
+                    del rows[uid]
+            if rows:
+                table.add(list(rows.values()))
             self._writes[collection] = writes = self._writes.get(collection, 0) + 1
-            if writes % COMPACT_EVERY_WRITES == 0:
-                self.compact(collection)
+        if writes % COMPACT_EVERY_WRITES == 0:
+            self.compactor.start(collection, COMPACT_MIN_INTERVAL_S)  # skipped while one runs
         return len(rows)
 
-    def compact(self, collection: str) -> None:
-        """Merge the small fragments that batched writes leave behind. Without it every
-        ``merge_insert`` scans more fragments: 600 writes of 12 rows took 66 s instead of 9 s.
-        Old versions are kept for a while so readers in other processes never lose theirs."""
-        self._open(collection).optimize(cleanup_older_than=KEEP_OLD_VERSIONS)
+    @staticmethod
+    def _stored_ids(table: Any, uuids: List[str]) -> List[str]:
+        """Those of ``uuids`` the table holds."""
+        found: List[str] = []
+        for start in range(0, len(uuids), _ID_LOOKUP_CHUNK):
+            chunk = uuids[start:start + _ID_LOOKUP_CHUNK]
+            where = f"uuid IN ({', '.join(sql_quote(u) for u in chunk)})"
+            found.extend(row["uuid"] for row in table.search().where(where).select(["uuid"]).limit(len(chunk)).to_list())
+        return found
+
+    def compact(self, collection: str, timeout: Optional[float] = None) -> bool:
+        """Compact ``collection`` now (in a child process, see ``compaction``) and wait.
+        Without it every small write adds a fragment that later reads scan; old versions
+        are kept for a while so readers in other processes never lose theirs."""
+        self.compactor.wait(timeout)
+        self.compactor.start(collection)
+        return self.compactor.wait(timeout)
 
     # -- reads ----------------------------------------------------------------
     def fetch_by_id(self, collection: str, uuid: str, include_vector: bool = False) -> Optional[StoreRecord]:

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 class UpsertWrites:
     """Mixin for our VectorWave stores: every write goes through ``upsert_many`` (keyed by uuid)."""
 
-    def upsert_many(self, collection: str, items: Sequence[Dict[str, Any]]) -> int:
+    def upsert_many(self, collection: str, items: Sequence[Dict[str, Any]], fresh: bool = False) -> int:
         raise NotImplementedError
 
     def insert(self, collection: str, properties: Dict[str, Any], uuid: Optional[str] = None,

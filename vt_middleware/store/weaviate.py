@@ -117,8 +117,9 @@ class FixedWeaviateStore(UpsertWrites, WeaviateVectorStore):
             self.ensure_collection(collection, schema)
 
     # -- writes -----------------------------------------------------------------------
-    def upsert_many(self, collection: str, items: Sequence[Dict[str, Any]]) -> int:
-        """Write items keyed by ``uuid`` in one batch; raises StoreError naming what failed."""
+    def upsert_many(self, collection: str, items: Sequence[Dict[str, Any]], fresh: bool = False) -> int:
+        """Write items keyed by ``uuid`` in one batch (``fresh`` is accepted for the shared
+        signature: Weaviate keys objects by uuid itself); raises StoreError naming what failed."""
         if not items:
             return 0
         from weaviate.classes.data import DataObject
