@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import timedelta
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import StoreError
 from ..health import fail_open
@@ -38,6 +39,7 @@ class ChildCompactor:
         self.runs = 0
         self._started_at = float("-inf")
         self._child: Optional[subprocess.Popen] = None
+        self._errors: Any = None  # the running child's stderr file
         self._lock = threading.Lock()
 
     def start(self, table: str, min_interval_s: float = 0.0) -> bool:
@@ -49,11 +51,14 @@ class ChildCompactor:
             if self._child is not None:
                 if self._child.poll() is None:
                     return False
-                self._report(self._child)
+                finished, self._child = self._child, None
+                self._report(finished, self._errors)
+            errors = tempfile.TemporaryFile()  # not a pipe: a chatty child must never block on it
             self._child = subprocess.Popen(
                 [sys.executable, "-c", _COMPACT_SCRIPT, self.db_path, table,
                  str(self.keep_old_versions.total_seconds())],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+            self._errors = errors
             self._started_at = time.monotonic()
             self.runs += 1
             return True
@@ -61,25 +66,25 @@ class ChildCompactor:
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Wait for the running compaction (if any); True when none is left running."""
         with self._lock:
-            child = self._child
+            child, errors = self._child, self._errors
         if child is None:
             return True
         try:
             child.wait(timeout)
         except subprocess.TimeoutExpired:
-            return False
+            return False  # still ours: the next start() or wait() reaps it
         with self._lock:
             if self._child is child:
                 self._child = None
-                self._report(child)
+                self._report(child, errors)
         return True
 
     @staticmethod
-    def _report(child: subprocess.Popen) -> None:
+    def _report(child: subprocess.Popen, errors: Any) -> None:
         """Count a failed run (fail open: compaction is housekeeping, rows are safe)."""
-        stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
-        if child.stderr:
-            child.stderr.close()
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+        errors.close()
         if child.returncode:
             last = stderr.strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
             with fail_open("store.compact"):

@@ -94,6 +94,11 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
         self._open_tables[collection] = table
         return table
 
+    def close(self) -> None:
+        """Let a running compaction finish (a child left behind would outlive its reaper)."""
+        self.compactor.wait(timeout=60)
+        super().close()
+
     def table_dim(self, collection: str) -> int:
         """The vector dimension the table was created with."""
         field = self._open(collection).schema.field("vector")
