@@ -203,3 +203,39 @@ def test_capture_disabled_submits_nothing(tmp_path):
         assert vt.capture_stats()["enqueued"] == 0
     finally:
         vt.reset()
+
+
+def test_pooled_run_ids_are_unique_across_threads_and_a_fork(tmp_path):
+    """Run ids come from a pool the worker fills; a forked child must not hand out the
+    parent's pooled ids (both would then record calls under the same id)."""
+    import os
+    import threading
+
+    from vt_middleware.capture import context
+
+    context.refill_run_ids()
+    assert len(context._run_id_pool) == context.RUN_ID_POOL_TARGET
+    out = tmp_path / "child_ids.txt"
+    pid = os.fork()
+    if pid == 0:
+        try:
+            out.write_text("\n".join(context.new_run_id() for _ in range(5)))
+        finally:
+            os._exit(0)
+    parent_ids = [context.new_run_id() for _ in range(5)]
+    os.waitpid(pid, 0)
+    assert not set(parent_ids) & set(out.read_text().split())
+
+    taken: list = []
+
+    def take() -> None:
+        mine = [context.new_run_id() for _ in range(600)]  # more than the pool: some made inline
+        taken.extend(mine)
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(taken)) == len(taken) == 2400
+    assert all(len(i) == 36 and i[14] == "4" and i[19] in "89ab" for i in taken)  # uuid4 strings

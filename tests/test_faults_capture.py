@@ -238,3 +238,35 @@ def test_fork_after_wrapped_capture_started(vt_env, local_server, openai_client)
     assert vt.flush(30)
     vt.reset(**{**vt_env.model_dump()})
     assert_exactly_once("forked", parent_ids + more + ids_file.read_text().split())
+
+
+def test_fork_while_another_thread_holds_the_store_lock(vt_env):
+    """The app forks while the capture worker is inside ``get_store()`` (building the store):
+    the child's fork handler must not wait forever on the lock that thread held."""
+    import threading
+    import time
+
+    from vt_middleware.store import executions
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with executions._stores._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if vt.get_store() is not None else 1)  # fork handler ran, store usable
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0, "forked child hung on a held lock"

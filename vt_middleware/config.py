@@ -6,7 +6,9 @@ configure before the first captured call (or call ``vt.reset()`` in tests).
 """
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Callable, Generic, List, Literal, Optional, Tuple, TypeVar
 
@@ -106,6 +108,7 @@ class PerConfig(Generic[T]):
         self._factory = factory
         self._lock = threading.Lock()
         self._built: Optional[Tuple[VTConfig, T]] = None
+        _per_config.add(self)
 
     def get(self) -> T:
         with self._lock:
@@ -119,3 +122,20 @@ class PerConfig(Generic[T]):
         with self._lock:
             built, self._built = self._built, None
         return built[1] if built is not None else None
+
+
+_per_config: "weakref.WeakSet[PerConfig]" = weakref.WeakSet()
+
+
+def _renew_locks_in_forked_child() -> None:
+    """A lock another thread held at ``fork()`` stays held forever in the child (the worker
+    building the store while the app forked hung the child's first ``reset``): new locks.
+    Registered at import, so it runs before the capture worker's own fork handler."""
+    global _lock
+    _lock = threading.Lock()
+    for holder in list(_per_config):
+        holder._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_locks_in_forked_child)

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import random
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 _suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("vt_capture_suppressed", default=False)
 # (function_name, run_id) of the innermost @vt.track call, if any
@@ -16,13 +17,40 @@ _last_run_id: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("vt
 # uuid4 bit layout: version 4 in bits 76-79, RFC 4122 variant in bits 62-63
 _UUID4_CLEAR = ~(0xC000 << 48) & ~(0xF000 << 64)
 _UUID4_SET = (0x8000 << 48) | (4 << 76)
+RUN_ID_POOL_TARGET = 1024
+# Ids made ahead by the capture worker: taking one costs the caller a list pop, where making
+# one right after an HTTP round trip (cold caches) cost it ~8 us of the ~50 us it spends.
+_run_id_pool: List[str] = []
 
 
-def new_run_id() -> str:
+def _make_run_id() -> str:
     """A random uuid4 string, about 3x cheaper than ``str(uuid.uuid4())`` (no syscall):
     run ids need uniqueness, not unpredictability. ``random`` is reseeded in forked children."""
     h = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_run_id() -> str:
+    """A fresh run id: from the pool the worker keeps filled, else made here."""
+    try:
+        return _run_id_pool.pop()
+    except IndexError:
+        return _make_run_id()
+
+
+def refill_run_ids() -> None:
+    """Top the pool up (the capture worker calls this between batches)."""
+    missing = RUN_ID_POOL_TARGET - len(_run_id_pool)
+    if missing > RUN_ID_POOL_TARGET // 2:
+        _run_id_pool.extend([_make_run_id() for _ in range(missing)])
+
+
+def _forget_run_ids() -> None:
+    _run_id_pool.clear()  # a forked child must not hand out its parent's ids
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_run_ids)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 from ..config import VTConfig, get_config
 from ..health import record_internal_error
 from ..types import CallRecord
+from .context import refill_run_ids
 from .journal import Item, Journal
 from .vectors import VectorCache
 
@@ -205,6 +206,7 @@ class CaptureWorker:
         self._maybe_replay(force=True)
         self._ready.set()
         while True:
+            refill_run_ids()
             batch = self._take_batch()
             if batch:
                 self._process(batch)
