@@ -255,12 +255,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--per-thread", type=int, default=250)
     parser.add_argument("--exit-calls", type=int, default=500)
+    parser.add_argument("--only", choices=("latency", "throughput", "exit"), help="run one part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        rows = bench_latency(tmp, args.calls)
-        rows += bench_throughput(tmp, args.threads, args.per_thread)
-        rows += bench_exit(tmp, args.exit_calls)
+        rows = []
+        if args.only in (None, "latency"):
+            rows += bench_latency(tmp, args.calls)
+        if args.only in (None, "throughput"):
+            rows += bench_throughput(tmp, args.threads, args.per_thread)
+        if args.only in (None, "exit"):
+            rows += bench_exit(tmp, args.exit_calls)
     print(f"\n{'measurement':44} {'median us':>9} {'p99 us':>9}  notes")
     print("-" * 110)
     for name, numbers, note in rows:
