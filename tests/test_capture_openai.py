@@ -226,3 +226,18 @@ def test_internal_failure_fails_open_or_raises_when_strict(vt_env, openai_client
     result = wrapped.chat.completions.create(model=TINY_ID, messages=[{"role": "user", "content": "x"}], max_tokens=2)
     assert result.choices[0].message.content is not None
     assert vt.error_counts().get("capture.openai:RuntimeError", 0) >= 1
+
+
+def test_capture_disabled_still_routes_and_hooks_but_stores_nothing(hooked, recording_client):
+    """``capture_enabled=False`` turns off logging, not the improvements the hooks carry."""
+    client, bodies = recording_client
+    vt.configure(**{**vt.get_config().model_dump(), "capture_enabled": False})
+    vt.get_runtime().activate(hooks=hooked.hooks, routes={"gpt-4o-mini": TINY_ID})
+    wrapped = vt.wrap(client, function_name="not_logged")
+    result = wrapped.chat.completions.create(model="gpt-4o-mini", max_tokens=4,
+                                             messages=[{"role": "user", "content": "The soup was cold."}])
+    assert bodies[-1]["model"] == TINY_ID
+    assert bodies[-1]["messages"][-1]["content"] == "The soup was cold. [prompt-hooked]"
+    assert result.choices[0].message.content.startswith("HOOKED:")
+    assert vt.flush(10) and vt.capture_stats()["enqueued"] == 0
+    assert vt.get_store().count("not_logged") == 0

@@ -196,7 +196,7 @@ class VTMiddleware(RunnableSerializable[Any, BaseMessage]):
     # preparing a call ------------------------------------------------------------
     def _begin(self, value: Any) -> "tuple[Optional[ChatCall], List[BaseMessage], Runnable]":
         messages = _to_messages(value)
-        if capture_suppressed() or not get_config().capture_enabled:
+        if capture_suppressed():  # capture_enabled=False still routes and hooks; submit drops the record
             return None, messages, self.chat_model
         call: Optional[ChatCall] = None
         model: Runnable = self.chat_model

@@ -159,7 +159,8 @@ def _finish_completion(call: ChatCall, result: Any) -> Any:
 class _Attempt:
     """One ``create`` call: routed and hooked on entry (:func:`_begin`); :meth:`failed`
     records a provider error; :meth:`settle` hooks and records the result. Inert for
-    positional arguments or when capture is off."""
+    positional arguments and inside ``suppress_capture()``; with ``capture_enabled=False``
+    calls are still routed and hooked, and nothing is recorded (``submit`` drops them)."""
 
     __slots__ = ("call", "send", "t_enter", "t_call")
 
@@ -168,7 +169,7 @@ class _Attempt:
         self.call: Optional[ChatCall] = None
         self.send = kwargs
         config = get_config()
-        if not args and config.capture_enabled and not capture_suppressed():
+        if not args and not capture_suppressed():
             try:  # fail open, inline: this runs on every call
                 self.call, self.send = _begin(function_name, kwargs, config)
             except Exception as exc:  # noqa: BLE001
