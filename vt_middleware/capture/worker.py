@@ -386,7 +386,7 @@ class CaptureWorker:
         if time.monotonic() >= self._store_retry_at:
             try:
                 self._embed(items)
-                self._store().write_calls(items, fresh=True)  # new run ids: nothing to look up
+                self._store().write_calls(items)  # held after a failed write that may have landed: looked up
             except Exception as exc:  # noqa: BLE001
                 self._count_error("capture.store", exc)
                 self._store_failed()
