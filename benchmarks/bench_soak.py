@@ -114,7 +114,7 @@ def sample_loop(rec: Recorder, seconds: float, interval: float, journal: Path, r
 
 def run_threads(make_client: Callable[[], Any], threads: int, seconds: float, rec: Recorder,
                 wrapped: bool) -> None:
-    from vt_middleware.capture.context import last_run_id
+    from vt_middleware.call_context import last_run_id
 
     deadline = time.monotonic() + seconds
 
@@ -137,7 +137,7 @@ def run_threads(make_client: Callable[[], Any], threads: int, seconds: float, re
 
 
 def run_async(make_client: Callable[[], Any], tasks: int, seconds: float, rec: Recorder, wrapped: bool) -> None:
-    from vt_middleware.capture.context import last_run_id
+    from vt_middleware.call_context import last_run_id
 
     async def main() -> None:
         client = make_client()

@@ -100,7 +100,7 @@ def main(argv: List[str] | None = None) -> int:
     from rich.console import Console
 
     import vt_middleware as vt
-    from vt_middleware.capture.context import last_run_id
+    from vt_middleware.call_context import last_run_id
     from vt_middleware.dashboard import CLIDashboard
     from vt_middleware.evolve.gate import EvaluationGate, GateConfig
     from vt_middleware.evolve.pipeline import TrainingPipeline

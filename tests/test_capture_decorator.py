@@ -6,8 +6,8 @@ import json
 import pytest
 
 import vt_middleware as vt
-from vt_middleware.capture.context import last_run_id
-from vt_middleware.capture.redact import redact, redact_value
+from vt_middleware.call_context import last_run_id
+from vt_middleware.redaction import redact, redact_value
 
 
 def _row(run_id):
@@ -174,7 +174,7 @@ def test_last_run_id_is_a_lazy_public_name():
     import subprocess
     import sys
 
-    code = ("import sys, vt_middleware as vt; assert 'vt_middleware.capture.context' not in sys.modules; "
+    code = ("import sys, vt_middleware as vt; assert 'vt_middleware.call_context' not in sys.modules; "
             "assert 'last_run_id' in vt.__all__ and vt.last_run_id() is None; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 import vt_middleware as vt
-from vt_middleware.capture.context import last_run_id, suppress_capture
+from vt_middleware.call_context import last_run_id, suppress_capture
 from vt_middleware.runtime.hooks import LoadedHooks
 from vt_middleware.train.local_models import TINY_ID
 

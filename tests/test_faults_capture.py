@@ -20,7 +20,7 @@ import openai
 
 import vt_middleware as vt
 from vt_middleware.capture import worker
-from vt_middleware.capture.context import last_run_id
+from vt_middleware.call_context import last_run_id
 from vt_middleware.capture.journal import Journal
 from vt_middleware.errors import StoreError
 from vt_middleware.store import embedding
@@ -195,7 +195,7 @@ def test_process_exiting_right_after_a_burst_of_wrapped_calls(tmp_path, local_se
     ids_file = tmp_path / "ids.txt"
     script = textwrap.dedent(f"""
         import httpx, openai, vt_middleware as vt  # httpx first: the SDK imports it lazily
-        from vt_middleware.capture.context import last_run_id
+        from vt_middleware.call_context import last_run_id
         vt.configure(store_path={str(tmp_path / 'lance')!r}, journal_path={str(tmp_path / 'journal')!r})
         client = vt.wrap(openai.OpenAI(base_url={local_server.base_url!r}, api_key="sk-x", max_retries=0),
                          function_name="burst_exit")

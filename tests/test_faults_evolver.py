@@ -10,7 +10,7 @@ import pytest
 
 import vt_middleware as vt
 from synth_data import make_pairs
-from vt_middleware.capture.context import last_run_id
+from vt_middleware.call_context import last_run_id
 from vt_middleware.evolve.evolver import Evolver
 from vt_middleware.evolve.gate import EvaluationGate
 from vt_middleware.evolve.run_records import load_run

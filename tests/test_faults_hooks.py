@@ -9,7 +9,7 @@ import time
 import pytest
 
 import vt_middleware as vt
-from vt_middleware.capture.context import last_run_id
+from vt_middleware.call_context import last_run_id
 from vt_middleware.evolve.swap import Promoter
 from vt_middleware.runtime.hooks import LoadedHooks
 from vt_middleware.runtime.watcher import HookWatcher

@@ -240,7 +240,7 @@ def test_feedback_on_captured_calls_learns_a_rating_read_from_each_calls_input(v
     rating line is filled from the new call's prompt, not copied as a constant."""
     from openai import OpenAI
 
-    from vt_middleware.capture.context import last_run_id
+    from vt_middleware.call_context import last_run_id
 
     client = vt.wrap(OpenAI(base_url=local_server.base_url, api_key="sk-local", max_retries=0), function_name="rate")
 

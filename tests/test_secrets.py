@@ -13,7 +13,7 @@ import openai
 import pytest
 
 import vt_middleware as vt
-from vt_middleware.capture.context import last_run_id
+from vt_middleware.call_context import last_run_id
 from vt_middleware.dashboards import data as dashboard_data
 from vt_middleware.evolve.run_records import list_runs
 from vt_middleware.pipeline import TrainingPipeline

@@ -23,7 +23,7 @@ _LAZY = {
     "middleware": "vt_middleware.capture.langchain:middleware",
     "CallbackHandler": "vt_middleware.capture.langchain:CallbackHandler",
     "feedback": "vt_middleware.capture.feedback:feedback",
-    "last_run_id": "vt_middleware.capture.context:last_run_id",
+    "last_run_id": "vt_middleware.call_context:last_run_id",
     "flush": "vt_middleware.capture.worker:flush",
     "capture_stats": "vt_middleware.capture.worker:capture_stats",
     "rollback": "vt_middleware.evolve.swap:rollback",

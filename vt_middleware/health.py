@@ -33,7 +33,7 @@ def record_internal_error(component: str, exc: BaseException) -> None:
 def _safe_message(exc: BaseException) -> str:
     """The exception's text with secrets redacted: provider errors can quote an API key."""
     try:
-        from .capture.redact import redact
+        from .redaction import redact
 
         return redact(str(exc))
     except Exception:  # noqa: BLE001 - never let logging itself fail the call

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar, Union, overload
 from ..config import get_config
 from ..errors import ConfigError
 from ..health import fail_open
-from .context import (capture_suppressed, current_run_id, enter_tracked, exit_tracked, new_run_id,
+from ..call_context import (capture_suppressed, current_run_id, enter_tracked, exit_tracked, new_run_id,
                       set_last_run_id)
 from .record import RawCall, to_jsonable
 from .worker import submit

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 from ..errors import ConfigError, DataError
 from ..types import CallRecord, FeedbackPair, input_text
 from .record import content_text, last_user_index
-from .redact import redact
+from ..redaction import redact
 from .worker import flush
 
 FLUSH_TIMEOUT_S = 30.0

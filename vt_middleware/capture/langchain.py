@@ -16,7 +16,7 @@ from pydantic import ConfigDict
 from ..config import get_config
 from ..health import fail_open
 from ..runtime.active import get_runtime
-from .context import capture_suppressed, current_function_name, current_run_id, new_run_id
+from ..call_context import capture_suppressed, current_function_name, current_run_id, new_run_id
 from .record import ChatCall, PromptHookResult, RawCall, to_jsonable
 from .worker import submit
 

@@ -14,7 +14,7 @@ from ..config import get_config
 from ..errors import ConfigError
 from ..health import fail_open, record_internal_error
 from ..runtime.active import get_runtime
-from .context import capture_suppressed, tracked_call
+from ..call_context import capture_suppressed, tracked_call
 from .record import (LEAF_TYPES, STR_ONLY, ChatCall, PromptHookResult, apply_prompt_hook, output_text,
                      to_jsonable)
 

@@ -14,8 +14,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..config import VTConfig, get_config
 from ..types import STATUS_ERROR, CallRecord
-from .context import new_run_id, set_last_run_id
-from .redact import redact, redact_value
+from ..call_context import new_run_id, set_last_run_id
+from ..redaction import redact, redact_value
 from .worker import submit
 
 TRUNCATION_MARKER = "...[truncated {n} chars]"

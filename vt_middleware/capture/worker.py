@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 from ..config import VTConfig, get_config
 from ..health import record_internal_error
 from ..types import CallRecord
-from .context import refill_run_ids
+from ..call_context import refill_run_ids
 from .journal import Item, Journal
 from .vectors import VectorCache
 

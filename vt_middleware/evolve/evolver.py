@@ -142,7 +142,7 @@ class Evolver:
     def run_once(self, trigger: str = "manual") -> Optional[Dict[str, Any]]:
         """Run the pipeline now (waits for a run in progress); returns its result, or None
         when it failed (the error is in ``status()["last_error"]`` and the run record)."""
-        from ..capture.context import suppress_capture
+        from ..call_context import suppress_capture
 
         with self._run_lock, suppress_capture():
             started = time.time()
@@ -231,7 +231,7 @@ class Evolver:
         return None
 
     def _loop(self) -> None:
-        from ..capture.context import suppress_capture
+        from ..call_context import suppress_capture
 
         with suppress_capture():
             while not self._stop.is_set():

@@ -191,7 +191,7 @@ class EvaluationGate:
 
     def _model_similarity(self, contender: Contender, items: Sequence[EvalItem],
                           cache: Dict[Tuple[str, str], str]) -> float:
-        from ..capture.context import suppress_capture
+        from ..call_context import suppress_capture
         from ..capture.record import apply_prompt_hook
 
         pair = ActivePair(hooks=contender.hooks)

@@ -48,7 +48,7 @@ def _write_jsonl(path: Path, rows: Sequence[Dict[str, Any]]) -> None:
 
 
 def _redacted(pair: FeedbackPair) -> FeedbackPair:
-    from ..capture.redact import redact_value
+    from ..redaction import redact_value
 
     return FeedbackPair.from_dict(redact_value(pair.to_dict()))
 

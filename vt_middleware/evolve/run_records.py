@@ -61,7 +61,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def error_text(exc: BaseException | str) -> str:
     """``Type: message``, redacted (provider errors quote keys: "Incorrect API key provided: sk-...")."""
-    from ..capture.redact import redact
+    from ..redaction import redact
 
     return redact(exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}")
 

@@ -133,7 +133,7 @@ class ExecutionStore:
 
     # -- feedback ---------------------------------------------------------------
     def add_feedback(self, pair: FeedbackPair, vector: Optional[Sequence[float]] = None) -> str:
-        from ..capture.redact import redact_value  # every way in is redacted, not only vt.feedback
+        from ..redaction import redact_value  # every way in is redacted, not only vt.feedback
 
         row = redact_value(pair.to_dict(), self.config)
         context = row.get("context") or {}

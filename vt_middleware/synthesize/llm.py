@@ -117,7 +117,7 @@ class LLMRuleProposer:
         """Candidates proposed for ``diffs`` (raises on a failed call; the synthesiser logs it)."""
         if not diffs:
             return []
-        from ..capture.context import suppress_capture
+        from ..call_context import suppress_capture
 
         with suppress_capture():  # the synthesiser's own calls are never captured
             response = self.client.chat.completions.create(

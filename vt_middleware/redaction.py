@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, List, Optional, Pattern, Tuple
 
-from ..config import VTConfig, get_config
+from .config import VTConfig, get_config
 
 REDACTED = "[REDACTED]"
 REDACTED_EMAIL = "[EMAIL]"
