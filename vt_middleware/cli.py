@@ -371,17 +371,23 @@ def hooks_list() -> None:
     """All hook versions, oldest first; the active one is marked."""
     from .dashboards import data
 
-    versions = data.hook_versions()
+    versions = data.hook_versions(include_broken=True)
     if not versions:
         console.print("no hook versions yet (run `vt synthesize` or `vt evolve`)")
         return
     table = Table(title="hook versions")
     for column in ("version", "active", "created", "rules", "validated"):
         table.add_column(column)
+    broken = [m for m in versions if "error" in m]
     for manifest in versions:
+        if "error" in manifest:
+            table.add_row(manifest["version"], "*" if manifest.get("active") else "", "-", "-", "broken")
+            continue
         table.add_row(manifest["version"], "*" if manifest.get("active") else "", str(manifest.get("created_at", "")),
                       str(manifest.get("rule_count", 0)), str((manifest.get("validation") or {}).get("ok")))
     console.print(table)
+    for manifest in broken:
+        console.print(Text(f"{manifest['version']}: {manifest['error']}"), style="red")
 
 
 @hooks_app.command("show")

@@ -3,17 +3,31 @@
 ``vt.configure(store_path="...", strict=True)`` replaces the process-wide config;
 ``get_config()`` returns it. Components read the config when they start, so
 configure before the first captured call (or call ``vt.reset()`` in tests).
+
+The environment fails open: an invalid ``VT_*`` value is logged once (name, value, the
+default used) and replaced by the default; an unknown ``VT_*`` name is logged once with
+the closest valid name. Invalid values passed in code (``configure(...)``) raise ``ConfigError``.
 """
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import threading
 import weakref
 from pathlib import Path
-from typing import Callable, Generic, List, Literal, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generic, List, Literal, Optional, Set, Tuple, TypeVar
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+logger = logging.getLogger("vt_middleware")
+ENV_PREFIX = "VT_"
+# VT_* variables read outside VTConfig (model caches of the train stage)
+OTHER_ENV_NAMES = frozenset({"VT_MODEL_CACHE"})
 
 
 class VTConfig(BaseSettings):
@@ -63,6 +77,14 @@ class VTConfig(BaseSettings):
     # --- behaviour ---------------------------------------------------------
     strict: bool = False  # raise internal errors instead of failing open (tests)
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> Tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _TolerantEnvSource(settings_cls), dotenv_settings, file_secret_settings
+
     @field_validator("redact_patterns")
     @classmethod
     def _patterns_compile(cls, patterns: List[str]) -> List[str]:
@@ -76,25 +98,113 @@ class VTConfig(BaseSettings):
         return patterns
 
 
+class _TolerantEnvSource(EnvSettingsSource):
+    """``VT_*`` variables; one that cannot even be decoded (bad JSON for a list) is reported
+    and left out, so the field keeps its default."""
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:
+            variable = ENV_PREFIX + field_name.upper()
+            default = field.get_default(call_default_factory=True)
+            _report_once(variable, str(value), f"{variable}={value!r} cannot be parsed ({exc}); "
+                                               f"using the default {default!r}")
+            return None
+
+
 _lock = threading.Lock()
 _config: Optional[VTConfig] = None
+_reported_lock = threading.Lock()
+_reported: Set[Tuple[str, str]] = set()  # (variable, value) already logged
+
+
+def _report_once(name: str, value: str, message: str) -> None:
+    with _reported_lock:
+        first = (name, value) not in _reported
+        _reported.add((name, value))
+    if first:
+        logger.warning("vt_middleware config: %s", message)
+
+
+def _warn_unknown_env_names(environ: Dict[str, str]) -> None:
+    """One warning per ``VT_*`` name no field reads, naming the closest valid one."""
+    valid = {ENV_PREFIX + name.upper() for name in VTConfig.model_fields} | OTHER_ENV_NAMES
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in valid:
+            continue
+        close = difflib.get_close_matches(name.upper(), sorted(valid), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else f"; valid names: {', '.join(sorted(valid))}"
+        _report_once(name, "", f"unknown environment variable {name} is ignored{hint}")
+
+
+def build_config(**overrides: Any) -> VTConfig:
+    """``VTConfig`` from the environment overlaid by ``overrides``. An invalid environment
+    value is reported once and replaced by the field's default; an invalid override raises
+    ``ConfigError`` naming the field."""
+    environ = dict(os.environ)
+    _warn_unknown_env_names(environ)
+    fixed: Dict[str, Any] = {}
+    for _ in range(len(VTConfig.model_fields) + 1):
+        try:
+            return VTConfig(**{**fixed, **overrides})
+        except ValidationError as exc:
+            bad_overrides, bad_env = _split_errors(exc, overrides)
+            if bad_overrides:
+                raise ConfigError("invalid configuration: " + "; ".join(bad_overrides)) from exc
+            if not bad_env or all(name in fixed for name, _ in bad_env):
+                raise ConfigError(f"invalid configuration: {exc}") from exc
+            for name, reason in bad_env:
+                field = VTConfig.model_fields[name]
+                default = field.get_default(call_default_factory=True)
+                fixed[name] = default
+                variable = ENV_PREFIX + name.upper()
+                value = _env_value(environ, variable)
+                _report_once(variable, value, f"{variable}={value!r} is invalid ({reason}); "
+                                              f"using the default {default!r}")
+    raise ConfigError("invalid configuration: could not fall back to defaults")  # pragma: no cover
+
+
+def _env_value(environ: Dict[str, str], variable: str) -> str:
+    for key, value in environ.items():  # env names are matched case-insensitively
+        if key.upper() == variable:
+            return value
+    return ""
+
+
+def _split_errors(exc: ValidationError, overrides: Dict[str, Any]) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """(messages for bad overrides, [(field, reason)] for bad environment values)."""
+    bad_overrides: List[str] = []
+    bad_env: List[Tuple[str, str]] = []
+    for error in exc.errors():
+        loc = error.get("loc") or ("?",)
+        name = str(loc[0])
+        reason = str(error.get("msg", "invalid"))
+        if name in overrides or name not in VTConfig.model_fields:
+            bad_overrides.append(f"{name}={overrides.get(name, error.get('input'))!r}: {reason}")
+        elif (name, reason) not in bad_env:
+            bad_env.append((name, reason))
+    return bad_overrides, bad_env
 
 
 def get_config() -> VTConfig:
-    """The process-wide config (built from the environment on first use)."""
+    """The process-wide config (built from the environment on first use; never raises
+    for a bad ``VT_*`` value: see :func:`build_config`)."""
     global _config
     if _config is None:
         with _lock:
             if _config is None:
-                _config = VTConfig()
+                _config = build_config()
     return _config
 
 
 def configure(**overrides: object) -> VTConfig:
-    """Replace the process-wide config: environment values overlaid by ``overrides``."""
+    """Replace the process-wide config: environment values overlaid by ``overrides``
+    (an invalid override raises ``ConfigError``)."""
     global _config
+    config = build_config(**overrides)
     with _lock:
-        _config = VTConfig(**overrides)  # type: ignore[arg-type]
+        _config = config
     return _config
 
 
@@ -131,8 +241,9 @@ def _renew_locks_in_forked_child() -> None:
     """A lock another thread held at ``fork()`` stays held forever in the child (the worker
     building the store while the app forked hung the child's first ``reset``): new locks.
     Registered at import, so it runs before the capture worker's own fork handler."""
-    global _lock
+    global _lock, _reported_lock
     _lock = threading.Lock()
+    _reported_lock = threading.Lock()
     for holder in list(_per_config):
         holder._lock = threading.Lock()
 

@@ -157,11 +157,12 @@ def hook_store() -> Any:
     return HookVersionStore(get_config().hooks_dir)
 
 
-def hook_versions() -> List[Dict[str, Any]]:
-    """Manifests of all hook versions, oldest first, with ``active`` set."""
+def hook_versions(include_broken: bool = False) -> List[Dict[str, Any]]:
+    """Manifests of all hook versions, oldest first, with ``active`` set (``include_broken``:
+    unreadable ones too, as ``{"version", "active", "error"}``)."""
     if not Path(get_config().hooks_dir).exists():
         return []
-    return hook_store().list_versions()
+    return hook_store().list_versions(include_broken=include_broken)
 
 
 def active_hook_version() -> Optional[str]:

@@ -104,16 +104,31 @@ class HookVersionStore:
         path = self._folder(version) / MANIFEST_FILE
         if not path.exists():
             raise HookError(f"hook version {version} does not exist in {self.hooks_dir}")
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HookError(f"hook version {version} has a broken manifest {path}: {exc}; it cannot be "
+                            f"activated (restore the file or delete the folder {path.parent})") from exc
+        if not isinstance(manifest, dict):
+            raise HookError(f"hook version {version} has a broken manifest {path}: expected a JSON object, "
+                            f"got {type(manifest).__name__}")
+        return manifest
 
-    def list_versions(self) -> List[Dict[str, Any]]:
-        """Manifests of all complete versions, oldest first (``active`` flag added)."""
+    def list_versions(self, include_broken: bool = False) -> List[Dict[str, Any]]:
+        """Manifests of all complete versions, oldest first (``active`` flag added). A version
+        whose manifest cannot be read is skipped, or with ``include_broken`` listed as
+        ``{"version", "active", "error"}``."""
         active = self.active_version()
         out = []
         for number in self._numbers():
             name = f"v{number:04d}"
             if (self.hooks_dir / name / MANIFEST_FILE).exists():
-                manifest = self.manifest(name)
+                try:
+                    manifest = self.manifest(name)
+                except HookError as exc:
+                    if include_broken:
+                        out.append({"version": name, "active": name == active, "error": str(exc)})
+                    continue
                 manifest["active"] = name == active
                 out.append(manifest)
         return out
