@@ -47,9 +47,14 @@ def test_write_is_idempotent_per_uuid(vt_env):
     assert store.count("idem") == 1
 
 
-def test_vectorwave_readers_see_our_rows(vt_env):
+def test_vectorwave_readers_see_our_rows(vt_env, monkeypatch):
     from vectorwave import search_executions
 
+    from vt_middleware.store.executions import vectorwave_env
+
+    for name in vectorwave_env():
+        monkeypatch.delenv(name, raising=False)  # restored after the test
+    assert vt.share_store_with_vectorwave()["VECTORWAVE_LITE_PATH"] == str(vt.get_config().store_path)
     record = CallRecord(function_name="vw_read", inputs={"args": {"q": 1}}, output="hello", latency_ms=3.0)
     worker.submit(record)
     assert vt.flush(30)

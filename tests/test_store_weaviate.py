@@ -83,8 +83,14 @@ def test_feedback_and_promotions_round_trip_losslessly(weaviate_env):
     assert row["at_ns"] == at_ns and row["routes"] == {"base": "ft"} and row["action"] == "promote"
 
 
-def test_vectorwave_search_executions_reads_captured_rows_from_weaviate(weaviate_env, fake):
+def test_vectorwave_search_executions_reads_captured_rows_from_weaviate(weaviate_env, fake, monkeypatch):
     from vectorwave import search_executions
+
+    from vt_middleware.store.executions import share_store_with_vectorwave, vectorwave_env
+
+    for name in vectorwave_env():
+        monkeypatch.delenv(name, raising=False)  # restored after the test
+    share_store_with_vectorwave()
 
     from vt_middleware.capture import worker
 

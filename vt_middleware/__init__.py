@@ -8,13 +8,21 @@ Heavy modules (torch, streamlit, langchain) load only when their feature is used
 from __future__ import annotations
 
 import importlib
+import logging
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from .config import VTConfig, configure, get_config
 from .errors import BudgetExceededError, ConfigError, VTError
 from .types import CallRecord, FeedbackPair
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("vt_middleware")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+# A library never configures logging: the app decides where our records go.
+logging.getLogger("vt_middleware").addHandler(logging.NullHandler())
 
 # public name -> "module:attribute", imported on first access
 _LAZY = {
@@ -30,6 +38,7 @@ _LAZY = {
     "Evolver": "vt_middleware.evolve.evolver:Evolver",
     "get_runtime": "vt_middleware.runtime.active:get_runtime",
     "get_store": "vt_middleware.store.executions:get_store",
+    "share_store_with_vectorwave": "vt_middleware.store.executions:share_store_with_vectorwave",
     "error_counts": "vt_middleware.health:error_counts",
 }
 

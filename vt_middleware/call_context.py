@@ -83,12 +83,12 @@ def current_run_id() -> Optional[str]:
     return current[1] if current else None
 
 
-def enter_tracked(function_name: str, run_id: str) -> contextvars.Token:
+def enter_tracked(function_name: str, run_id: str) -> "contextvars.Token[Optional[Tuple[str, str]]]":
     """Make ``(function_name, run_id)`` the enclosing tracked call; undo with :func:`exit_tracked`."""
     return _current.set((function_name, run_id))
 
 
-def exit_tracked(token: contextvars.Token) -> None:
+def exit_tracked(token: "contextvars.Token[Optional[Tuple[str, str]]]") -> None:
     _current.reset(token)
 
 

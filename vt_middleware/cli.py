@@ -24,6 +24,14 @@ app = typer.Typer(help="vt_middleware: capture, learn from feedback, fine-tune, 
 hooks_app = typer.Typer(help="Generated hook versions: list, show, roll back.", no_args_is_help=True)
 app.add_typer(hooks_app, name="hooks")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"vt_middleware {__version__}")
+        raise typer.Exit()
+
 console = Console()
 err_console = Console(stderr=True)
 DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
@@ -69,6 +77,8 @@ def _global(
     store_path: Optional[Path] = typer.Option(None, help="LanceDB store directory (VT_STORE_PATH)."),
     hooks_dir: Optional[Path] = typer.Option(None, help="Generated hook versions (VT_HOOKS_DIR)."),
     state_dir: Optional[Path] = typer.Option(None, help="Run records and evolver status (VT_STATE_DIR)."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the installed version and exit."),
 ) -> None:
     """Set the paths every command uses (they override the VT_* environment)."""
     overrides = {k: v for k, v in (("store_path", store_path), ("hooks_dir", hooks_dir),

@@ -234,7 +234,7 @@ class PerConfig(Generic[T]):
         return built[1] if built is not None else None
 
 
-_per_config: "weakref.WeakSet[PerConfig]" = weakref.WeakSet()
+_per_config: "weakref.WeakSet[PerConfig[Any]]" = weakref.WeakSet()
 
 
 def _renew_locks_in_forked_child() -> None:

@@ -13,8 +13,8 @@ from .config import get_config
 logger = logging.getLogger("vt_middleware")
 
 _lock = threading.Lock()
-_errors: Counter = Counter()
-_logged: set = set()
+_errors: "Counter[Tuple[str, str]]" = Counter()
+_logged: "set[Tuple[str, str]]" = set()
 
 
 def record_internal_error(component: str, exc: BaseException) -> None:

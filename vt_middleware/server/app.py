@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .. import __version__
 from .backends import ChatBackend
 from .chat import APIError
 from .chat import router as chat_router
@@ -27,7 +28,7 @@ def create_app(backend: ChatBackend, data_dir: Union[str, Path]) -> FastAPI:
 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    app = FastAPI(title="vt_middleware local OpenAI-compatible server", version="0.1.0")
+    app = FastAPI(title="vt_middleware local OpenAI-compatible server", version=__version__)
     app.state.backend = backend
     app.state.data_dir = data_dir
     app.include_router(chat_router)

@@ -2,11 +2,13 @@
 
 Rows live in VectorWave's own collections (``VectorWaveExecutions`` and
 ``VectorWaveGoldenDataset``) in VectorWave's layout, so ``vectorwave.search_executions``
-and ``VectorWaveDatasetManager`` read them. Lite mode points VectorWave's env
-(``VECTORWAVE_MODE=lite``, ``VECTORWAVE_LITE_PATH``) at the same directory; Weaviate mode
-(``VT_STORE_MODE=weaviate``, ``VT_WEAVIATE_HOST``/``_PORT``/``_GRPC_PORT``/``_API_KEY``) at
-the same server, which several app instances share: each sees the others' calls, feedback
-and promotions (store/weaviate.py).
+and ``VectorWaveDatasetManager`` read them once VectorWave is pointed at the same place:
+:func:`vectorwave_env` gives its variables (lite: ``VECTORWAVE_MODE=lite``,
+``VECTORWAVE_LITE_PATH``) for a shell, and :func:`share_store_with_vectorwave` (``vt.share_store_with_vectorwave()``)
+sets them in this process, on request only: the library never writes the environment by itself.
+Weaviate mode (``VT_STORE_MODE=weaviate``, ``VT_WEAVIATE_HOST``/``_PORT``/``_GRPC_PORT``/``_API_KEY``)
+uses one server that several app instances share: each sees the others' calls, feedback and
+promotions (store/weaviate.py).
 """
 from __future__ import annotations
 
@@ -40,18 +42,24 @@ class StoredCall:
     vector: Optional[np.ndarray] = None
 
 
-def point_vectorwave_at(config: VTConfig) -> None:
-    """Make VectorWave's own factory (``get_vector_store``) open the same store."""
-    os.environ["VECTORWAVE_MODE"] = "lite" if config.store_mode == "lite" else "pro"
-    os.environ.setdefault("VECTORWAVE_QUIET", "1")
+def vectorwave_env(config: Optional[VTConfig] = None) -> Dict[str, str]:
+    """The environment variables that make VectorWave's own tools open our store."""
+    config = config or get_config()
     if config.store_mode == "lite":
-        os.environ["VECTORWAVE_LITE_PATH"] = str(config.store_path)
-    else:
-        os.environ["WEAVIATE_HOST"] = config.weaviate_host
-        os.environ["WEAVIATE_PORT"] = str(config.weaviate_port)
-        os.environ["WEAVIATE_GRPC_PORT"] = str(config.weaviate_grpc_port)
-        if config.weaviate_api_key:
-            os.environ["WEAVIATE_API_KEY"] = config.weaviate_api_key
+        return {"VECTORWAVE_MODE": "lite", "VECTORWAVE_LITE_PATH": str(config.store_path)}
+    env = {"VECTORWAVE_MODE": "pro", "WEAVIATE_HOST": config.weaviate_host,
+           "WEAVIATE_PORT": str(config.weaviate_port), "WEAVIATE_GRPC_PORT": str(config.weaviate_grpc_port)}
+    if config.weaviate_api_key:
+        env["WEAVIATE_API_KEY"] = config.weaviate_api_key
+    return env
+
+
+def share_store_with_vectorwave(config: Optional[VTConfig] = None) -> Dict[str, str]:
+    """On the app's request, point VectorWave's in-process tools (``search_executions``,
+    ``VectorWaveDatasetManager``...) at our store: VectorWave reads only its environment, so this
+    sets :func:`vectorwave_env`'s variables in ``os.environ`` and clears VectorWave's caches."""
+    env = vectorwave_env(config)
+    os.environ.update(env)
     try:
         from vectorwave.database.db import get_cached_client
         from vectorwave.models.db_config import get_weaviate_settings
@@ -62,6 +70,7 @@ def point_vectorwave_at(config: VTConfig) -> None:
         get_cached_client.cache_clear()
     except Exception:  # noqa: BLE001 - VectorWave's caches are a convenience only
         pass
+    return env
 
 
 class ExecutionStore:
@@ -74,7 +83,6 @@ class ExecutionStore:
 
     @staticmethod
     def _open_backend(config: VTConfig) -> "Backend":
-        os.environ.setdefault("VECTORWAVE_QUIET", "1")
         if config.store_mode == "lite":
             config.store_path.mkdir(parents=True, exist_ok=True)
             store: Backend = FixedLanceStore(str(config.store_path), vector_dim=config.embedding_dim)
@@ -84,7 +92,6 @@ class ExecutionStore:
             store = connect(config)
         else:  # pragma: no cover - VTConfig validates store_mode
             raise ConfigError(f"unknown store_mode {config.store_mode!r}")
-        point_vectorwave_at(config)
         return store
 
     def close(self) -> None:

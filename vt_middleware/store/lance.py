@@ -20,12 +20,9 @@ idempotent writes (merge on ``uuid``) and paged scans with a pushed-down filter.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from datetime import timedelta
 from typing import Any, Dict, Iterator, List, Optional, Sequence
-
-os.environ.setdefault("VECTORWAVE_QUIET", "1")  # VectorWave prints a banner on import
 
 from vectorwave.store.base import StoreRecord
 from vectorwave.store.lance_store import LanceVectorStore, _row_to_record, _serialize_properties

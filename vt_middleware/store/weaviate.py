@@ -19,12 +19,9 @@ write takes ~15 s to fail; the capture worker then spills the batch to its journ
 """
 from __future__ import annotations
 
-import os
 import uuid as uuid_lib
 from datetime import datetime
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
-
-os.environ.setdefault("VECTORWAVE_QUIET", "1")  # VectorWave prints a banner on import
 
 from vectorwave.store.base import StoreRecord
 from vectorwave.store.weaviate_store import WeaviateVectorStore, _to_record

