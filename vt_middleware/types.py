@@ -1,13 +1,16 @@
-"""Shared data shapes: what a captured call, a feedback pair, a selected candidate
-and a synthesised rule look like. Seed-compatible names and fields."""
+"""Shared data shapes: what a captured call, a feedback pair, a selected candidate,
+a synthesised rule and a cost estimate look like. Seed-compatible names and fields
+(``ExecutionLog``, ``GoldenCandidate``, ``SelectionStrategy``, ``CostEstimate``)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid as uuid_lib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional
+from enum import Enum
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 STATUS_SUCCESS = "SUCCESS"
 STATUS_ERROR = "ERROR"
@@ -172,34 +175,161 @@ def input_text(inputs: Dict[str, Any]) -> str:
 
 
 @dataclass
+class ExecutionLog:
+    """The seed's view of one logged call: uuid, function, output, status and vector.
+    :meth:`from_properties` reads a stored row; :meth:`to_call_record` gives the full record."""
+
+    uuid: str
+    function_name: str
+    return_value: str = ""
+    status: str = STATUS_SUCCESS
+    vector: Optional[List[float]] = None
+    inputs: Dict[str, Any] = field(default_factory=dict)
+    timestamp_utc: str = ""
+
+    @classmethod
+    def from_properties(cls, uuid: str, props: Dict[str, Any],
+                        vector: Optional[Sequence[float]] = None) -> "ExecutionLog":
+        record = CallRecord.from_properties(props)
+        return cls(uuid=uuid, function_name=record.function_name, return_value=record.output or "",
+                   status=record.status, vector=None if vector is None else [float(x) for x in vector],
+                   inputs=record.inputs, timestamp_utc=record.timestamp_utc)
+
+    def to_call_record(self) -> CallRecord:
+        return CallRecord(function_name=self.function_name, inputs=dict(self.inputs), output=self.return_value,
+                          status=self.status, run_id=self.uuid, timestamp_utc=self.timestamp_utc or utc_now_iso())
+
+
+class SelectionStrategy(str, Enum):
+    """Why a call was selected; equal to the plain strings ``"steady"`` / ``"anomaly"``."""
+
+    STEADY_STATE = "steady"
+    ANOMALY = "anomaly"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
 class Candidate:
-    """A logged call chosen (or considered) as golden data."""
+    """A logged call chosen (or considered) as golden data (the seed's ``GoldenCandidate``)."""
 
     uuid: str
     density: float
     return_value: str
     function_name: str = ""
-    strategy: str = ""  # "steady" | "anomaly"
+    strategy: str = ""  # a SelectionStrategy value: "steady" | "anomaly"
     cluster: int = -1
     inputs: Dict[str, Any] = field(default_factory=dict)
     status: str = STATUS_SUCCESS
     run_id: Optional[str] = None
 
 
+GoldenCandidate = Candidate
+
+
+_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_SEED_REPLACE_RE = re.compile(r'^\s*replace\s*:?\s*"', re.IGNORECASE)
+_SEED_REMOVE_RE = re.compile(r'^\s*(remove|delete)\s*:?\s*"', re.IGNORECASE)
+_SEED_ADD_RE = re.compile(r'^\s*(add|append)\s*:?\s*"', re.IGNORECASE)
+
+
+def _quoted(text: str) -> List[str]:
+    return [m.group(1).replace('\\"', '"') for m in _QUOTED_RE.finditer(text)]
+
+
 @dataclass
 class Rule:
-    """A synthesised hook rule (seed shape plus evidence)."""
+    """A synthesised hook rule (seed shape plus evidence).
+
+    ``condition``/``action`` are dicts (rules the synthesiser builds) or the seed's
+    strings: a condition quoting the text it looks for and an action ``Replace "X"
+    with "Y"``, ``Remove: "X"`` or ``Add: "X"``; any other action text becomes guidance
+    added to prompts. :meth:`structured` gives the dict form the hook generator uses.
+    """
 
     rule_id: str
-    description: str
-    condition: Dict[str, Any]
-    action: Dict[str, Any]
+    description: str = ""
+    condition: Union[Dict[str, Any], str] = field(default_factory=dict)
+    action: Union[Dict[str, Any], str] = field(default_factory=dict)
     priority: int = 0
     sources: List[str] = field(default_factory=list)
     kind: str = "replace"
     support: int = 1
     confidence: float = 1.0
     target: str = "output"  # "output" -> intercept_output, "prompt" -> intercept_prompt
+    source_pair_index: int = -1  # the seed's link: index of the first pair it came from (-1: none)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
+
+    @property
+    def is_seed_shape(self) -> bool:
+        return isinstance(self.condition, str) or isinstance(self.action, str)
+
+    def structured(self) -> "Rule":
+        """This rule with dict ``condition``/``action`` (itself when already structured)."""
+        if not self.is_seed_shape:
+            return self
+        condition, action = str(self.condition or ""), str(self.action or "")
+        anchors = _quoted(condition)
+        quoted = _quoted(action)
+        scope = None
+        base = dict(description=self.description or f"{condition} -> {action}".strip(" ->"))
+        if _SEED_REPLACE_RE.match(action) and len(quoted) >= 2:
+            return replace(self, **base, kind="replace", target="output",
+                           condition={"scope": scope, "pattern": re.escape(quoted[0]),
+                                      "anchor": anchors[0] if anchors else "", "ignore_case": False},
+                           action={"parts": [["lit", quoted[1], None]]})
+        if _SEED_REMOVE_RE.match(action) and quoted:
+            return replace(self, **base, kind="remove", target="output",
+                           condition={"scope": scope, "pattern": re.escape(quoted[0]),
+                                      "anchor": anchors[0] if anchors else "", "ignore_case": False},
+                           action={"parts": []})
+        if _SEED_ADD_RE.match(action) and quoted:
+            return replace(self, **base, kind="append", target="output",
+                           condition={"scope": scope, "pattern": re.escape(quoted[0])},
+                           action={"parts": [["lit", quoted[0], None]], "separator": " "})
+        guidance = f"\n\n{condition}: {action}" if condition else f"\n\n{action}"
+        return replace(self, **base, kind="prompt", target="prompt",
+                       condition={"scope": scope, "keywords": [], "min_overlap": 0.0},
+                       action={"block": guidance})
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """Tokens of one epoch, epochs, billed tokens and the price in USD of a fine-tuning job.
+    ``token_count``, ``n_epochs`` and ``estimated_cost_usd`` are the seed's names."""
+
+    model: str
+    n_examples: int
+    tokens: int
+    epochs: int
+    billed_tokens: int
+    usd: float
+    price_per_1m: float
+    max_budget_usd: Optional[float] = None
+
+    @property
+    def token_count(self) -> int:
+        return self.tokens
+
+    @property
+    def n_epochs(self) -> int:
+        return self.epochs
+
+    @property
+    def estimated_cost_usd(self) -> float:
+        return self.usd
+
+    @property
+    def within_budget(self) -> bool:
+        return self.max_budget_usd is None or self.usd <= self.max_budget_usd
+
+    def summary(self) -> str:
+        return (f"fine-tuning estimate for {self.model}: {self.n_examples} examples, {self.tokens:,} tokens "
+                f"x {self.epochs} epochs = {self.billed_tokens:,} billed tokens "
+                f"@ ${self.price_per_1m:.2f}/1M = ${self.usd:.4f}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {**asdict(self), "within_budget": self.within_budget}

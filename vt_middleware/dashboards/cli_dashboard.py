@@ -46,12 +46,12 @@ class CLIDashboard(PipelineMonitor):
     def __init__(self, console: Any = None, refresh_per_second: float = 4.0, train_line_every: float = 0.1) -> None:
         from rich.console import Console
 
+        super().__init__()
         self.console = console if console is not None else Console()
         self.live = bool(self.console.is_terminal)
         self.refresh_per_second = refresh_per_second
         self.train_line_every = train_line_every  # plain mode: a train line every this share of steps
         self.stages: Dict[str, Dict[str, Any]] = {}
-        self.logs: List[Dict[str, str]] = []
         self.started_at: Optional[float] = None
         self._lock = threading.RLock()
         self._progress: Any = None
@@ -60,6 +60,7 @@ class CLIDashboard(PipelineMonitor):
 
     # --- PipelineMonitor ---------------------------------------------------------------
     def on_stage_start(self, stage: str, total: Optional[int] = None) -> None:
+        super().on_stage_start(stage, total)
         with self._lock:
             if self.started_at is None or stage == STAGES[0]:
                 self.started_at = time.monotonic()
@@ -79,6 +80,7 @@ class CLIDashboard(PipelineMonitor):
 
     def on_stage_progress(self, stage: str, completed: int, total: Optional[int] = None, message: str = "",
                           metrics: Optional[Dict[str, Any]] = None) -> None:
+        super().on_stage_progress(stage, completed, total, message, metrics)
         with self._lock:
             entry = self.stages.setdefault(stage, {"status": "running", "t0": time.monotonic(), "result": None,
                                                    "error": None, "duration_s": None, "metrics": {}})
@@ -107,23 +109,26 @@ class CLIDashboard(PipelineMonitor):
                 self._line(f"  {stage} {completed}{of} {info}".rstrip())
 
     def on_stage_complete(self, stage: str, result: Optional[Dict[str, Any]] = None) -> None:
+        super().on_stage_complete(stage, result)
         status = "skipped" if (result or {}).get("skipped") else "succeeded"
         self._end(stage, status, result=result)
 
     def on_stage_error(self, stage: str, error: Union[BaseException, str]) -> None:
+        super().on_stage_error(stage, error)
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         self._end(stage, "failed", error=text)
 
     def on_log(self, message: str, level: str = "info") -> None:
+        super().on_log(message, level)
         with self._lock:
-            self.logs.append({"level": level, "message": message})
             style = {"error": "bold red", "warning": "yellow"}.get(level, "dim")
             self._line(f"  {message}" if level == "info" else f"  {level}: {message}", style)
 
     # --- summary -----------------------------------------------------------------------------
     def summary(self, result: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """Stop the live view and print the stage table and the run's outcome; return the
-        outcome as a dict. ``result`` (what ``TrainingPipeline.run`` returned) adds detail."""
+        monitor's state (:meth:`PipelineMonitor.summary`) with the outcome. ``result`` (what
+        ``TrainingPipeline.run`` returned) adds detail."""
         from rich.table import Table
         from rich.text import Text
 
@@ -166,7 +171,7 @@ class CLIDashboard(PipelineMonitor):
             outcome.add_row("elapsed", f"{info['elapsed_s']:.1f}s")
         self.console.print(stages)
         self.console.print(outcome)
-        return info
+        return {**super().summary(), **info}
 
     def outcome(self, result: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """What the run produced, from the stage results (and ``result`` when given)."""

@@ -39,6 +39,10 @@ class Analysis:
     key: str
 
 
+class NoCallsError(DataError):
+    """The function has no logged calls (selections are empty; export has nothing to write)."""
+
+
 class DensityBasedExtractor:
     """Golden data from one function's logged calls (seed-compatible).
 
@@ -75,7 +79,7 @@ class DensityBasedExtractor:
             raise DataError("function_name is empty")
         calls = self.source.load(function_name)
         if len(calls) == 0:
-            raise DataError(f"no logged calls of {function_name!r} to select golden data from")
+            raise NoCallsError(f"no logged calls of {function_name!r} to select golden data from")
         corrections = corrections_by_run(self.source.feedback(function_name))
         digest = hashlib.sha256()
         for uuid, status in zip(calls.uuids, calls.statuses):
@@ -108,15 +112,26 @@ class DensityBasedExtractor:
         return out
 
     # -- seed API -------------------------------------------------------------------------
+    def _analysis_or_none(self, function_name: str, strategy: str) -> Optional[Analysis]:
+        """The analysis, or None (logged) when the function has no logged calls: the seed's
+        selections are then empty, not an error."""
+        try:
+            return self.analyze(function_name)
+        except NoCallsError as exc:
+            logger.warning("%s: the %s selection is empty", exc, strategy)
+            return None
+
     def select_steady_state(self, function_name: str) -> List[Candidate]:
-        """Medoids of the dense clusters, in proportion to cluster mass, near-duplicates dropped."""
-        analysis = self.analyze(function_name)
-        return self._candidates(analysis, analysis.selection.steady)
+        """Medoids of the dense clusters, in proportion to cluster mass, near-duplicates dropped
+        ([] when the function has no logged calls)."""
+        analysis = self._analysis_or_none(function_name, "steady-state")
+        return [] if analysis is None else self._candidates(analysis, analysis.selection.steady)
 
     def select_anomalies(self, function_name: str) -> List[Candidate]:
-        """Representatives of small real groups of successful, uncorrected calls."""
-        analysis = self.analyze(function_name)
-        return self._candidates(analysis, analysis.selection.anomalies)
+        """Representatives of small real groups of successful, uncorrected calls
+        ([] when the function has no logged calls)."""
+        analysis = self._analysis_or_none(function_name, "anomaly")
+        return [] if analysis is None else self._candidates(analysis, analysis.selection.anomalies)
 
     def extract_golden_data(self, function_name: str, output_path: str = "./golden_data.jsonl", *,
                             include_anomalies: bool = True, val_fraction: Optional[float] = None,

@@ -78,6 +78,33 @@ def word_segments(bad: str, fixed: str) -> List[Dict[str, Any]]:
     return segments
 
 
+SEED_SEGMENT_TYPES = {"insert": "added", "delete": "removed", "replace": "changed"}
+
+
+def seed_segments(segments: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The changed segments in the seed's shape: ``{"type": added|removed|changed, "bad", "fixed"}``."""
+    return [{"type": SEED_SEGMENT_TYPES[s["op"]], "bad": s["bad"], "fixed": s["fixed"],
+             "bad_span": s["bad_span"], "fixed_span": s["fixed_span"]}
+            for s in segments if s["op"] in SEED_SEGMENT_TYPES]
+
+
+def diff_summary(changed: Sequence[Dict[str, Any]], limit: int = 3, width: int = 40) -> str:
+    """One line describing the changes, e.g. ``2 changes: changed 'USD ' -> '$'; added '!'``."""
+    if not changed:
+        return "no changes"
+    parts = []
+    for seg in changed[:limit]:
+        if seg["type"] == "added":
+            parts.append(f"added {seg['fixed'][:width]!r}")
+        elif seg["type"] == "removed":
+            parts.append(f"removed {seg['bad'][:width]!r}")
+        else:
+            parts.append(f"changed {seg['bad'][:width]!r} -> {seg['fixed'][:width]!r}")
+    more = f"; {len(changed) - limit} more" if len(changed) > limit else ""
+    noun = "change" if len(changed) == 1 else "changes"
+    return f"{len(changed)} {noun}: " + "; ".join(parts) + more
+
+
 class _Op:
     def __init__(self, tag: str, src_start: int, src_end: int, dest_start: int, dest_end: int) -> None:
         self.tag, self.src_start, self.src_end = tag, src_start, src_end
@@ -154,6 +181,8 @@ class FeedbackDiffAnalyzer:
                 pair.bad_output, pair.fixed_output, score_cutoff=EDIT_DISTANCE_CAP if capped else None
             )
             longest = max(len(pair.bad_output), len(pair.fixed_output), 1)
+            segments = word_segments(pair.bad_output, pair.fixed_output)
+            changed = seed_segments(segments)
             diffs.append(
                 {
                     "pair_id": pair.pair_id,
@@ -168,7 +197,9 @@ class FeedbackDiffAnalyzer:
                     "edit_distance_capped": capped,
                     "normalized_edit_distance": distance / longest,
                     "similarity_score": round(similarity, 6),
-                    "segments": word_segments(pair.bad_output, pair.fixed_output),
+                    "segments": segments,
+                    "diff_segments": changed,
+                    "diff_summary": diff_summary(changed),
                     "input_vector": [float(x) for x in input_vec],
                 }
             )

@@ -184,7 +184,7 @@ def build_module(
 ) -> CodegenResult:
     """Build the hook module's source; problems come back in the result, never raised."""
     try:
-        rules = list(rules)
+        rules = [r.structured() if isinstance(r, Rule) else r for r in rules]  # seed-shaped rules too
         errors = [problem for rule in rules for problem in check_rule(rule)]
         if errors:
             return CodegenResult("error", errors=errors)
@@ -241,11 +241,25 @@ class HookScriptGenerator:
         self.last_result = build_module(rules, version=version)
         return self.last_result
 
-    def generate(self, rules: Sequence[Rule], output_dir: str | os.PathLike, version: str = "unversioned") -> str:
-        """Write the module to ``output_dir/<filename>``; raise HookError if it cannot be built."""
+    def generate(self, rules: Sequence[Rule], output_dir: str | os.PathLike, enable_versioning: bool = True,
+                 version: str = "unversioned") -> str:
+        """Write the module to ``output_dir/<filename>``; raise HookError if it cannot be built.
+        ``enable_versioning``: also keep it as a new immutable version in ``output_dir``
+        (``vNNNN/``, made active), which ``HookVersionManager.rollback`` can restore."""
+        if enable_versioning and version == "unversioned":
+            from .versions import HookVersionStore
+
+            version = HookVersionStore(output_dir).reserve_version()
         result = self.build(rules, version=version)
         if not result.ok or result.code is None:
             raise HookError("hook generation failed: " + "; ".join(result.errors))
         path = Path(output_dir) / self.filename
         write_atomic(path, result.code)
+        if enable_versioning:
+            from .versions import HookVersionStore
+
+            store = HookVersionStore(output_dir)
+            store.create_version(result.code, rules=[r.structured() for r in rules], version=version,
+                                 validation={"ok": None, "reason": "generated without feedback pairs to check"})
+            store.activate(version, reason="generate")
         return str(path)

@@ -109,7 +109,26 @@ class RuleSetSynthesizer:
         rules, self.last_report = resolve_conflicts(rules, recency)
         if self.prompt_rules:
             rules += self._prompt_rules(diffs, rules)
+        position = {d["pair_id"]: i for i, d in enumerate(diffs)}
+        for rule in rules:  # the seed's link from a rule to the (first) pair it was learned from
+            rule.source_pair_index = min((position[s] for s in rule.sources if s in position), default=-1)
         return sorted(rules, key=lambda r: (-r.priority, r.rule_id))
+
+    def synthesize_with_llm(self, diffs: Sequence[Dict[str, Any]], client: Optional[Any] = None,
+                            model: Optional[str] = None) -> List[Rule]:
+        """Seed API: :meth:`synthesize` with an LLM proposing rules for the pairs heuristics
+        leave unfixed. Uses ``llm`` given at construction, or ``client`` + ``model`` (an
+        OpenAI-compatible client) through :class:`~.llm.LLMRuleProposer`."""
+        if self.llm is None:
+            if client is None or not model:
+                missing = " and ".join(n for n, v in (("client", client), ("model", model)) if not v)
+                raise ConfigError(f"synthesize_with_llm needs an LLM: {missing} missing; pass "
+                                  f"synthesize_with_llm(diffs, client=OpenAI(...), model='...') or "
+                                  f"RuleSetSynthesizer(llm=LLMRuleProposer(client, model))")
+            from .llm import LLMRuleProposer
+
+            self.llm = LLMRuleProposer(client, model)
+        return self.synthesize(diffs)
 
     def _score(self, found: Sequence[Dict[str, Any]], diffs: Sequence[Dict[str, Any]]) -> List[Rule]:
         """Apply each candidate to the pairs in its scope; keep those strong enough."""

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Dict, Optional, Union
 
 from ..errors import BudgetExceededError, ConfigError
+from ..types import CostEstimate
 from .jsonl import validate_chat_jsonl
 from .local_models import BASE_MODEL_IDS
 
@@ -35,27 +35,6 @@ MIN_TARGET_EXAMPLES = 100
 MAX_TARGET_EXAMPLES = 25_000
 MIN_EPOCHS = 1
 MAX_EPOCHS = 25
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """Tokens of one epoch, epochs, billed tokens and the price in USD."""
-
-    model: str
-    n_examples: int
-    tokens: int
-    epochs: int
-    billed_tokens: int
-    usd: float
-    price_per_1m: float
-
-    def summary(self) -> str:
-        return (f"fine-tuning estimate for {self.model}: {self.n_examples} examples, {self.tokens:,} tokens "
-                f"x {self.epochs} epochs = {self.billed_tokens:,} billed tokens "
-                f"@ ${self.price_per_1m:.2f}/1M = ${self.usd:.4f}")
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
 
 
 def training_price(model: str) -> float:
