@@ -1,18 +1,29 @@
 """A model backend for the real local server whose answers a test scripts (for behaviour no
-offline model shows reliably: proposing rules as JSON, being derailed by added guidance)."""
+offline model shows reliably: proposing rules as JSON, being derailed by added guidance,
+calling tools). The server turns its answers into OpenAI's wire format, streamed or not."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List
+import json
+from typing import Any, Callable, Dict, List, Union
 
-from vt_middleware.server.backends import Completion, FaultPlan
+from vt_middleware.server.backends import Completion, FaultPlan, StreamedCompletion
+
+
+def tool_call(name: str, **arguments: Any) -> Completion:
+    """An answer that calls function ``name`` with ``arguments``."""
+    return Completion("", 10, 10, tool_calls=[{"name": name, "arguments": json.dumps(arguments)}])
 
 
 class ScriptedBackend:
-    """Serves ``model``; each chat is answered by ``answer(messages)`` and recorded."""
+    """Serves ``model``; each chat is answered by ``answer(messages)`` (text, or a
+    :class:`Completion` with ``tool_calls``) and recorded. ``messages`` are the raw messages
+    sent (tool calls and tool results included); streams send the text word by word."""
 
-    def __init__(self, answer: Callable[[List[Dict[str, Any]]], str], model: str = "scripted") -> None:
+    def __init__(self, answer: Callable[[List[Dict[str, Any]]], Union[str, Completion]],
+                 model: str = "scripted") -> None:
         self.answer, self.model, self.faults = answer, model, FaultPlan()
         self.requests: List[List[Dict[str, Any]]] = []
+        self.params: List[Any] = []
 
     def list_models(self) -> List[str]:
         return [self.model]
@@ -22,7 +33,14 @@ class ScriptedBackend:
 
     def complete(self, params: Any) -> Completion:
         self.requests.append(params.messages)
-        return Completion(self.answer(params.messages), 10, 10)
+        self.params.append(params)
+        out = self.answer(params.raw_messages or params.messages)
+        return out if isinstance(out, Completion) else Completion(out, 10, 10)
 
-    def stream(self, params: Any) -> Any:
-        raise NotImplementedError("streaming is not scripted")
+    def stream(self, params: Any) -> StreamedCompletion:
+        out = self.complete(params)
+        words = out.text.split(" ")
+        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)] if out.text else []
+        streamed = StreamedCompletion(iter(pieces), lambda _text: out.completion_tokens, out.prompt_tokens, 1 << 30)
+        streamed.tool_calls = out.tool_calls
+        return streamed

@@ -78,7 +78,7 @@ def test_non_stream_routes_hooks_and_records(hooked, recording_client):
     assert vector.shape == (384,) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3
 
 
-def test_stream_passes_chunks_and_records_assembled_text(hooked, recording_client):
+def test_stream_hooks_what_the_user_receives_and_records_it(hooked, recording_client):
     client, _ = recording_client
     wrapped = vt.wrap(client, function_name="stream_fn")
     stream = wrapped.chat.completions.create(
@@ -88,13 +88,26 @@ def test_stream_passes_chunks_and_records_assembled_text(hooked, recording_clien
     chunks = list(stream)
     assert all(isinstance(c, openai.types.chat.ChatCompletionChunk) for c in chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert not text.startswith("HOOKED:")  # the user gets the model's own stream
+    assert text.startswith("HOOKED:")  # the hook module has no stream processor: held, hooked at the end
     assert vt.flush(30)
     record, _ = _row(run_id)
-    assert record.raw_output == text
-    assert record.output == "HOOKED:" + text
+    assert record.output == text and record.raw_output == text[len("HOOKED:"):]
     assert record.params["closed_early"] is False and record.params["stream"] is True
     assert record.completion_tokens == chunks[-1].usage.completion_tokens
+
+
+def test_stream_record_only_passes_the_models_chunks(hooked, recording_client):
+    client, _ = recording_client
+    vt.configure(**{**vt.get_config().model_dump(), "stream_hooks": "record_only"})
+    wrapped = vt.wrap(client, function_name="stream_fn")
+    stream = wrapped.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Tell me"}], max_tokens=8, stream=True)
+    run_id = last_run_id()
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert not text.startswith("HOOKED:")
+    assert vt.flush(30)
+    record, _ = _row(run_id)
+    assert record.raw_output == text and record.output == "HOOKED:" + text
 
 
 def test_stream_closed_early_is_recorded(vt_env, openai_client):
@@ -166,7 +179,7 @@ async def test_async_client_plain_and_stream(hooked, local_server):
     plain, _ = _row(plain_id)
     assert plain.output == result.choices[0].message.content and plain.model_used == TINY_ID
     streamed, _ = _row(stream_id)
-    assert streamed.output == "HOOKED:" + text and streamed.hook_version == "v1"
+    assert text.startswith("HOOKED:") and streamed.output == text and streamed.hook_version == "v1"
 
 
 def test_everything_else_passes_through(vt_env, openai_client):

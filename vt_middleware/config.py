@@ -70,6 +70,10 @@ class VTConfig(BaseSettings):
     # Opt-in guard against a hook that hangs or loops: past this many seconds the call
     # passes the text through and that hook version is disabled (and rolled back).
     hook_timeout_s: Optional[float] = Field(None, gt=0)
+    # Streams: "apply" runs output hooks on what the user receives (bounded look-ahead when the
+    # hook module has ``intercept_output_stream``, else the text is held to the end);
+    # "record_only" passes the model's chunks through and hooks only the stored copy.
+    stream_hooks: Literal["apply", "record_only"] = "apply"
     # Every this many seconds re-apply the store's latest promotion (instances sharing a store
     # converge without a restart); None: only once, on the first live call.
     sync_interval_s: Optional[float] = Field(None, gt=0)

@@ -126,30 +126,37 @@ def last_user_index(messages: List[Any]) -> Optional[int]:
     return None
 
 
+TEXT_PART_TYPES = frozenset(("text", "input_text"))  # chat and Responses API text parts
+
+
 def content_text(content: Any) -> Optional[str]:
     """Text of an OpenAI message ``content`` (a string or a list of content parts)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in TEXT_PART_TYPES]
         return "\n".join(texts) if texts else None
     return None
 
 
-def replace_content_text(content: Any, text: str) -> Any:
-    """``content`` with its text replaced by ``text`` (parts: the text parts become one)."""
+def replace_content_text(content: Any, text: str, hooked: str) -> Any:
+    """``content`` whose text ``text`` became ``hooked``: parts keep their order and only text
+    parts change (an addition goes to the last text part, a prefix to the first; any other
+    change puts the whole hooked text in the first text part and drops the other text parts)."""
     if isinstance(content, str):
-        return text
-    parts: List[Any] = []
-    placed = False
-    for part in content:
-        if isinstance(part, dict) and part.get("type") == "text":
-            if not placed:
-                parts.append({**part, "text": text})
-                placed = True
-        else:
-            parts.append(part)
-    return parts
+        return hooked
+    where = [i for i, p in enumerate(content) if isinstance(p, dict) and p.get("type") in TEXT_PART_TYPES]
+    parts = list(content)
+    if len(where) > 1 and hooked.startswith(text):
+        last = parts[where[-1]]
+        parts[where[-1]] = {**last, "text": last.get("text", "") + hooked[len(text):]}
+        return parts
+    if len(where) > 1 and hooked.endswith(text):
+        first = parts[where[0]]
+        parts[where[0]] = {**first, "text": hooked[: len(hooked) - len(text)] + first.get("text", "")}
+        return parts
+    parts[where[0]] = {**parts[where[0]], "text": hooked}
+    return [p for i, p in enumerate(parts) if i not in where[1:]]
 
 
 @dataclass
@@ -177,7 +184,7 @@ def apply_prompt_hook(pair: Any, messages: List[Any], context: Dict[str, Any]) -
     if hooked == text:
         return PromptHookResult(messages, text, hooked)
     new_messages = list(messages)
-    new_messages[index] = {**message, "content": replace_content_text(message["content"], hooked)}
+    new_messages[index] = {**message, "content": replace_content_text(message["content"], text, hooked)}
     return PromptHookResult(new_messages, text, hooked)
 
 
@@ -209,6 +216,7 @@ class ChatCall:
     run_id: str = field(default_factory=new_run_id)
     started: float = field(default_factory=perf_counter)
     finished: bool = False
+    structured: bool = False  # schema-constrained JSON output: only JSON hooks apply
 
     def __post_init__(self) -> None:
         set_last_run_id(self.run_id)
@@ -220,7 +228,15 @@ class ChatCall:
     def apply_output(self, text: str) -> str:
         if self.pair.hooks is None:
             return text
+        if self.structured:
+            return self.pair.hooks.apply_json_output(text, self.context())
         return self.pair.hooks.apply_output(text, self.context())
+
+    def output_stream(self) -> Any:
+        """A stream processor (``feed``/``finish``) for one streamed answer; None without hooks."""
+        if self.pair.hooks is None:
+            return None
+        return self.pair.hooks.output_stream(self.context(), structured=self.structured)
 
     def finish(self, *, output: Optional[str] = _UNSET, raw_output: Optional[str] = None,
                model_used: Optional[str] = None, usage: Any = None,
@@ -289,7 +305,8 @@ class ChatRawCall(RawCall):
         call, output, raw, model_used, usage, extra = (self.call, self.output, self.raw_output,
                                                        self.model_used, self.usage, self.extra)
         if self.read is not None:
-            r_output, r_raw, model_used, usage, extra = self.read(self.response)
+            r_output, r_raw, model_used, usage, r_extra = self.read(self.response)
+            extra = {**r_extra, **extra} if extra else r_extra
             if output is _UNSET:
                 output, raw = r_output, r_raw
         if output is _UNSET:
@@ -330,3 +347,28 @@ def usage_field(usage: Any, name: str, alt: str) -> Optional[int]:
         if isinstance(value, int):
             return value
     return None
+
+
+# -- assistant output: text, tool calls, choices ---------------------------------------
+def tool_call_dicts(tool_calls: Any) -> List[Dict[str, Any]]:
+    """Tool calls (SDK objects or dicts) in OpenAI's chat format:
+    ``{"id", "type": "function", "function": {"name", "arguments"}}``."""
+    out: List[Dict[str, Any]] = []
+    for call in tool_calls or []:
+        data = call if isinstance(call, dict) else to_jsonable(call, get_config().max_field_chars)
+        function = data.get("function") if isinstance(data.get("function"), dict) else {}
+        out.append({"id": data.get("id"), "type": data.get("type") or "function",
+                    "function": {"name": function.get("name"), "arguments": function.get("arguments") or ""}})
+    return out
+
+
+def assistant_output(text: Optional[str], tool_calls: List[Dict[str, Any]], extra: Dict[str, Any]) -> Optional[str]:
+    """The recorded output of an assistant message; its tool calls go to ``extra["tool_calls"]``.
+    A message with only tool calls is recorded as their JSON text (``output_is_tool_calls``)."""
+    if not tool_calls:
+        return text
+    extra["tool_calls"] = tool_calls
+    if text:
+        return text
+    extra["output_is_tool_calls"] = True
+    return json.dumps(tool_calls, ensure_ascii=False)

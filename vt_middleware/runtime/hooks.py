@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Protocol
 
 from ..errors import HookError
 from ..health import record_internal_error
@@ -96,6 +96,40 @@ class LoadedHooks:
     def apply_output(self, text: str, context: Dict[str, Any]) -> str:
         return self._call("intercept_output", text, context)
 
+    def apply_json_output(self, text: str, context: Dict[str, Any]) -> str:
+        """Schema-constrained JSON (structured outputs) is hooked only by a module that
+        defines ``intercept_json_output``; otherwise it passes through untouched."""
+        if not callable(getattr(self.module, "intercept_json_output", None)):
+            return text
+        return self._call("intercept_json_output", text, context)
+
+    def output_stream(self, context: Dict[str, Any], structured: bool = False) -> "StreamProcessor":
+        """A processor for one streamed answer: ``feed(piece) -> str`` per chunk, ``finish() -> str``
+        at the end; the concatenation of what they return is ``intercept_output`` of the whole text.
+        The module's own ``intercept_output_stream(context)`` (bounded look-ahead) when it has one,
+        else the whole text is held and hooked at the end. Fails open: on an error the text held
+        back and everything after it passes through unchanged, and the error is counted.
+        ``structured`` (schema-constrained JSON): held to the end for ``intercept_json_output``,
+        or passed through when the module has none."""
+        if self.disabled or (structured and not callable(getattr(self.module, "intercept_json_output", None))):
+            return _PassThrough()
+        if structured:
+            return _HoldToEnd(self.apply_json_output, context)
+        factory = getattr(self.module, "intercept_output_stream", None)
+        if factory is None:
+            return _HoldToEnd(self.apply_output, context)
+        self.calls += 1
+        try:
+            inner = factory(context)
+            if not callable(getattr(inner, "feed", None)) or not callable(getattr(inner, "finish", None)):
+                raise HookError(f"intercept_output_stream returned {type(inner).__name__}, "
+                                "expected an object with feed() and finish()")
+        except Exception as exc:  # noqa: BLE001
+            self._failed()
+            record_internal_error("hooks.intercept_output_stream", exc)
+            return _PassThrough()
+        return _GuardedStream(self, inner)
+
     def _call(self, fn_name: str, text: str, context: Dict[str, Any]) -> str:
         self.calls += 1
         if self.disabled:
@@ -143,3 +177,83 @@ class LoadedHooks:
                 self._tripped = True
         if trip and self.on_repeated_failure is not None:
             self.on_repeated_failure(self)
+
+
+class StreamProcessor(Protocol):
+    """Hooks one streamed answer piece by piece (see :meth:`LoadedHooks.output_stream`)."""
+
+    def feed(self, text: str) -> str: ...
+
+    def finish(self) -> str: ...
+
+
+class _PassThrough:
+    def feed(self, text: str) -> str:
+        return text
+
+    def finish(self) -> str:
+        return ""
+
+
+class _HoldToEnd:
+    """No stream processor: the whole text is hooked (``apply``, fail-open) when the stream ends."""
+
+    __slots__ = ("apply", "context", "parts")
+
+    def __init__(self, apply: Callable[[str, Dict[str, Any]], str], context: Dict[str, Any]) -> None:
+        self.apply, self.context, self.parts = apply, context, []
+
+    def feed(self, text: str) -> str:
+        self.parts.append(text)
+        return ""
+
+    def finish(self) -> str:
+        text = "".join(self.parts)
+        self.parts = []
+        return self.apply(text, self.context)
+
+
+class _GuardedStream:
+    """The module's processor, fail-open: after an error the raw text not yet emitted is
+    released (when what was emitted is a prefix of the raw text) and the rest passes through."""
+
+    __slots__ = ("hooks", "inner", "fed", "emitted", "broken")
+
+    def __init__(self, hooks: LoadedHooks, inner: Any) -> None:
+        self.hooks, self.inner = hooks, inner
+        self.fed: List[str] = []
+        self.emitted: List[str] = []
+        self.broken = False
+
+    def feed(self, text: str) -> str:
+        if self.broken:
+            return text
+        self.fed.append(text)
+        try:
+            out = self.inner.feed(text)
+            if type(out) is not str:
+                raise HookError(f"intercept_output_stream feed() returned {type(out).__name__}, expected str")
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc, text)
+        self.emitted.append(out)
+        return out
+
+    def finish(self) -> str:
+        if self.broken:
+            return ""
+        try:
+            out = self.inner.finish()
+            if type(out) is not str:
+                raise HookError(f"intercept_output_stream finish() returned {type(out).__name__}, expected str")
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc, "")
+        self.hooks._consecutive = 0
+        return out
+
+    def _fail(self, exc: Exception, current: str) -> str:
+        """What to emit after a failure: the held-back raw text, else just ``current``."""
+        self.broken = True
+        raw, done = "".join(self.fed), "".join(self.emitted)
+        self.hooks._failed()
+        record_internal_error("hooks.intercept_output_stream", exc)
+        return raw[len(done):] if raw.startswith(done) else current

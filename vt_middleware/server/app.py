@@ -1,4 +1,4 @@
-"""The local OpenAI-compatible server app: chat + models (this package), files and
+"""The local OpenAI-compatible server app: chat + models, responses, files and
 fine-tuning jobs (``files.py``, ``fine_tuning.py``). Errors use OpenAI's shape."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _error(status: int, message: str, type_: str = "invalid_request_error", para
 
 def create_app(backend: ChatBackend, data_dir: Union[str, Path]) -> FastAPI:
     """A FastAPI app serving ``backend``; files and jobs live under ``data_dir``."""
-    from . import files, fine_tuning
+    from . import files, fine_tuning, responses
 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -32,6 +32,7 @@ def create_app(backend: ChatBackend, data_dir: Union[str, Path]) -> FastAPI:
     app.state.backend = backend
     app.state.data_dir = data_dir
     app.include_router(chat_router)
+    app.include_router(responses.router)
     app.include_router(files.router)
     app.include_router(fine_tuning.router)
 

@@ -26,14 +26,19 @@ class ChatParams:
     max_tokens: int = 64
     temperature: float = 0.0
     seed: Optional[int] = None
+    tools: Optional[List[Dict[str, Any]]] = None  # function tools, chat shape: {"type", "function": {...}}
+    raw_messages: Optional[List[Dict[str, Any]]] = None  # as sent (tool calls, tool results, parts)
 
 
 @dataclass
 class Completion:
+    """A backend's answer: text, or function calls (``[{"name", "arguments"}]``, arguments JSON text)."""
+
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"
+    tool_calls: Optional[List[Dict[str, str]]] = None
 
 
 class StreamedCompletion:
@@ -47,6 +52,7 @@ class StreamedCompletion:
         self.completion_tokens = 0
         self.finish_reason = "stop"
         self.text = ""
+        self.tool_calls: Optional[List[Dict[str, str]]] = None  # set before iteration ends
 
     def __iter__(self) -> Iterator[str]:
         parts: List[str] = []

@@ -1,6 +1,8 @@
-"""/v1/chat/completions (plain and SSE stream) and /v1/models, in OpenAI's wire format."""
+"""/v1/chat/completions (plain and SSE stream, tool calls, structured outputs) and /v1/models,
+in OpenAI's wire format."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -9,13 +11,15 @@ from typing import Any, Dict, Iterator, List, Optional
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from .backends import ChatBackend, ChatParams, InjectedFault
+from .backends import ChatBackend, ChatParams, Completion, InjectedFault, StreamedCompletion
+from .structured import conform, schema_of
 
 router = APIRouter()
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 DEFAULT_MAX_TOKENS = 64
 MAX_CHOICES = 8
+PIECE_CHARS = 8  # text streamed from a whole answer (structured output, tool arguments) goes in pieces this long
 
 
 class APIError(Exception):
@@ -75,12 +79,55 @@ def parse_chat_request(body: Any, backend: ChatBackend) -> Dict[str, Any]:
     if not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
         raise APIError(400, f"n must be between 1 and {MAX_CHOICES}, got {n!r}", param="n")
     stream_options = body.get("stream_options") or {}
+    tools = body.get("tools")
+    if tools is not None and (not isinstance(tools, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("function"), dict) and t["function"].get("name") for t in tools)):
+        raise APIError(400, "tools must be an array of {type: 'function', function: {name, parameters}}",
+                       param="tools")
+    response_format = body.get("response_format")
+    if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") not in
+                                        ("text", "json_object", "json_schema")):
+        raise APIError(400, "response_format.type must be one of 'text', 'json_object', 'json_schema'",
+                       param="response_format")
     return {
         "params": ChatParams(model=model, messages=clean, max_tokens=max_tokens,
-                             temperature=float(temperature), seed=body.get("seed")),
-        "stream": bool(body.get("stream")), "n": n,
+                             temperature=float(temperature), seed=body.get("seed"), tools=tools or None,
+                             raw_messages=messages),
+        "stream": bool(body.get("stream")), "n": n, "schema": schema_of(response_format),
         "include_usage": bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
     }
+
+
+def generate(backend: ChatBackend, params: ChatParams, schema: Optional[Dict[str, Any]]) -> Completion:
+    """One answer; with a JSON ``schema`` its text is made schema-valid (tool calls stay as they are)."""
+    out = backend.complete(params)
+    if schema is not None and not out.tool_calls:
+        out.text = conform(schema, out.text)
+    return out
+
+
+def pieces(text: str, size: int = PIECE_CHARS) -> List[str]:
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+def whole_as_stream(out: Completion) -> StreamedCompletion:
+    """A finished answer replayed as a stream of pieces."""
+    streamed = StreamedCompletion(iter(pieces(out.text)), lambda _text: out.completion_tokens,
+                                  out.prompt_tokens, 1 << 30)
+    streamed.tool_calls = out.tool_calls
+    return streamed
+
+
+def open_stream(backend: ChatBackend, params: ChatParams, schema: Optional[Dict[str, Any]]) -> StreamedCompletion:
+    """The backend's own stream, or (structured output: the text must be whole to be conformed)
+    the conformed answer in pieces."""
+    if schema is not None:
+        return whole_as_stream(generate(backend, params, schema))
+    return backend.stream(params)
+
+
+def call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def _apply_faults(backend: ChatBackend) -> None:
@@ -104,17 +151,23 @@ def chat_completions(body: Dict[str, Any], request: Request) -> Any:
         if parsed["n"] != 1:
             raise APIError(400, "n > 1 is not supported with stream=true here", param="n")
         return StreamingResponse(
-            _sse(backend, params, completion_id, created, parsed["include_usage"]),
+            _sse(backend, params, parsed["schema"], completion_id, created, parsed["include_usage"]),
             media_type="text/event-stream", headers={"Cache-Control": "no-cache"},
         )
     choices, prompt_tokens, completion_tokens = [], 0, 0
     for index in range(parsed["n"]):
         seed = params.seed if params.seed is None else params.seed + index
-        out = backend.complete(ChatParams(params.model, params.messages, params.max_tokens, params.temperature, seed))
+        out = generate(backend, dataclasses.replace(params, seed=seed), parsed["schema"])
         prompt_tokens = out.prompt_tokens
         completion_tokens += out.completion_tokens
-        choices.append({"index": index, "message": {"role": "assistant", "content": out.text, "refusal": None},
-                        "logprobs": None, "finish_reason": out.finish_reason})
+        message: Dict[str, Any] = {"role": "assistant", "content": out.text, "refusal": None}
+        if out.tool_calls:
+            message["content"] = out.text or None
+            message["tool_calls"] = [{"id": call_id(), "type": "function",
+                                      "function": {"name": c["name"], "arguments": c["arguments"]}}
+                                     for c in out.tool_calls]
+        choices.append({"index": index, "message": message, "logprobs": None,
+                        "finish_reason": "tool_calls" if out.tool_calls else out.finish_reason})
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": params.model,
         "choices": choices, "system_fingerprint": None,
@@ -123,9 +176,10 @@ def chat_completions(body: Dict[str, Any], request: Request) -> Any:
     }
 
 
-def _sse(backend: ChatBackend, params: ChatParams, completion_id: str, created: int,
-         include_usage: bool) -> Iterator[str]:
-    """OpenAI's chunk sequence: role chunk, content chunks, finish chunk, [usage chunk], [DONE]."""
+def _sse(backend: ChatBackend, params: ChatParams, schema: Optional[Dict[str, Any]], completion_id: str,
+         created: int, include_usage: bool) -> Iterator[str]:
+    """OpenAI's chunk sequence: role chunk, content chunks, tool-call chunks (id and name, then
+    argument pieces), finish chunk, [usage chunk], [DONE]."""
     base = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
             "model": params.model, "system_fingerprint": None}
 
@@ -136,13 +190,18 @@ def _sse(backend: ChatBackend, params: ChatParams, completion_id: str, created: 
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     yield chunk({"role": "assistant", "content": "", "refusal": None})
-    streamed = backend.stream(params)
+    streamed = open_stream(backend, params, schema)
     cut_after = backend.faults.cut_stream_after
     for sent, piece in enumerate(streamed):
         if cut_after is not None and sent >= cut_after:
             raise InjectedFault(f"stream cut after {cut_after} chunks (injected fault)")
         yield chunk({"content": piece})
-    yield chunk({}, streamed.finish_reason)
+    for index, call in enumerate(streamed.tool_calls or []):
+        yield chunk({"tool_calls": [{"index": index, "id": call_id(), "type": "function",
+                                     "function": {"name": call["name"], "arguments": ""}}]})
+        for piece in pieces(call["arguments"]):
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    yield chunk({}, "tool_calls" if streamed.tool_calls else streamed.finish_reason)
     if include_usage:
         usage = {"prompt_tokens": streamed.prompt_tokens, "completion_tokens": streamed.completion_tokens,
                  "total_tokens": streamed.prompt_tokens + streamed.completion_tokens}
