@@ -30,6 +30,7 @@ _LAZY = {
     "track": "vt_middleware.capture.decorator:track",
     "middleware": "vt_middleware.capture.langchain:middleware",
     "CallbackHandler": "vt_middleware.capture.langchain:CallbackHandler",
+    "AgentMiddleware": "vt_middleware.capture.langchain:AgentMiddleware",
     "feedback": "vt_middleware.capture.feedback:feedback",
     "last_run_id": "vt_middleware.call_context:last_run_id",
     "flush": "vt_middleware.capture.worker:flush",

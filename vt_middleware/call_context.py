@@ -92,10 +92,63 @@ def exit_tracked(token: "contextvars.Token[Optional[Tuple[str, str]]]") -> None:
     _current.reset(token)
 
 
-set_last_run_id: Callable[[str], object] = _last_run_id.set
+class RunScope:
+    """A cell shared by every context copied from the one that opened it. Frameworks that
+    run steps in copied contexts (LangChain, LangGraph) report the run ids captured inside
+    through it, so the opener's context sees the last one, also when the run's end event
+    arrives in another context. The first id set in a context after the scope closed ends
+    the scope there."""
+
+    __slots__ = ("last_run_id", "root_run_id", "closed")
+
+    def __init__(self, root_run_id: Optional[str] = None) -> None:
+        self.last_run_id: Optional[str] = None
+        self.root_run_id = root_run_id
+        self.closed = False
+
+
+_scope: contextvars.ContextVar[Optional[RunScope]] = contextvars.ContextVar("vt_run_scope", default=None)
+
+
+def current_scope() -> Optional[RunScope]:
+    """The open run scope of this context, if any."""
+    scope = _scope.get()
+    return scope if scope is not None and not scope.closed else None
+
+
+def set_last_run_id(run_id: str) -> None:
+    """Make ``run_id`` this context's last run id (and the open run scope's)."""
+    _last_run_id.set(run_id)
+    scope = _scope.get()
+    if scope is not None:
+        if scope.closed:
+            _scope.set(None)
+        else:
+            scope.last_run_id = run_id
+
+
+def open_scope(root_run_id: Optional[str] = None) -> Tuple[RunScope, contextvars.Token]:
+    """Open a run scope in this context; end it with :func:`close_scope`."""
+    scope = RunScope(root_run_id)
+    return scope, _scope.set(scope)
+
+
+def close_scope(scope: RunScope, token: contextvars.Token) -> None:
+    """Close ``scope``. From the context that opened it, the last run id captured inside
+    becomes that context's; from another one, the opener still reads it (:func:`last_run_id`)."""
+    scope.closed = True
+    try:
+        _scope.reset(token)
+    except ValueError:  # the end event runs in a copied context (an asyncio task)
+        return
+    if scope.last_run_id is not None:
+        set_last_run_id(scope.last_run_id)
 
 
 def last_run_id() -> Optional[str]:
-    """run_id of the last call captured in this context, failed ones included (pass it to
-    ``vt.feedback``)."""
+    """run_id of the last call captured in this context, failed ones included, also inside
+    LangChain runs this context started (pass it to ``vt.feedback``)."""
+    scope = _scope.get()
+    if scope is not None and scope.last_run_id is not None:
+        return scope.last_run_id
     return _last_run_id.get()

@@ -1,0 +1,159 @@
+"""``vt.AgentMiddleware``: vt_middleware inside ``langchain.agents.create_agent``.
+
+    agent = create_agent(model, tools, middleware=[vt.AgentMiddleware(function_name="support")])
+
+Each model call of the agent is routed (after a promotion the agent calls the promoted
+model), its last human message goes through the prompt hook, a final text answer through
+the output hook (tool calls and structured responses never), and it is captured with the
+messages sent (tool calls and tool results included), the tools offered and the agent's
+run as parent. Tool calls are captured too.
+"""
+from __future__ import annotations
+
+import dataclasses
+from time import perf_counter
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
+
+from langchain.agents.middleware import AgentMiddleware as _LCAgentMiddleware
+from langchain.agents.middleware import ModelRequest, ModelResponse
+from langchain_core.messages import AIMessage, ToolMessage
+from langgraph.errors import GraphBubbleUp
+
+from ..call_context import capture_suppressed, current_run_id, current_scope
+from ..config import get_config
+from ..health import fail_open
+from . import langchain_callbacks  # noqa: F401 - installs the run-scope tracker (vt.last_run_id)
+from .langchain_common import COMPONENT, ModelRouter, ToolsSnapshot, begin_call, fail_call, finish_call
+from .langchain_common import model_name_of
+from .record import ChatCall, RawCall, content_text, to_jsonable
+from .worker import submit
+
+
+class AgentMiddleware(_LCAgentMiddleware):
+    """Routes, hooks and captures every model call (and captures every tool call) of a
+    LangChain agent. ``function_name`` names the agent's calls in the store (default: the
+    enclosing ``@vt.track`` function, else ``"langchain.agent"``)."""
+
+    def __init__(self, function_name: Optional[str] = None, *, capture_tools: bool = True) -> None:
+        super().__init__()
+        self.function_name = function_name
+        self.capture_tools = capture_tools
+        self._router = ModelRouter()
+
+    @property
+    def name(self) -> str:
+        return "VTAgentMiddleware"
+
+    # model calls -------------------------------------------------------------------------
+    def _begin(self, request: ModelRequest) -> Tuple[Optional[ChatCall], ModelRequest]:
+        model = request.model
+        requested = model_name_of(model)
+        params: Dict[str, Any] = {}
+        if request.tools:
+            params["tools"] = ToolsSnapshot(request.tools)
+        if request.tool_choice is not None:
+            params["tool_choice"] = request.tool_choice
+        call, messages, routed = begin_call(request.messages, request.system_message, requested,
+                                            self.function_name, "langchain.agent", params)
+        overrides: Dict[str, Any] = {}
+        if messages is not request.messages:
+            overrides["messages"] = messages
+        if routed is not None and routed != requested:
+            with fail_open(COMPONENT):
+                overrides["model"] = self._router.routed(model, routed)
+        return call, (request.override(**overrides) if overrides else request)
+
+    @staticmethod
+    def _finish(call: Optional[ChatCall], request: ModelRequest, response: Any) -> Any:
+        if call is None:
+            return response
+        result = response.result if isinstance(response, ModelResponse) else [response]
+        index = next((i for i, m in enumerate(result) if isinstance(m, AIMessage)), None)
+        if index is None:
+            fail_call(call, TypeError(f"model call returned no AIMessage: {type(response).__name__}"))
+            return response
+        structured = request.response_format is not None or getattr(response, "structured_response", None) is not None
+        message = finish_call(call, result[index], structured)
+        if message is result[index]:
+            return response
+        if not isinstance(response, ModelResponse):
+            return message
+        return dataclasses.replace(response, result=[*result[:index], message, *result[index + 1:]])
+
+    def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], Any]) -> Any:
+        call, request = self._begin(request)
+        try:
+            response = handler(request)
+        except GraphBubbleUp:  # an interrupt, not a failed call
+            raise
+        except Exception as exc:
+            fail_call(call, exc)
+            raise
+        return self._finish(call, request, response)
+
+    async def awrap_model_call(self, request: ModelRequest,
+                               handler: Callable[[ModelRequest], Awaitable[Any]]) -> Any:
+        call, request = self._begin(request)
+        try:
+            response = await handler(request)
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            fail_call(call, exc)
+            raise
+        return self._finish(call, request, response)
+
+    # tool calls ----------------------------------------------------------------------------
+    def _tool_start(self, request: Any) -> Optional[Tuple[Dict[str, Any], float]]:
+        if not self.capture_tools or capture_suppressed() or not get_config().capture_enabled:
+            return None
+        tool_call = request.tool_call
+        return tool_call, perf_counter()
+
+    @staticmethod
+    def _tool_end(started: Optional[Tuple[Dict[str, Any], float]], result: Any,
+                  error: Optional[BaseException] = None) -> None:
+        if started is None:
+            return
+        tool_call, t0 = started
+        with fail_open(COMPONENT):
+            scope = current_scope()
+            params: Dict[str, Any] = {"tool_call_id": tool_call.get("id")}
+            output = None
+            if isinstance(result, ToolMessage):
+                output = content_text(result.content)
+                if result.status == "error":
+                    params["tool_status"] = "error"
+            elif result is not None:
+                output = type(result).__name__  # a Command
+            limit = get_config().max_field_chars
+            submit(RawCall(output, None, {
+                "function_name": "langchain.tool:" + str(tool_call.get("name")),
+                "inputs": {"args": to_jsonable(tool_call.get("args") or {}, limit)},
+                "kind": "langchain.tool", "params": params, "latency_ms": (perf_counter() - t0) * 1000.0,
+                "parent_run_id": current_run_id() or (scope.root_run_id if scope is not None else None),
+            }, error))
+
+    def wrap_tool_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
+        started = self._tool_start(request)
+        try:
+            result = handler(request)
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            self._tool_end(started, None, exc)
+            raise
+        self._tool_end(started, result)
+        return result
+
+    async def awrap_tool_call(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+        started = self._tool_start(request)
+        try:
+            result = await handler(request)
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            self._tool_end(started, None, exc)
+            raise
+        self._tool_end(started, result)
+        return result

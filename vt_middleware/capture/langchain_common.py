@@ -1,0 +1,195 @@
+"""What LangChain capture paths share: one model call of a chat model (routing the model
+instance, the prompt hook on the last human message, the output hook on a final text
+answer, the record), and message snapshots converted to OpenAI's format on the worker."""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from langchain_core.messages import AIMessage, BaseMessage, convert_to_openai_messages
+
+from ..call_context import capture_suppressed, current_function_name, current_run_id, current_scope
+from ..health import fail_open
+from ..runtime.active import get_runtime
+from .record import ChatCall, PromptHookResult, content_text, replace_content_text
+
+COMPONENT = "capture.langchain"
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "function"}
+_ROUTED_CACHE_MAX = 64
+# request kwargs that make the answer schema-constrained JSON (output hooks leave it alone)
+STRUCTURED_KWARGS = ("response_format", "ls_structured_output_format")
+
+
+def message_dict(message: BaseMessage) -> Dict[str, Any]:
+    """An OpenAI-style ``{"role", "content"}`` dict of a LangChain message (for hook context)."""
+    return {"role": _ROLES.get(message.type, message.type), "content": message.content}
+
+
+class MessageSnapshot:
+    """The messages a model call sent, kept by reference on the caller's thread (LangChain
+    messages are not mutated in place) and dumped to OpenAI's chat format, tool calls and
+    tool messages included, by the worker."""
+
+    __slots__ = ("messages",)
+
+    def __init__(self, messages: Sequence[BaseMessage]) -> None:
+        self.messages = tuple(messages)
+
+    def model_dump(self) -> List[Dict[str, Any]]:
+        return convert_to_openai_messages(list(self.messages))
+
+
+class ToolsSnapshot:
+    """The tools offered to a model call, dumped to OpenAI's tool format by the worker."""
+
+    __slots__ = ("tools",)
+
+    def __init__(self, tools: Sequence[Any]) -> None:
+        self.tools = tuple(tools)
+
+    def model_dump(self) -> List[Any]:
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        return [convert_to_openai_tool(tool) for tool in self.tools]
+
+
+def openai_tool_calls(message: AIMessage) -> List[Dict[str, Any]]:
+    """``message.tool_calls`` in OpenAI's wire format."""
+    return [{"id": call.get("id"), "type": "function",
+             "function": {"name": call["name"], "arguments": json.dumps(call.get("args") or {}, ensure_ascii=False)}}
+            for call in message.tool_calls]
+
+
+def model_name_of(model: Any) -> Optional[str]:
+    for attr in ("model_name", "model"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+class ModelRouter:
+    """Copies of a chat model asking for a routed model name, made once per (model, name)."""
+
+    def __init__(self) -> None:
+        self._copies: Dict[Tuple[int, str], Tuple[Any, Any]] = {}
+
+    def routed(self, model: Any, name: str) -> Any:
+        key = (id(model), name)
+        hit = self._copies.get(key)
+        if hit is not None and hit[0] is model:
+            return hit[1]
+        attr = "model_name" if isinstance(getattr(model, "model_name", None), str) else "model"
+        copy = model.model_copy(update={attr: name})
+        if len(self._copies) >= _ROUTED_CACHE_MAX:
+            self._copies.clear()
+        self._copies[key] = (model, copy)
+        return copy
+
+
+def last_human_index(messages: Sequence[BaseMessage]) -> Optional[int]:
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].type == "human":
+            return i
+    return None
+
+
+def begin_call(messages: Sequence[BaseMessage], system: Optional[BaseMessage], model_name: Optional[str],
+               function_name: Optional[str], default_name: str,
+               params: Dict[str, Any]) -> Tuple[Optional[ChatCall], Sequence[BaseMessage], Optional[str]]:
+    """Start one model call: ``(call, messages to send, routed model name)``. ``call`` is
+    None when capture is suppressed; prompt hooks touch only the last human message's text."""
+    if capture_suppressed():
+        return None, messages, model_name
+    call: Optional[ChatCall] = None
+    routed = model_name
+    with fail_open(COMPONENT):
+        pair = get_runtime().current()
+        routed = pair.route(model_name) if model_name is not None else None
+        name = function_name or current_function_name() or default_name
+        sent = [system, *messages] if system is not None else list(messages)
+        dicts = [message_dict(m) for m in sent]
+        prompt = PromptHookResult(dicts, None, None)
+        index = last_human_index(messages) if pair.hooks is not None else None
+        text = content_text(messages[index].content) if index is not None else None
+        if text is not None:
+            hooked = pair.hooks.apply_prompt(text, {"function_name": name, "model": routed, "messages": dicts,
+                                                    "user_input": text})
+            prompt = PromptHookResult(dicts, text, hooked)
+            if prompt.changed:
+                target = messages[index]
+                messages = list(messages)
+                messages[index] = target.model_copy(update={"content": replace_content_text(target.content, hooked)})
+        scope = current_scope()
+        parent = current_run_id() or (scope.root_run_id if scope is not None else None)
+        call = ChatCall(pair, name, "langchain", dicts, model_name, routed, prompt, params, parent_run_id=parent,
+                        recorded=MessageSnapshot(sent))  # type: ignore[arg-type]
+    return call, messages, routed
+
+
+def hookable_text(message: Any, structured: bool) -> Optional[str]:
+    """The text an output hook may rewrite: a final text answer, never tool calls or
+    schema-constrained output."""
+    if structured or not isinstance(message, AIMessage) or message.tool_calls or message.invalid_tool_calls:
+        return None
+    return content_text(message.content)
+
+
+def _extra(message: Any, streamed: bool) -> Dict[str, Any]:
+    extra: Dict[str, Any] = {"stream": True} if streamed else {}
+    metadata = getattr(message, "response_metadata", None) or {}
+    if metadata.get("finish_reason"):
+        extra["finish_reason"] = metadata["finish_reason"]
+    if isinstance(message, AIMessage) and message.tool_calls:
+        extra["tool_calls"] = openai_tool_calls(message)
+    return extra
+
+
+def _submit(call: ChatCall, message: Any, output: Optional[str], raw: Optional[str], extra: Dict[str, Any]) -> None:
+    metadata = getattr(message, "response_metadata", None) or {}
+    call.finish(output=output, raw_output=raw, model_used=metadata.get("model_name"),
+                usage=getattr(message, "usage_metadata", None), extra=extra)
+
+
+def fail_call(call: Optional[ChatCall], error: BaseException) -> None:
+    if call is not None:
+        with fail_open(COMPONENT):
+            call.finish(output=None, error=error)
+
+
+def finish_call(call: Optional[ChatCall], message: Any, structured: bool = False) -> Any:
+    """Record the call; returns ``message`` with hooked text (the same object if unchanged)."""
+    if call is None:
+        return message
+    with fail_open(COMPONENT):
+        raw = hookable_text(message, structured)
+        output = call.apply_output(raw) if raw is not None else None
+        if raw is None:
+            raw = output = content_text(getattr(message, "content", None))
+        _submit(call, message, output, raw, _extra(message, False))
+        if output is not None and output != raw:
+            message = message.model_copy(update={"content": replace_content_text(message.content, output)})
+    return message
+
+
+def finish_stream(call: Optional[ChatCall], total: Any, structured: bool = False) -> str:
+    """Record a streamed call whose chunks the user already received (``total``, their sum);
+    returns text to send as a last chunk: what the output hook added at the end. A hook
+    change inside the streamed text cannot reach the user, so the record keeps what the
+    user got and notes the hooked text apart (``params["stream_hook_output"]``)."""
+    if call is None:
+        return ""
+    suffix = ""
+    with fail_open(COMPONENT):
+        received = content_text(getattr(total, "content", None)) if total is not None else ""
+        received = received or ""
+        raw = hookable_text(total, structured) if total is not None else received
+        output = call.apply_output(raw) if raw is not None else received
+        extra = _extra(total, True)
+        if output.startswith(received):
+            suffix = output[len(received):]
+        else:
+            extra["stream_hook_output"] = output
+            output = received
+        _submit(call, total, output, received, extra)
+    return suffix
