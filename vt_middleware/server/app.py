@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from .aliases import install_aliases
 from .backends import ChatBackend
 from .chat import APIError
 from .chat import router as chat_router
@@ -35,6 +36,7 @@ def create_app(backend: ChatBackend, data_dir: Union[str, Path]) -> FastAPI:
     app.include_router(responses.router)
     app.include_router(files.router)
     app.include_router(fine_tuning.router)
+    install_aliases(backend)  # OpenAI base ids the fine-tuning endpoint accepts are served too
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:

@@ -139,7 +139,11 @@ def create_job(request: Request, body: CreateJobRequest) -> Any:
     except VTError as exc:
         return openai_error(400, str(exc), param="hyperparameters")
     service.metadata[job_id] = dict(body.metadata or {}) or None  # type: ignore[assignment]
-    return service.job_object(service.trainer.get_job(job_id))
+    job = service.trainer.get_job(job_id)
+    from .aliases import alias_job_model  # aliases imports this module
+
+    alias_job_model(getattr(request.app.state, "backend", None), job.model, job.base_model)
+    return service.job_object(job)
 
 
 @router.get("/v1/fine_tuning/jobs")
