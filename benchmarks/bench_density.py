@@ -40,7 +40,7 @@ from vt_middleware.select.clusters import SelectionParams  # noqa: E402
 from vt_middleware.select.core import select_from_graph, select_golden  # noqa: E402
 from vt_middleware.select.density import (DensityGraph, approximate_density, exact_density,  # noqa: E402
                                           exact_rows, normalise_rows)
-from vt_middleware.select.synthetic import make_calls  # noqa: E402
+from synthetic_calls import make_calls  # noqa: E402
 
 EPSILON = 0.3
 

@@ -20,10 +20,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vt_middleware.select.anomalies import seed_anomalies  # noqa: E402
-from vt_middleware.select.clusters import SelectionParams, seed_top_k  # noqa: E402
+from seed_reference import seed_anomalies, seed_top_k  # noqa: E402
+from vt_middleware.select.clusters import SelectionParams  # noqa: E402
 from vt_middleware.select.core import select_golden  # noqa: E402
-from vt_middleware.select.synthetic import NOISE_LABEL, RARE_LABEL_BASE, make_calls  # noqa: E402
+from synthetic_calls import NOISE_LABEL, RARE_LABEL_BASE, make_calls  # noqa: E402
 from vt_middleware.types import STATUS_SUCCESS  # noqa: E402
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks.seed_reference import seed_anomalies, seed_top_k
+
 from vt_middleware.errors import ConfigError, DataError
-from vt_middleware.select.anomalies import seed_anomalies
-from vt_middleware.select.clusters import SelectionParams, allocate, seed_top_k
+from vt_middleware.select.clusters import SelectionParams, allocate
 from vt_middleware.select.core import select_golden
 from vt_middleware.select.density import approximate_density, compute_density, exact_density
-from vt_middleware.select.synthetic import RARE_LABEL_BASE, make_calls
+from benchmarks.synthetic_calls import RARE_LABEL_BASE, make_calls
 from vt_middleware.types import STATUS_ERROR, STATUS_SUCCESS
 
 

@@ -10,7 +10,7 @@ import pytest
 from vt_middleware.errors import ConfigError, DataError
 from vt_middleware.extractor import DensityBasedExtractor
 from vt_middleware.select.sources import ArraySource
-from vt_middleware.select.synthetic import make_calls
+from benchmarks.synthetic_calls import make_calls
 from vt_middleware.store.executions import GOLDEN, get_store
 from vt_middleware.train.jsonl import read_chat_examples, validate_chat_jsonl
 from vt_middleware.types import STATUS_SUCCESS, CallRecord, FeedbackPair
@@ -112,9 +112,14 @@ def test_export_deduplicates_splits_and_skips_unusable(vt_env, tmp_path):
         ex.extract_golden_data(FN, str(tmp_path / "h.jsonl"), val_fraction=1.5)
 
 
-def test_vectorwave_dataset_manager_source_and_golden_registration(vt_env, tmp_path):
+def test_vectorwave_dataset_manager_source_and_golden_registration(vt_env, tmp_path, monkeypatch):
     from vectorwave import VectorWaveDatasetManager
 
+    from vt_middleware.store.executions import share_store_with_vectorwave, vectorwave_env
+
+    for name in vectorwave_env():
+        monkeypatch.delenv(name, raising=False)  # restored after the test
+    share_store_with_vectorwave()  # a seed-style app points VectorWave at the store itself
     data, records = seed_store(n=200)
     manager = VectorWaveDatasetManager()
     ex = DensityBasedExtractor(dataset_manager=manager, epsilon=0.3, top_k=10)
@@ -124,6 +129,19 @@ def test_vectorwave_dataset_manager_source_and_golden_registration(vt_env, tmp_p
     golden = [r for page in get_store().backend.scan(GOLDEN) for r in page]
     originals = {r["payload"]["original_uuid"] for r in golden}
     assert {c.uuid for c in steady} <= originals
+
+
+def test_golden_registration_over_our_store_needs_no_vectorwave_environment(vt_env, tmp_path, monkeypatch):
+    from vt_middleware.store.executions import vectorwave_env
+
+    for name in vectorwave_env():
+        monkeypatch.delenv(name, raising=False)
+    seed_store(n=200)
+    ex = DensityBasedExtractor(get_store(), epsilon=0.3, top_k=10)
+    steady = ex.select_steady_state(FN)
+    ex.extract_golden_data(FN, str(tmp_path / "golden.jsonl"), register_as_golden=True)
+    golden = [r for page in get_store().backend.scan(GOLDEN) for r in page]
+    assert steady and {c.uuid for c in steady} <= {r["payload"]["original_uuid"] for r in golden}
 
 
 def test_bad_sources_and_empty_functions(vt_env, tmp_path):

@@ -55,8 +55,3 @@ def select_anomalies(graph: DensityGraph, statuses: Sequence[str], params: Selec
         picks.extend(batch)
     return picks[: params.top_k]
 
-
-def seed_anomalies(densities: np.ndarray, statuses: Sequence[str], top_k: int) -> List[int]:
-    """The seed's anomaly rule, for comparison: the ``top_k`` least dense SUCCESS nodes."""
-    order = np.argsort(np.asarray(densities), kind="stable")
-    return [int(i) for i in order if statuses[i] == STATUS_SUCCESS][:top_k]

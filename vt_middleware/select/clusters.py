@@ -196,8 +196,3 @@ def select_steady(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
     picks.sort(key=lambda p: (-p.density, p.index))
     return picks[: params.top_k]
 
-
-def seed_top_k(densities: np.ndarray, statuses: Sequence[str], top_k: int) -> List[int]:
-    """The seed's steady-state rule, for comparison: the ``top_k`` densest SUCCESS nodes."""
-    order = np.argsort(-np.asarray(densities), kind="stable")
-    return [int(i) for i in order if statuses[i] == STATUS_SUCCESS][:top_k]

@@ -166,9 +166,10 @@ class DensityBasedExtractor:
         """Copy calls into VectorWave's ``VectorWaveGoldenDataset``; returns how many took."""
         manager = self.dataset_manager if hasattr(self.dataset_manager, "register_as_golden") else None
         if manager is None:
-            from vectorwave import VectorWaveDatasetManager
+            from ..store.executions import ExecutionStore, vectorwave_dataset_manager
 
-            manager = VectorWaveDatasetManager()
+            own = self.dataset_manager if isinstance(self.dataset_manager, ExecutionStore) else None
+            manager = vectorwave_dataset_manager(own)
         strategies: Dict[str, str] = {}
         if analysis is not None:
             for pick in analysis.selection.steady + analysis.selection.anomalies:

@@ -73,6 +73,18 @@ def share_store_with_vectorwave(config: Optional[VTConfig] = None) -> Dict[str, 
     return env
 
 
+def vectorwave_dataset_manager(store: Optional["ExecutionStore"] = None) -> Any:
+    """VectorWave's own ``VectorWaveDatasetManager`` bound to our store (its constructor would
+    open whatever store VectorWave's environment names)."""
+    from vectorwave import VectorWaveDatasetManager
+    from vectorwave.models.db_config import get_weaviate_settings
+
+    manager = object.__new__(VectorWaveDatasetManager)
+    manager.settings = get_weaviate_settings()
+    manager.store = (store or get_store()).backend
+    return manager
+
+
 class ExecutionStore:
     """Reads and writes vt_middleware's rows through a VectorWave ``VectorStore``: LanceDB
     (lite) or Weaviate, both behind the same ``upsert_many`` / ``pages`` / ``fetch_by_id``."""

@@ -13,7 +13,7 @@ from typing import List
 
 import numpy as np
 
-from ..types import STATUS_ERROR, STATUS_SUCCESS
+from vt_middleware.types import STATUS_ERROR, STATUS_SUCCESS
 
 RARE_LABEL_BASE = 100_000  # rare group g has label RARE_LABEL_BASE + g
 NOISE_LABEL = -1
