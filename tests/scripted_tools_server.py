@@ -74,7 +74,7 @@ class ScriptedToolsApp:
 
 
 def start_scripted_tools_server(answer: Callable[[Dict[str, Any]], Answer], data_dir: Path,
-                                model: str = "scripted") -> "tuple[LocalServer, ScriptedToolsApp]":
+                                model: str = "scripted") -> tuple[LocalServer, ScriptedToolsApp]:
     """A running server on a free port whose only model, ``model``, is answered by ``answer``."""
     scripted = ScriptedToolsApp(answer)
     app = FastAPI()

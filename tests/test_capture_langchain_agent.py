@@ -13,9 +13,9 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
+from scripted_tools_server import ToolCalls, start_scripted_tools_server
 
 import vt_middleware as vt
-from scripted_tools_server import ToolCalls, start_scripted_tools_server
 from vt_middleware.runtime.hooks import LoadedHooks
 
 WRAP_HOOKS = ("def intercept_prompt(t, c):\n    return t + ' please'\n\n"

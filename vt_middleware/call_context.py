@@ -83,12 +83,12 @@ def current_run_id() -> Optional[str]:
     return current[1] if current else None
 
 
-def enter_tracked(function_name: str, run_id: str) -> "contextvars.Token[Optional[Tuple[str, str]]]":
+def enter_tracked(function_name: str, run_id: str) -> contextvars.Token[Optional[Tuple[str, str]]]:
     """Make ``(function_name, run_id)`` the enclosing tracked call; undo with :func:`exit_tracked`."""
     return _current.set((function_name, run_id))
 
 
-def exit_tracked(token: "contextvars.Token[Optional[Tuple[str, str]]]") -> None:
+def exit_tracked(token: contextvars.Token[Optional[Tuple[str, str]]]) -> None:
     _current.reset(token)
 
 
@@ -99,7 +99,7 @@ class RunScope:
     arrives in another context. The first id set in a context after the scope closed ends
     the scope there."""
 
-    __slots__ = ("last_run_id", "root_run_id", "closed")
+    __slots__ = ("closed", "last_run_id", "root_run_id")
 
     def __init__(self, root_run_id: Optional[str] = None) -> None:
         self.last_run_id: Optional[str] = None

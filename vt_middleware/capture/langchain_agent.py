@@ -23,8 +23,7 @@ from ..call_context import capture_suppressed, current_run_id, current_scope
 from ..config import get_config
 from ..health import fail_open
 from . import langchain_callbacks  # noqa: F401 - installs the run-scope tracker (vt.last_run_id)
-from .langchain_common import COMPONENT, ModelRouter, ToolsSnapshot, begin_call, fail_call, finish_call
-from .langchain_common import model_name_of
+from .langchain_common import COMPONENT, ModelRouter, ToolsSnapshot, begin_call, fail_call, finish_call, model_name_of
 from .record import ChatCall, RawCall, content_text, to_jsonable
 from .worker import submit
 

@@ -14,8 +14,15 @@ from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.tracers.context import register_configure_hook
 
-from ..call_context import RunScope, capture_suppressed, close_scope, current_function_name, current_run_id
-from ..call_context import open_scope, set_last_run_id
+from ..call_context import (
+    RunScope,
+    capture_suppressed,
+    close_scope,
+    current_function_name,
+    current_run_id,
+    open_scope,
+    set_last_run_id,
+)
 from ..config import get_config
 from ..health import fail_open
 from ..runtime.active import get_runtime
@@ -123,7 +130,7 @@ def _output_text(value: Any) -> Any:
 
 
 class _Run:
-    __slots__ = ("name", "kind", "inputs", "model", "parent", "started", "tokens", "params", "recorded")
+    __slots__ = ("inputs", "kind", "model", "name", "params", "parent", "recorded", "started", "tokens")
 
     def __init__(self, name: str, kind: str, inputs: Any, model: Optional[str], parent: Optional[str],
                  params: Dict[str, Any], recorded: bool) -> None:

@@ -16,8 +16,15 @@ from pydantic import ConfigDict, PrivateAttr
 
 from ..errors import ConfigError
 from . import langchain_callbacks  # noqa: F401 - installs the run-scope tracker (vt.last_run_id)
-from .langchain_common import STRUCTURED_KWARGS, ModelRouter, begin_call, fail_call, finish_call, finish_stream
-from .langchain_common import model_name_of
+from .langchain_common import (
+    STRUCTURED_KWARGS,
+    ModelRouter,
+    begin_call,
+    fail_call,
+    finish_call,
+    finish_stream,
+    model_name_of,
+)
 from .record import ChatCall
 
 
@@ -160,7 +167,7 @@ def _replace(node: Any, old: Any, new: Any, found: List[bool]) -> Any:
 class _Total:
     """Chunks of one streamed call summed; recorded once when the stream ends or fails."""
 
-    __slots__ = ("call", "total", "done")
+    __slots__ = ("call", "done", "total")
 
     def __init__(self, call: Optional[ChatCall]) -> None:
         self.call, self.total, self.done = call, None, call is None

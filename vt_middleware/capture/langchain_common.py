@@ -119,7 +119,8 @@ def begin_call(messages: Sequence[BaseMessage], system: Optional[BaseMessage], m
             if prompt.changed:
                 target = messages[index]
                 messages = list(messages)
-                messages[index] = target.model_copy(update={"content": replace_content_text(target.content, hooked)})
+                content = replace_content_text(target.content, text, hooked)
+                messages[index] = target.model_copy(update={"content": content})
         scope = current_scope()
         parent = current_run_id() or (scope.root_run_id if scope is not None else None)
         call = ChatCall(pair, name, "langchain", dicts, model_name, routed, prompt, params, parent_run_id=parent,
@@ -168,7 +169,7 @@ def finish_call(call: Optional[ChatCall], message: Any, structured: bool = False
             raw = output = content_text(getattr(message, "content", None))
         _submit(call, message, output, raw, _extra(message, False))
         if output is not None and output != raw:
-            message = message.model_copy(update={"content": replace_content_text(message.content, output)})
+            message = message.model_copy(update={"content": replace_content_text(message.content, raw, output)})
     return message
 
 
