@@ -145,7 +145,7 @@ def _track_run(n_threads: int, per_thread: int, name: str, outage: bool = False)
     calls_done = time.perf_counter() - start
     from vt_middleware.capture import worker
 
-    worker.get_worker()._store_retry_at = 0.0
+    worker.get_worker().delivery.reset_backoff()
     deadline = time.perf_counter() + 120
     while time.perf_counter() < deadline:
         vt.flush(30)

@@ -59,7 +59,7 @@ def test_store_down_spills_to_journal_then_replays_without_duplicates(vt_env, mo
     assert stats["journaled"] == 30 and stats["written"] == 0 and stats["journal_pending"] == 30
     assert vt.error_counts().get("capture.store:StoreError", 0) >= 1
     down["on"] = False
-    worker.get_worker()._store_retry_at = 0.0  # the backoff would retry within seconds anyway
+    worker.get_worker().delivery.reset_backoff()  # the backoff would retry within seconds anyway
     assert vt.flush(30)
     stats = vt.capture_stats()
     assert stats["replayed"] == 30 and stats["journal_pending"] == 0
@@ -67,7 +67,7 @@ def test_store_down_spills_to_journal_then_replays_without_duplicates(vt_env, mo
     # replaying the same items again (a crash after write, before delete) adds nothing
     journal = Journal(vt_env.journal_path / "again")
     journal.append([{"uuid": r.run_id, "properties": r.to_properties(), "vector": None} for r in records[:5]])
-    journal.replay(worker.get_worker()._write_replayed)
+    journal.replay(worker.get_worker().delivery.write_replayed)
     assert vt.get_store().count("outage") == 30
 
 
@@ -114,7 +114,7 @@ def test_identical_texts_are_embedded_once_and_share_their_vector(vt_env, monkey
 
     from vt_middleware.store.embedding import get_embedder
 
-    embedder = get_embedder(vt_env.embedding_model)
+    embedder = get_embedder(vt_env.capture_embedding_model)
     real_embed = embedder.embed
     seen: list = []
     monkeypatch.setattr(embedder, "embed", lambda texts: (seen.extend(texts), real_embed(texts))[1])
@@ -211,7 +211,7 @@ def test_pooled_run_ids_are_unique_across_threads_and_a_fork(tmp_path):
     import os
     import threading
 
-    from vt_middleware.capture import context
+    from vt_middleware import call_context as context
 
     context._run_id_pool.clear()
     context.refill_run_ids()

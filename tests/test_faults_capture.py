@@ -54,7 +54,7 @@ def assert_exactly_once(function_name: str, expected: List[str]) -> None:
 
 def _retry_now() -> None:
     """Skip the worker's backoff (it would retry by itself within seconds)."""
-    worker.get_worker()._store_retry_at = 0.0
+    worker.get_worker().delivery.reset_backoff()
 
 
 def settle(timeout: float = 30.0) -> bool:
@@ -130,15 +130,21 @@ def test_journal_disk_full_holds_records_in_memory_until_the_store_returns(vt_en
             raise OSError(errno.EIO, "store down")
         return real_upsert(self, collection, items, fresh=fresh)
 
-    real_append = Journal.append
+    real_append, real_chunk = Journal.append, Journal.write_chunk
 
-    def append(self, items):
+    def append(self, items, sync=True):
         if faults["disk"]:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_append(self, items)
+        return real_append(self, items, sync)
+
+    def write_chunk(self, items):
+        if faults["disk"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_chunk(self, items)
 
     monkeypatch.setattr(FixedLanceStore, "upsert_many", upsert)
     monkeypatch.setattr(Journal, "append", append)
+    monkeypatch.setattr(Journal, "write_chunk", write_chunk)
     ids = _calls(openai_client, "disk_full", 10)
     assert not vt.flush(5)  # not drained: records are held in memory, and flush says so
     stats = vt.capture_stats()
@@ -155,7 +161,9 @@ def test_journal_disk_full_with_full_memory_drops_only_the_overflow_and_counts_i
     vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", queue_size=4, strict=True)
     try:
         monkeypatch.setattr(ExecutionStore, "write_calls", lambda self, items, fresh=False: (_ for _ in ()).throw(StoreError("down")))
-        monkeypatch.setattr(Journal, "append", lambda self, items: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+        full = lambda self, items, sync=True: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full"))  # noqa: E731
+        monkeypatch.setattr(Journal, "append", full)
+        monkeypatch.setattr(Journal, "write_chunk", full)
         client = openai.OpenAI(base_url=local_server.base_url, api_key="sk-local", max_retries=0)
         _calls(client, "overflow", 10)
         vt.flush(3)

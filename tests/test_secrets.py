@@ -150,7 +150,7 @@ def test_planted_secrets_reach_no_artefact(secret_env, openai_client, tmp_path, 
     vt.get_runtime().reset()
     from vt_middleware.capture import worker
 
-    worker.get_worker()._store_retry_at = 0.0
+    worker.get_worker().delivery.reset_backoff()
     assert vt.flush(30) and vt.capture_stats()["journal_pending"] == 0
     stored = {c.uuid: CallRecord.from_properties(c.properties)
               for name in ("chat_secrets", "tracked_secrets") for page in vt.get_store().iter_calls(name) for c in page}

@@ -203,7 +203,7 @@ def test_capture_journals_while_weaviate_fails_and_replays_exactly_once(weaviate
     stats = vt.capture_stats()
     assert stats["journal_pending"] == 5 and stats["dropped"] == 0
     fake.fault = None
-    worker.get_worker()._store_retry_at = 0.0  # skip the worker's backoff
+    worker.get_worker().delivery.reset_backoff()  # skip the worker's backoff
     assert vt.flush(60) and vt.flush(60)
     assert vt.capture_stats()["journal_pending"] == 0
     stored = sorted(c.uuid for page in vt.get_store().iter_calls("outage") for c in page)

@@ -44,9 +44,13 @@ class VTConfig(BaseSettings):
     weaviate_api_key: Optional[str] = None
 
     # --- embedding ---------------------------------------------------------
-    # "minilm" (int8 ONNX all-MiniLM-L6-v2, shipped in PyPI wheels),
+    # "static" (model2vec-style token table from a PyPI wheel, microseconds a text),
+    # "minilm" (int8 ONNX all-MiniLM-L6-v2, shipped in PyPI wheels, milliseconds a text),
     # "minilm-torch" (same model through sentence-transformers), "hash" (no model).
+    # embedding_model: text similarity in the evolver (synthesis, gate);
+    # capture_embedding_model: the vectors stored with every captured call (selection).
     embedding_model: str = "minilm"
+    capture_embedding_model: str = "static"
     embedding_dim: int = 384
 
     # --- capture -----------------------------------------------------------
@@ -54,7 +58,16 @@ class VTConfig(BaseSettings):
     queue_size: int = Field(10_000, ge=1)
     batch_size: int = Field(64, ge=1)
     flush_interval_s: float = Field(0.5, gt=0)
-    shutdown_timeout_s: float = Field(10.0, ge=0)
+    # At exit everything still in memory goes to the journal first; then the store gets
+    # at most this long before the process goes (the next start replays the rest).
+    shutdown_timeout_s: float = Field(1.0, ge=0)
+    # A returned call's record reaches the append-only journal within this window, so a
+    # kill -9 loses at most the calls of the last window.
+    journal_window_s: float = Field(0.1, gt=0, le=10)
+    # SIGTERM/SIGINT: journal what is held (at most signal_flush_timeout_s), then the app's
+    # own handler or the default action runs.
+    handle_signals: bool = True
+    signal_flush_timeout_s: float = Field(1.0, ge=0)
     journal_path: Path = Path(".vt/journal")
     max_field_chars: int = Field(32_000, ge=256)
 

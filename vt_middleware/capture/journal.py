@@ -52,25 +52,58 @@ class Journal:
         self._pid = os.getpid()
 
     # -- writing ------------------------------------------------------------------
-    def append(self, items: Sequence[Item]) -> int:
-        """Append ``items`` durably (flushed and fsynced). Returns how many were written."""
+    def append(self, items: Sequence[Item], sync: bool = True) -> int:
+        """Append ``items`` to this process's open segment (flushed; fsynced when ``sync``).
+        Returns how many were written."""
         if not items:
             return 0
-        lines = "".join(json.dumps(item, ensure_ascii=False, default=str) + "\n" for item in items)
+        lines = _lines(items)
         with self._lock:
             handle = self._current()
             handle.write(lines)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
             if handle.tell() >= self.segment_bytes:
                 self._seal_locked()
         return len(items)
 
+    def write_chunk(self, items: Sequence[Item]) -> Path:
+        """Write ``items`` as a segment of their own, still marked open (this live process
+        owns it; once it is dead, :meth:`recover_orphans` seals it for replay). The caller
+        later discards it (its items are stored) or seals it (for replay).
+        Flushed to the OS, not fsynced: it survives the process being killed."""
+        path = self.path / self._segment_name()
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(_lines(items))
+        return path
+
+    def discard(self, chunk: Path) -> None:
+        """Delete a chunk whose items are all in the store."""
+        try:
+            chunk.unlink()
+        except FileNotFoundError:
+            pass
+
+    def seal_chunk(self, chunk: Path) -> None:
+        """Hand a chunk to replay (its items did not reach the store)."""
+        try:
+            os.replace(chunk, chunk.with_name(chunk.name[: -len(".open")]))
+        except FileNotFoundError:
+            pass
+
+    def _segment_name(self) -> str:
+        return f"seg-{time.time_ns()}-{os.getpid()}-{next(self._seq)}{_OPEN_SUFFIX}"
+
     def _current(self) -> Any:
+        if self._file is not None and self._pid != os.getpid():  # a forked child: not its segment
+            self._file.close()  # flushed after every append: nothing buffered is written twice
+            self._file = self._file_path = None
         if self._file is None:
+            self._pid = os.getpid()
             self.path.mkdir(parents=True, exist_ok=True)
-            name = f"seg-{time.time_ns()}-{self._pid}-{next(self._seq)}{_OPEN_SUFFIX}"
-            self._file_path = self.path / name
+            self._file_path = self.path / self._segment_name()
             self._file = open(self._file_path, "a", encoding="utf-8")
         return self._file
 
@@ -175,6 +208,10 @@ class Journal:
 
     def close(self) -> None:
         self.seal()
+
+
+def _lines(items: Sequence[Item]) -> str:
+    return "".join(json.dumps(item, ensure_ascii=False, default=str) + "\n" for item in items)
 
 
 def read_items(segment: Path) -> Iterator[Item]:

