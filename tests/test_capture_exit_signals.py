@@ -66,10 +66,9 @@ def _child(script: str, tmp_path: Path, **fmt) -> dict:
 
 def _stored_and_journaled(tmp_path: Path) -> tuple:
     """Run ids in the store and in the journal, read without replaying."""
+    import vt_middleware as vt
     from vt_middleware.capture.journal import read_items
     from vt_middleware.store.executions import ExecutionStore
-
-    import vt_middleware as vt
 
     config = vt.configure(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", strict=True)
     stored = {c.uuid for page in ExecutionStore(config).iter_calls("exiting") for c in page}

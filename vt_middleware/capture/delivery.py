@@ -158,7 +158,7 @@ class Delivery:
                     passes = self._replay_passes
                     self._replay_wanted = True
                     self._cond.notify_all()
-                    done = self._cond.wait_for(lambda: self._replay_passes > passes or not self.alive(),
+                    done = self._cond.wait_for(lambda n=passes: self._replay_passes > n or not self.alive(),
                                                remaining(deadline))
                     if not done or not self.alive():
                         break

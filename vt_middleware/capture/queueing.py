@@ -42,7 +42,7 @@ class CaptureQueue:
         self.config = config
         self.delivery = delivery
         self._on_start = on_start
-        self._queue: "collections.deque[Queued]" = collections.deque()
+        self._queue: collections.deque[Queued] = collections.deque()
         self._wake = threading.Event()
         self._cond = threading.Condition()
         self._start_lock = threading.Lock()
@@ -77,9 +77,8 @@ class CaptureQueue:
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until every submitted record is stored or journaled, then let the journal be
         replayed. True when nothing is left in memory."""
-        if self._thread is None and not self._queue:
-            if not self.delivery.journal.has_files():
-                return True
+        if self._thread is None and not self._queue and not self.delivery.journal.has_files():
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
         return self.journal_now(deadline) and self.delivery.flush(deadline)
 

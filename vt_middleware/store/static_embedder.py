@@ -37,7 +37,7 @@ def model_dir() -> Path:
         raise MissingDependencyError(
             "embedding model 'static' needs the tokenlearn-static-model wheel: pip install tokenlearn-static-model"
         )
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def _read_safetensors(path: Path) -> Dict[str, np.ndarray]:
@@ -89,7 +89,7 @@ class StaticEmbedder:
         self.dim = max(dim, int(self._table.shape[1]))
         self._pieces, self._unk = _read_vocab(folder / "tokenizer.json")
         self._max_piece = max(len(p) for p in self._pieces)
-        self._words: "OrderedDict[str, Tuple[np.ndarray, int]]" = OrderedDict()
+        self._words: OrderedDict[str, Tuple[np.ndarray, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _segment(self, word: str) -> List[int]:
