@@ -15,21 +15,22 @@ def tool_call(name: str, **arguments: Any) -> Completion:
 
 
 class ScriptedBackend:
-    """Serves ``model``; each chat is answered by ``answer(messages)`` (text, or a
+    """Serves ``model`` (and ``more_models``); each chat is answered by ``answer(messages)`` (text, or a
     :class:`Completion` with ``tool_calls``) and recorded. ``messages`` are the raw messages
     sent (tool calls and tool results included); streams send the text word by word."""
 
     def __init__(self, answer: Callable[[List[Dict[str, Any]]], Union[str, Completion]],
-                 model: str = "scripted") -> None:
+                 model: str = "scripted", *more_models: str) -> None:
         self.answer, self.model, self.faults = answer, model, FaultPlan()
+        self.models = [model, *more_models]
         self.requests: List[List[Dict[str, Any]]] = []
         self.params: List[Any] = []
 
     def list_models(self) -> List[str]:
-        return [self.model]
+        return list(self.models)
 
     def has_model(self, model_id: str) -> bool:
-        return model_id == self.model
+        return model_id in self.models
 
     def complete(self, params: Any) -> Completion:
         self.requests.append(params.messages)

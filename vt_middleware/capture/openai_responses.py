@@ -18,7 +18,7 @@ def input_messages(kwargs: Dict[str, Any]) -> List[Any]:
     head = [{"role": "system", "content": instructions}] if type(instructions) is str and instructions else []
     given = kwargs.get("input")
     if type(given) is str:
-        return head + [{"role": "user", "content": given}]
+        return [*head, {"role": "user", "content": given}]
     if isinstance(given, (list, tuple)):
         return head + list(given)
     return head

@@ -66,12 +66,13 @@ class _StreamState:
         self.sent[key].append(tail)
         return tail
 
-    def texts(self, key: Any, error: Optional[BaseException]) -> Tuple[str, str]:
-        """(output, raw) of answer ``key``: what the user received, and the model's text."""
+    def texts(self, key: Any, error: Optional[BaseException], hook: bool = True) -> Tuple[str, str]:
+        """(output, raw) of answer ``key``: what the user received, and the model's text
+        (record-only: the hooked copy, unless ``hook`` is False or the stream failed)."""
         raw = "".join(self.raw.get(key, ()))
         if self.apply:
             return "".join(self.sent.get(key, ())), raw
-        return (raw if error is not None else self.call.apply_output(raw)), raw
+        return (self.call.apply_output(raw) if hook and error is None else raw), raw
 
     def observe(self, item: Any) -> Optional[List[Any]]:
         raise NotImplementedError
@@ -115,8 +116,8 @@ class ChatStreamState(_StreamState):
                     if self.procs:
                         tail = self._close(index)
                         if tail:
-                            tails = (tails or []) + [self._tail_chunk(chunk, choice, tail)]
-            return None if tails is None else tails + [chunk]
+                            tails = [*(tails or ()), self._tail_chunk(chunk, choice, tail)]
+            return None if tails is None else [*tails, chunk]
         except Exception as exc:  # noqa: BLE001
             record_internal_error(_COMPONENT, exc)
             return None
@@ -162,9 +163,9 @@ class ChatStreamState(_StreamState):
                                      "closed_early": closed_early}
             choices = []
             for index in sorted(set(self.raw) | set(self.tools) | set(self.finish_reasons)) or [0]:
-                text, raw = self.texts(index, error)
-                entry: Dict[str, Any] = {"index": index, "finish_reason": self.finish_reasons.get(index)}
                 tool_calls = [self.tools[index][k] for k in sorted(self.tools.get(index, {}))]
+                text, raw = self.texts(index, error, hook=not tool_calls)
+                entry: Dict[str, Any] = {"index": index, "finish_reason": self.finish_reasons.get(index)}
                 entry["output"] = assistant_output(text or None, tool_calls, entry)
                 choices.append((entry, raw))
             first, raw = choices[0]
@@ -305,7 +306,7 @@ class _RecordingProxy(_Proxy):
 class RecordingStream(_RecordingProxy):
     """An ``openai.Stream`` passed through item by item (hooked); recorded when it ends or closes."""
 
-    def __iter__(self) -> "RecordingStream":
+    def __iter__(self) -> RecordingStream:
         return self
 
     def __next__(self) -> Any:
@@ -329,7 +330,7 @@ class RecordingStream(_RecordingProxy):
         finally:
             self._vt_closing()
 
-    def __enter__(self) -> "RecordingStream":
+    def __enter__(self) -> RecordingStream:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -339,7 +340,7 @@ class RecordingStream(_RecordingProxy):
 class AsyncRecordingStream(_RecordingProxy):
     """An ``openai.AsyncStream`` passed through item by item (hooked); recorded when it ends or closes."""
 
-    def __aiter__(self) -> "AsyncRecordingStream":
+    def __aiter__(self) -> AsyncRecordingStream:
         return self
 
     async def __anext__(self) -> Any:
@@ -366,7 +367,7 @@ class AsyncRecordingStream(_RecordingProxy):
     async def aclose(self) -> None:
         await self.close()
 
-    async def __aenter__(self) -> "AsyncRecordingStream":
+    async def __aenter__(self) -> AsyncRecordingStream:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:

@@ -24,8 +24,16 @@ from ..health import fail_open, record_internal_error
 from ..runtime.active import get_runtime
 from . import openai_responses as responses_api
 from .openai_streams import AsyncRecordingStream, ChatStreamState, RecordingStream, ResponseStreamState, _Proxy
-from .record import (LEAF_TYPES, STR_ONLY, ChatCall, PromptHookResult, apply_prompt_hook, assistant_output,
-                     tool_call_dicts, to_jsonable)
+from .record import (
+    LEAF_TYPES,
+    STR_ONLY,
+    ChatCall,
+    PromptHookResult,
+    apply_prompt_hook,
+    assistant_output,
+    to_jsonable,
+    tool_call_dicts,
+)
 
 DEFAULT_FUNCTION = "openai.chat.completions"
 _COMPONENT = "capture.openai"
@@ -195,7 +203,7 @@ class _Attempt:
     arguments and inside ``suppress_capture()``; with ``capture_enabled=False`` calls are
     still routed and hooked, and nothing is recorded (``submit`` drops them)."""
 
-    __slots__ = ("api", "call", "send", "t_enter", "t_call", "parse_as", "raw")
+    __slots__ = ("api", "call", "parse_as", "raw", "send", "t_call", "t_enter")
 
     def __init__(self, api: _Api, function_name: Optional[str], args: tuple, kwargs: Dict[str, Any],
                  parse_as: Any = None, structured: bool = False) -> None:
@@ -297,7 +305,7 @@ class _Variant(_Proxy):
     """``resource.with_raw_response`` / ``.with_streaming_response``: the intercepted methods
     go through the wrapped resource; the rest are the SDK's own."""
 
-    def __init__(self, target: Any, resource: "_SyncResource", wrapper: Callable[..., Any]) -> None:
+    def __init__(self, target: Any, resource: _SyncResource, wrapper: Callable[..., Any]) -> None:
         super().__init__(target)
         object.__setattr__(self, "_vt_resource", resource)
         object.__setattr__(self, "_vt_wrapper", wrapper)
@@ -413,7 +421,7 @@ class WrappedClient(_Proxy):
             _warn_unintercepted(name)
         return getattr(object.__getattribute__(self, "_vt_target"), name)
 
-    def with_options(self, **options: Any) -> "WrappedClient":
+    def with_options(self, **options: Any) -> WrappedClient:
         return wrap(self._vt_target.with_options(**options), self.vt_function_name)
 
     def unwrap(self) -> Any:

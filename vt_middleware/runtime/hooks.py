@@ -65,7 +65,7 @@ class LoadedHooks:
         version: str,
         path: Optional[Path] = None,
         rollback_after: int = 5,
-        on_repeated_failure: Optional[Callable[["LoadedHooks"], None]] = None,
+        on_repeated_failure: Optional[Callable[[LoadedHooks], None]] = None,
         timeout_s: Optional[float] = None,
     ) -> None:
         from ..config import get_config
@@ -87,7 +87,7 @@ class LoadedHooks:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_file(cls, path: Path, version: str, **kwargs: Any) -> "LoadedHooks":
+    def from_file(cls, path: Path, version: str, **kwargs: Any) -> LoadedHooks:
         return cls(import_hook_file(Path(path), version), version, Path(path), **kwargs)
 
     def apply_prompt(self, text: str, context: Dict[str, Any]) -> str:
@@ -103,7 +103,7 @@ class LoadedHooks:
             return text
         return self._call("intercept_json_output", text, context)
 
-    def output_stream(self, context: Dict[str, Any], structured: bool = False) -> "StreamProcessor":
+    def output_stream(self, context: Dict[str, Any], structured: bool = False) -> StreamProcessor:
         """A processor for one streamed answer: ``feed(piece) -> str`` per chunk, ``finish() -> str``
         at the end; the concatenation of what they return is ``intercept_output`` of the whole text.
         The module's own ``intercept_output_stream(context)`` (bounded look-ahead) when it has one,
@@ -217,7 +217,7 @@ class _GuardedStream:
     """The module's processor, fail-open: after an error the raw text not yet emitted is
     released (when what was emitted is a prefix of the raw text) and the rest passes through."""
 
-    __slots__ = ("hooks", "inner", "fed", "emitted", "broken")
+    __slots__ = ("broken", "emitted", "fed", "hooks", "inner")
 
     def __init__(self, hooks: LoadedHooks, inner: Any) -> None:
         self.hooks, self.inner = hooks, inner

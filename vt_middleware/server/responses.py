@@ -35,7 +35,7 @@ def to_chat_messages(body: Dict[str, Any]) -> List[Dict[str, Any]]:
         messages.append({"role": "system", "content": instructions})
     given = body.get("input")
     if isinstance(given, str):
-        return messages + [{"role": "user", "content": given}]
+        return [*messages, {"role": "user", "content": given}]
     if not isinstance(given, list) or not given:
         raise APIError(400, "input must be a string or a non-empty array of input items", param="input")
     for i, item in enumerate(given):
