@@ -275,23 +275,23 @@ class Rule:
         anchors = _quoted(condition)
         quoted = _quoted(action)
         scope = None
-        base = dict(description=self.description or f"{condition} -> {action}".strip(" ->"))
+        description = self.description or f"{condition} -> {action}".strip(" ->")
         if _SEED_REPLACE_RE.match(action) and len(quoted) >= 2:
-            return replace(self, **base, kind="replace", target="output",
+            return replace(self, description=description, kind="replace", target="output",
                            condition={"scope": scope, "pattern": re.escape(quoted[0]),
                                       "anchor": anchors[0] if anchors else "", "ignore_case": False},
                            action={"parts": [["lit", quoted[1], None]]})
         if _SEED_REMOVE_RE.match(action) and quoted:
-            return replace(self, **base, kind="remove", target="output",
+            return replace(self, description=description, kind="remove", target="output",
                            condition={"scope": scope, "pattern": re.escape(quoted[0]),
                                       "anchor": anchors[0] if anchors else "", "ignore_case": False},
                            action={"parts": []})
         if _SEED_ADD_RE.match(action) and quoted:
-            return replace(self, **base, kind="append", target="output",
+            return replace(self, description=description, kind="append", target="output",
                            condition={"scope": scope, "pattern": re.escape(quoted[0])},
                            action={"parts": [["lit", quoted[0], None]], "separator": " "})
         guidance = f"\n\n{condition}: {action}" if condition else f"\n\n{action}"
-        return replace(self, **base, kind="prompt", target="prompt",
+        return replace(self, description=description, kind="prompt", target="prompt",
                        condition={"scope": scope, "keywords": [], "min_overlap": 0.0},
                        action={"block": guidance})
 
