@@ -66,8 +66,9 @@ class ScriptedToolsApp:
         yield chunk({"role": "assistant", "content": ""})
         for i, call in enumerate(message.get("tool_calls") or []):
             yield chunk({"tool_calls": [{"index": i, **call}]})
-        for word in (message.get("content") or "").split(" "):
-            yield chunk({"content": word + " "})
+        words = (message.get("content") or "").split(" ")
+        for i, word in enumerate(words if message.get("content") else []):
+            yield chunk({"content": word if i == len(words) - 1 else word + " "})
         yield chunk({}, finish)
         yield f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [], 'usage': usage})}\n\n"
         yield "data: [DONE]\n\n"

@@ -21,7 +21,10 @@ from vt_middleware.runtime.hooks import LoadedHooks
 WRAP_HOOKS = ("def intercept_prompt(t, c):\n    return t + ' please'\n\n"
               "def intercept_output(t, c):\n    return '<' + t + '>'\n")
 APPEND_HOOKS = ("def intercept_prompt(t, c):\n    return t\n\n"
-                "def intercept_output(t, c):\n    return t + 'Rating: 5/5'\n")
+                "def intercept_output(t, c):\n    return t + 'Rating: 5/5'\n\n"
+                "class _Append:\n    def feed(self, t):\n        return t\n\n"
+                "    def finish(self):\n        return 'Rating: 5/5'\n\n"
+                "def intercept_output_stream(c):\n    return _Append()\n")  # streams with no look-ahead
 
 
 class Weather(BaseModel):
@@ -156,7 +159,8 @@ def test_wrapper_chat_model_inside_create_agent_binds_tools(vt_env, tmp_path, mo
     state = agent.invoke(_ask("Cairo"))
     assert state["messages"][-1].content == "<Weather: sunny in Cairo>"
     first, second = _rows("wrapped_agent")
-    assert first.params["tool_calls"][0]["function"]["name"] == "get_weather" and first.output == ""
+    assert first.params["tool_calls"][0]["function"]["name"] == "get_weather" and first.params["output_is_tool_calls"]
+    assert json.loads(first.output) == first.params["tool_calls"]
     assert second.output == "<Weather: sunny in Cairo>" and vt.last_run_id() == second.run_id
 
 
@@ -179,9 +183,9 @@ async def test_wrapper_stream_astream_batch_and_last_run_id_after_chains(vt_env,
     _hooks(tmp_path, APPEND_HOOKS)
     wrapped = vt.middleware(model, function_name="wrapped_stream")
     chunks = [c.content for c in wrapped.stream("say something")]
-    assert "".join(chunks) == "plain answer Rating: 5/5" and "Rating: 5/5" in chunks  # the hook's addition, last
+    assert "".join(chunks) == "plain answerRating: 5/5" and "Rating: 5/5" in chunks  # the hook's addition, last
     received = "".join([c.content async for c in wrapped.astream("again")])
-    assert received == "plain answer Rating: 5/5"
+    assert received == "plain answerRating: 5/5"
     assert [m.content for m in wrapped.batch(["a", "b"])] == ["plain answerRating: 5/5"] * 2
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | wrapped | StrOutputParser()
     assert chain.invoke({"q": "sync chain"}) == "plain answerRating: 5/5"
@@ -193,7 +197,7 @@ async def test_wrapper_stream_astream_batch_and_last_run_id_after_chains(vt_env,
     assert rows[sync_id].inputs["messages"][-1]["content"] == "sync chain"
     assert rows[async_id].inputs["messages"][-1]["content"] == "async chain"
     streamed = [r for r in rows.values() if r.params.get("stream")]
-    assert sorted(r.output for r in streamed) == ["plain answer Rating: 5/5"] * 2  # what the user received
+    assert sorted(r.output for r in streamed) == ["plain answerRating: 5/5"] * 2  # what the user received
 
 
 def test_callback_handler_records_tools_and_the_agent_run_with_tags_and_metadata(vt_env, model):
@@ -211,3 +215,17 @@ def test_callback_handler_records_tools_and_the_agent_run_with_tags_and_metadata
         assert "beta" in row.params["tags"] and row.params["metadata"]["user"] == "u1"
     assert first.params["tool_calls"][0]["function"]["name"] == "get_weather"
     assert vt.last_run_id() == second.run_id  # the LangChain run id of the final model call
+
+
+def test_streamed_tool_call_is_never_hooked_and_recorded_structured(vt_env, tmp_path, model):
+    _hooks(tmp_path, WRAP_HOOKS)  # holds streamed text to the end, then wraps it
+    bound = vt.middleware(model, function_name="streamed_tools").bind_tools([get_weather])
+    chunks = list(bound.stream("weather in Accra?"))
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total = total + chunk
+    assert total.tool_calls[0]["args"] == {"city": "Accra"}
+    assert "<" not in total.content  # the output hook never ran on a tool-call message
+    (row,) = _rows("streamed_tools")
+    assert row.params["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Accra"}'}
+    assert row.params["stream"] and row.params["output_is_tool_calls"]

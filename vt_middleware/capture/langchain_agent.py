@@ -4,7 +4,7 @@
 
 Each model call of the agent is routed (after a promotion the agent calls the promoted
 model), its last human message goes through the prompt hook, a final text answer through
-the output hook (tool calls and structured responses never), and it is captured with the
+the output hook (tool calls never; structured responses only by JSON hooks), and it is captured with the
 messages sent (tool calls and tool results included), the tools offered and the agent's
 run as parent. Tool calls are captured too.
 """
@@ -53,7 +53,8 @@ class AgentMiddleware(_LCAgentMiddleware):
         if request.tool_choice is not None:
             params["tool_choice"] = request.tool_choice
         call, messages, routed = begin_call(request.messages, request.system_message, requested,
-                                            self.function_name, "langchain.agent", params)
+                                            self.function_name, "langchain.agent", params,
+                                            structured=request.response_format is not None)
         overrides: Dict[str, Any] = {}
         if messages is not request.messages:
             overrides["messages"] = messages
@@ -71,8 +72,9 @@ class AgentMiddleware(_LCAgentMiddleware):
         if index is None:
             fail_call(call, TypeError(f"model call returned no AIMessage: {type(response).__name__}"))
             return response
-        structured = request.response_format is not None or getattr(response, "structured_response", None) is not None
-        message = finish_call(call, result[index], structured)
+        if getattr(response, "structured_response", None) is not None:
+            call.structured = True
+        message = finish_call(call, result[index])
         if message is result[index]:
             return response
         if not isinstance(response, ModelResponse):

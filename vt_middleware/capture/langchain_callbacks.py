@@ -26,8 +26,8 @@ from ..call_context import (
 from ..config import get_config
 from ..health import fail_open
 from ..runtime.active import get_runtime
-from .langchain_common import COMPONENT, MessageSnapshot
-from .record import RawCall, content_text, to_jsonable
+from .langchain_common import COMPONENT, MessageSnapshot, openai_tool_calls
+from .record import RawCall, assistant_output, content_text, to_jsonable
 from .worker import submit
 
 _MAX_OPEN_SCOPES = 10_000
@@ -228,11 +228,8 @@ class _RunLog:
             message = getattr(first, "message", None)
             usage = getattr(message, "usage_metadata", None)
             model_used = (getattr(message, "response_metadata", None) or {}).get("model_name")
-            tool_calls = getattr(message, "tool_calls", None)
-            if tool_calls:
-                from .langchain_common import openai_tool_calls
-
-                params["tool_calls"] = openai_tool_calls(message)
+            if getattr(message, "tool_calls", None):
+                output = assistant_output(output, openai_tool_calls(message), params)
         llm_output = response.llm_output or {}
         return output, usage or llm_output.get("token_usage"), model_used or llm_output.get("model_name")
 

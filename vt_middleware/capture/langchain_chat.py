@@ -14,9 +14,12 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableParallel
 from langchain_core.runnables.fallbacks import RunnableWithFallbacks
 from pydantic import ConfigDict, PrivateAttr
 
+from ..config import get_config
 from ..errors import ConfigError
+from ..health import fail_open
 from . import langchain_callbacks  # noqa: F401 - installs the run-scope tracker (vt.last_run_id)
 from .langchain_common import (
+    COMPONENT,
     STRUCTURED_KWARGS,
     ModelRouter,
     begin_call,
@@ -25,7 +28,7 @@ from .langchain_common import (
     finish_stream,
     model_name_of,
 )
-from .record import ChatCall
+from .record import ChatCall, content_text
 
 
 class VTChatModel(BaseChatModel):
@@ -55,20 +58,21 @@ class VTChatModel(BaseChatModel):
 
     # one call --------------------------------------------------------------------------
     def _begin(self, messages: List[BaseMessage],
-               kwargs: Dict[str, Any]) -> Tuple[Optional[ChatCall], List[BaseMessage], BaseChatModel, bool]:
+               kwargs: Dict[str, Any]) -> Tuple[Optional[ChatCall], List[BaseMessage], BaseChatModel]:
         inner = self.inner
         requested = model_name_of(inner)
+        structured = any(k in kwargs for k in STRUCTURED_KWARGS)
         call, sent, routed = begin_call(messages, None, requested, self.function_name,
-                                        "langchain." + type(inner).__name__, {})
+                                        "langchain." + type(inner).__name__, {}, structured)
         model = inner if routed is None or routed == requested else self._router.routed(inner, routed)
-        return call, list(sent), model, any(k in kwargs for k in STRUCTURED_KWARGS)
+        return call, list(sent), model
 
     @staticmethod
-    def _result(call: Optional[ChatCall], result: ChatResult, structured: bool) -> ChatResult:
+    def _result(call: Optional[ChatCall], result: ChatResult) -> ChatResult:
         if call is None or not result.generations:
             return result
         first = result.generations[0]
-        message = finish_call(call, first.message, structured)
+        message = finish_call(call, first.message)
         if message is first.message:
             return result
         hooked = ChatGeneration(message=message, generation_info=first.generation_info)
@@ -76,54 +80,54 @@ class VTChatModel(BaseChatModel):
 
     def _generate(self, messages: List[BaseMessage], stop: Optional[List[str]] = None,
                   run_manager: Optional[CallbackManagerForLLMRun] = None, **kwargs: Any) -> ChatResult:
-        call, sent, model, structured = self._begin(messages, kwargs)
+        call, sent, model = self._begin(messages, kwargs)
         try:
             result = model._generate(sent, stop=stop, run_manager=run_manager, **kwargs)
         except Exception as exc:
             fail_call(call, exc)
             raise
-        return self._result(call, result, structured)
+        return self._result(call, result)
 
     async def _agenerate(self, messages: List[BaseMessage], stop: Optional[List[str]] = None,
                          run_manager: Optional[AsyncCallbackManagerForLLMRun] = None, **kwargs: Any) -> ChatResult:
-        call, sent, model, structured = self._begin(messages, kwargs)
+        call, sent, model = self._begin(messages, kwargs)
         try:
             result = await model._agenerate(sent, stop=stop, run_manager=run_manager, **kwargs)
         except Exception as exc:
             fail_call(call, exc)
             raise
-        return self._result(call, result, structured)
+        return self._result(call, result)
 
     def _stream(self, messages: List[BaseMessage], stop: Optional[List[str]] = None,
                 run_manager: Optional[CallbackManagerForLLMRun] = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        call, sent, model, structured = self._begin(messages, kwargs)
-        total = _Total(call)
+        call, sent, model = self._begin(messages, kwargs)
+        hook = _StreamHook(call)
         try:
             for chunk in model._stream(sent, stop=stop, run_manager=run_manager, **kwargs):
-                yield total.add(chunk)
+                yield hook.add(chunk)
         except Exception as exc:
-            total.failed(exc)
+            hook.failed(exc)
             raise
         finally:  # also when the consumer stops early (GeneratorExit)
-            suffix = total.finish(structured)
-        if suffix:
-            yield ChatGenerationChunk(message=AIMessageChunk(content=suffix))
+            tail = hook.finish()
+        if tail:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=tail))
 
     async def _astream(self, messages: List[BaseMessage], stop: Optional[List[str]] = None,
                        run_manager: Optional[AsyncCallbackManagerForLLMRun] = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        call, sent, model, structured = self._begin(messages, kwargs)
-        total = _Total(call)
+        call, sent, model = self._begin(messages, kwargs)
+        hook = _StreamHook(call)
         try:
             async for chunk in model._astream(sent, stop=stop, run_manager=run_manager, **kwargs):
-                yield total.add(chunk)
+                yield hook.add(chunk)
         except Exception as exc:
-            total.failed(exc)
+            hook.failed(exc)
             raise
         finally:
-            suffix = total.finish(structured)
-        if suffix:
-            yield ChatGenerationChunk(message=AIMessageChunk(content=suffix))
+            tail = hook.finish()
+        if tail:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=tail))
 
     # tools and structured output: the inner model's own, re-aimed at this wrapper ---------
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, BaseMessage]:
@@ -164,30 +168,62 @@ def _replace(node: Any, old: Any, new: Any, found: List[bool]) -> Any:
     return node
 
 
-class _Total:
-    """Chunks of one streamed call summed; recorded once when the stream ends or fails."""
+class _StreamHook:
+    """One streamed call: chunks summed for the record and, with ``stream_hooks="apply"``,
+    their text sent through the output hook's stream processor (bounded look-ahead, or held
+    to the end), so the user receives the hooked text. A message that turns out to call
+    tools gets its held-back text released unhooked."""
 
-    __slots__ = ("call", "done", "total")
+    __slots__ = ("call", "done", "proc", "received", "tools", "total")
 
     def __init__(self, call: Optional[ChatCall]) -> None:
-        self.call, self.total, self.done = call, None, call is None
+        self.call, self.done, self.total, self.tools = call, call is None, None, False
+        self.proc: Any = None
+        self.received: List[str] = []
+        if call is not None and get_config().stream_hooks == "apply":
+            with fail_open(COMPONENT):
+                self.proc = call.output_stream()
 
     def add(self, chunk: ChatGenerationChunk) -> ChatGenerationChunk:
-        if not self.done:
-            self.total = chunk.message if self.total is None else self.total + chunk.message
-        return chunk
+        if self.done:
+            return chunk
+        message = chunk.message
+        self.total = message if self.total is None else self.total + message
+        if getattr(message, "tool_call_chunks", None):
+            self.tools = True
+        text = message.content
+        if self.proc is None or type(text) is not str:
+            return chunk
+        out = text
+        with fail_open(COMPONENT):
+            out = self.proc.feed(text)
+        self.received.append(out)
+        if out == text:
+            return chunk
+        return ChatGenerationChunk(message=message.model_copy(update={"content": out}),
+                                   generation_info=chunk.generation_info)
 
     def failed(self, error: BaseException) -> None:
         if not self.done:
             self.done = True
             fail_call(self.call, error)
 
-    def finish(self, structured: bool) -> str:
+    def finish(self) -> str:
+        """Record the call; returns the text still to send (the processor's end)."""
         if self.done:
             return ""
         self.done = True
-        return finish_stream(self.call, self.total if self.total is not None else AIMessageChunk(content=""),
-                             structured)
+        total = self.total if self.total is not None else AIMessageChunk(content="")
+        tail = ""
+        if self.proc is not None:
+            with fail_open(COMPONENT):
+                if self.tools:  # never hooked: release what the processor held back
+                    raw, sent = content_text(total.content) or "", "".join(self.received)
+                    tail = raw[len(sent):] if raw.startswith(sent) else ""
+                else:
+                    tail = self.proc.finish()
+        finish_stream(self.call, total, "".join(self.received) + tail if self.proc is not None else None)
+        return tail
 
 
 def middleware(chat_model: Any, function_name: Optional[str] = None) -> VTChatModel:

@@ -11,12 +11,12 @@ from langchain_core.messages import AIMessage, BaseMessage, convert_to_openai_me
 from ..call_context import capture_suppressed, current_function_name, current_run_id, current_scope
 from ..health import fail_open
 from ..runtime.active import get_runtime
-from .record import ChatCall, PromptHookResult, content_text, replace_content_text
+from .record import ChatCall, PromptHookResult, assistant_output, content_text, replace_content_text
 
 COMPONENT = "capture.langchain"
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "function"}
 _ROUTED_CACHE_MAX = 64
-# request kwargs that make the answer schema-constrained JSON (output hooks leave it alone)
+# request kwargs that make the answer schema-constrained JSON (only JSON hooks apply to it)
 STRUCTURED_KWARGS = ("response_format", "ls_structured_output_format")
 
 
@@ -95,10 +95,11 @@ def last_human_index(messages: Sequence[BaseMessage]) -> Optional[int]:
 
 
 def begin_call(messages: Sequence[BaseMessage], system: Optional[BaseMessage], model_name: Optional[str],
-               function_name: Optional[str], default_name: str,
-               params: Dict[str, Any]) -> Tuple[Optional[ChatCall], Sequence[BaseMessage], Optional[str]]:
+               function_name: Optional[str], default_name: str, params: Dict[str, Any],
+               structured: bool = False) -> Tuple[Optional[ChatCall], Sequence[BaseMessage], Optional[str]]:
     """Start one model call: ``(call, messages to send, routed model name)``. ``call`` is
-    None when capture is suppressed; prompt hooks touch only the last human message's text."""
+    None when capture is suppressed; prompt hooks touch only the last human message's text.
+    ``structured``: the answer is schema-constrained JSON (only JSON hooks apply to it)."""
     if capture_suppressed():
         return None, messages, model_name
     call: Optional[ChatCall] = None
@@ -124,31 +125,25 @@ def begin_call(messages: Sequence[BaseMessage], system: Optional[BaseMessage], m
         scope = current_scope()
         parent = current_run_id() or (scope.root_run_id if scope is not None else None)
         call = ChatCall(pair, name, "langchain", dicts, model_name, routed, prompt, params, parent_run_id=parent,
-                        recorded=MessageSnapshot(sent))  # type: ignore[arg-type]
+                        recorded=MessageSnapshot(sent), structured=structured)  # type: ignore[arg-type]
     return call, messages, routed
 
 
-def hookable_text(message: Any, structured: bool) -> Optional[str]:
-    """The text an output hook may rewrite: a final text answer, never tool calls or
-    schema-constrained output."""
-    if structured or not isinstance(message, AIMessage) or message.tool_calls or message.invalid_tool_calls:
-        return None
-    return content_text(message.content)
+def answer_text(message: Any) -> Tuple[Optional[str], List[Dict[str, Any]]]:
+    """(text, tool calls in OpenAI's format) of a model's message."""
+    text = content_text(getattr(message, "content", None))
+    calls = openai_tool_calls(message) if isinstance(message, AIMessage) and message.tool_calls else []
+    return text, calls
 
 
-def _extra(message: Any, streamed: bool) -> Dict[str, Any]:
-    extra: Dict[str, Any] = {"stream": True} if streamed else {}
+def _submit(call: ChatCall, message: Any, output: Optional[str], raw: Optional[str],
+            tool_calls: List[Dict[str, Any]], streamed: bool) -> None:
     metadata = getattr(message, "response_metadata", None) or {}
+    extra: Dict[str, Any] = {"stream": True} if streamed else {}
     if metadata.get("finish_reason"):
         extra["finish_reason"] = metadata["finish_reason"]
-    if isinstance(message, AIMessage) and message.tool_calls:
-        extra["tool_calls"] = openai_tool_calls(message)
-    return extra
-
-
-def _submit(call: ChatCall, message: Any, output: Optional[str], raw: Optional[str], extra: Dict[str, Any]) -> None:
-    metadata = getattr(message, "response_metadata", None) or {}
-    call.finish(output=output, raw_output=raw, model_used=metadata.get("model_name"),
+    recorded = assistant_output(output, tool_calls, extra)
+    call.finish(output=recorded, raw_output=recorded if tool_calls else raw, model_used=metadata.get("model_name"),
                 usage=getattr(message, "usage_metadata", None), extra=extra)
 
 
@@ -158,39 +153,29 @@ def fail_call(call: Optional[ChatCall], error: BaseException) -> None:
             call.finish(output=None, error=error)
 
 
-def finish_call(call: Optional[ChatCall], message: Any, structured: bool = False) -> Any:
-    """Record the call; returns ``message`` with hooked text (the same object if unchanged)."""
+def finish_call(call: Optional[ChatCall], message: Any) -> Any:
+    """Record the call; returns ``message`` with its text hooked (the same object if
+    unchanged). Messages with tool calls are never hooked."""
     if call is None:
         return message
     with fail_open(COMPONENT):
-        raw = hookable_text(message, structured)
-        output = call.apply_output(raw) if raw is not None else None
-        if raw is None:
-            raw = output = content_text(getattr(message, "content", None))
-        _submit(call, message, output, raw, _extra(message, False))
+        raw, tool_calls = answer_text(message)
+        output = call.apply_output(raw) if raw is not None and not tool_calls else raw
+        _submit(call, message, output, raw, tool_calls, False)
         if output is not None and output != raw:
             message = message.model_copy(update={"content": replace_content_text(message.content, raw, output)})
     return message
 
 
-def finish_stream(call: Optional[ChatCall], total: Any, structured: bool = False) -> str:
-    """Record a streamed call whose chunks the user already received (``total``, their sum);
-    returns text to send as a last chunk: what the output hook added at the end. A hook
-    change inside the streamed text cannot reach the user, so the record keeps what the
-    user got and notes the hooked text apart (``params["stream_hook_output"]``)."""
+def finish_stream(call: Optional[ChatCall], total: Any, received: Optional[str]) -> None:
+    """Record a streamed call: ``total`` is the sum of the model's chunks, ``received`` the
+    text the user got (None: chunks passed through unhooked, ``stream_hooks="record_only"``,
+    and the record keeps the hooked text as before)."""
     if call is None:
-        return ""
-    suffix = ""
+        return
     with fail_open(COMPONENT):
-        received = content_text(getattr(total, "content", None)) if total is not None else ""
-        received = received or ""
-        raw = hookable_text(total, structured) if total is not None else received
-        output = call.apply_output(raw) if raw is not None else received
-        extra = _extra(total, True)
-        if output.startswith(received):
-            suffix = output[len(received):]
-        else:
-            extra["stream_hook_output"] = output
-            output = received
-        _submit(call, total, output, received, extra)
-    return suffix
+        raw, tool_calls = answer_text(total)
+        raw = raw or ""
+        if received is None:
+            received = call.apply_output(raw) if not tool_calls else raw
+        _submit(call, total, received, raw, tool_calls, True)
