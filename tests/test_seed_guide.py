@@ -69,7 +69,7 @@ def test_guide_has_the_five_example_blocks():
 def test_guide_examples_run_as_written_against_the_local_server(guide_env, capsys):
     blocks = guide_blocks()
     namespace: Dict[str, object] = {"__name__": "seed_guide"}
-    exec(compile(blocks[0], "guide:full-pipeline", "exec"), namespace)  # noqa: S102 - the guide itself
+    exec(compile(blocks[0], "guide:full-pipeline", "exec"), namespace)
     result = namespace["result"]
     assert {"train", "golden_data_path", "hook_script_path"} <= set(result)
     assert result["status"] == "succeeded" and result["train"]["status"] == "succeeded"
@@ -80,22 +80,22 @@ def test_guide_examples_run_as_written_against_the_local_server(guide_env, capsy
     assert f"파인튜닝 모델: {result['train']['fine_tuned_model']}" in printed
     assert namespace["dashboard"].summary()["stage_results"]["train"]["status"] == "succeeded"
 
-    exec(compile(blocks[1], "guide:extractor", "exec"), namespace)  # noqa: S102
+    exec(compile(blocks[1], "guide:extractor", "exec"), namespace)
     assert namespace["steady"] and Path("golden_data.jsonl").is_file()
 
-    exec(compile(blocks[2], "guide:synthesizer", "exec"), namespace)  # noqa: S102
+    exec(compile(blocks[2], "guide:synthesizer", "exec"), namespace)
     assert Path(namespace["hook_path"]).name == "generated_prompt_hook.py"
     assert "편집거리=" in capsys.readouterr().out
 
     sys.path.insert(0, str(Path("hooks").resolve()))
     try:
         namespace.update(user_input="이 제품의 리뷰를 요약해주세요", model_output="좋은 제품입니다")
-        exec(compile(blocks[3], "guide:hook-usage", "exec"), namespace)  # noqa: S102
+        exec(compile(blocks[3], "guide:hook-usage", "exec"), namespace)
     finally:
         sys.path.remove(str(Path("hooks").resolve()))
     assert isinstance(namespace["modified_prompt"], str) and isinstance(namespace["corrected_output"], str)
 
-    exec(compile(blocks[4], "guide:trainer", "exec"), namespace)  # noqa: S102
+    exec(compile(blocks[4], "guide:trainer", "exec"), namespace)
     trainer, job_id = namespace["trainer"], namespace["job_id"]
     assert namespace["status"]["status"] in ("validating_files", "queued", "running", "succeeded")
     final = trainer.wait(job_id, poll_interval=0.5, timeout=300)

@@ -24,8 +24,7 @@ def _load(path: str, name: str):
 
 
 def test_seed_types_import_and_behave():
-    from vt_middleware.types import (CostEstimate, ExecutionLog, FeedbackPair, GoldenCandidate, Rule,
-                                     SelectionStrategy)
+    from vt_middleware.types import CostEstimate, ExecutionLog, FeedbackPair, GoldenCandidate, Rule, SelectionStrategy
 
     assert SelectionStrategy.STEADY_STATE == "steady" and SelectionStrategy("anomaly") is SelectionStrategy.ANOMALY
     candidate = GoldenCandidate(uuid="u1", density=2.5, return_value="ok", strategy=SelectionStrategy.ANOMALY)

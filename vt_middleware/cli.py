@@ -118,6 +118,22 @@ def demo(quick: bool = typer.Option(False, "--quick", help="Tiny model and few r
     raise typer.Exit(subprocess.call(argv))
 
 
+@app.command("api")
+@handled
+def api(host: str = typer.Option("127.0.0.1", help="Interface to listen on (non-loopback needs VT_API_TOKEN)."),
+        port: int = typer.Option(8080, help="Port to listen on.")) -> None:
+    """Serve the management API (feedback, calls, runs, golden data, rules, hooks, promotions, cost)."""
+    from .api.app import TOKEN_ENV, create_app, is_loopback
+
+    protect = not is_loopback(host)
+    application = create_app(protect_reads=protect)  # refuses a non-loopback host without a token
+    import uvicorn
+
+    console.print(f"vt api on http://{host}:{port}  (OpenAPI: /openapi.json; writes need {TOKEN_ENV}"
+                  f"{', and so does every read' if protect else ''})")
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
 @app.command()
 @handled
 def dashboard(port: int = typer.Option(8501, help="Port of the web dashboard."),
@@ -154,7 +170,9 @@ def extract(function_name: str = typer.Argument(..., help="The captured function
             epsilon: float = EPSILON, top_k: int = TOP_K, min_group_size: int = MIN_GROUP) -> None:
     """Select golden data (steady state + anomalies) from captured calls and write ChatML JSONL."""
     with console.status(f"selecting golden data for {function_name} ..."):
-        extractor = _make_extractor(epsilon, top_k, min_group_size)
+        from .api.runs import make_extractor
+
+        extractor = make_extractor(epsilon, top_k, min_group_size)
         steady = extractor.select_steady_state(function_name)
         anomalies = extractor.select_anomalies(function_name)
         written = extractor.extract_golden_data(function_name, str(output))
@@ -205,7 +223,9 @@ def train(jsonl: Path = typer.Argument(..., help="ChatML JSONL training file.", 
     from .dashboards.cli_dashboard import CLIDashboard
 
     monitor = CLIDashboard(console)
-    trainer = _make_trainer(backend, base_model, base_url, max_budget_usd, epochs, max_steps, output_dir, monitor)
+    from .api.runs import make_trainer
+
+    trainer = make_trainer(backend, base_model, base_url, max_budget_usd, epochs, max_steps, output_dir, monitor)
     monitor.on_stage_start("prepare", 1)
     file_id = trainer.prepare_data(str(jsonl))
     monitor.on_stage_complete("prepare", {"file_id": file_id})
@@ -222,33 +242,6 @@ def train(jsonl: Path = typer.Argument(..., help="ChatML JSONL training file.", 
     console.print(f"fine-tuned model: {result.get('fine_tuned_model')}")
 
 
-def _make_extractor(epsilon: float, top_k: int, min_group_size: int) -> Any:
-    from .extractor import DensityBasedExtractor
-    from .store.executions import get_store
-
-    return DensityBasedExtractor(get_store(), epsilon=epsilon, top_k=top_k, min_group_size=min_group_size)
-
-
-def _make_trainer(backend: str, base_model: Optional[str], base_url: Optional[str], budget: Optional[float],
-                  epochs: int, max_steps: Optional[int], output_dir: Path, monitor: Any) -> Any:
-    from .errors import ConfigError
-
-    if backend == "local":
-        from .train import LocalTrainer
-        from .train.local_models import SMOLLM2_ID
-
-        return LocalTrainer(output_dir, base_model=base_model or SMOLLM2_ID, epochs=epochs, max_steps=max_steps,
-                            monitor=monitor)
-    if backend == "openai":
-        from .train import OpenAITrainer
-
-        key = os.environ.get("OPENAI_API_KEY") or ("local" if base_url else None)
-        kwargs = {"model": base_model} if base_model else {}
-        return OpenAITrainer(api_key=key, base_url=base_url, max_budget_usd=budget, n_epochs=epochs,
-                             monitor=monitor, **kwargs)
-    raise ConfigError(f"--backend must be 'local' or 'openai', got {backend!r}")
-
-
 @app.command()
 @handled
 def evolve(function_name: str = typer.Argument(..., help="The captured function to evolve."),
@@ -261,26 +254,15 @@ def evolve(function_name: str = typer.Argument(..., help="The captured function 
            gate_max_tokens: int = typer.Option(64, min=1, help="Gate: tokens generated per answer."),
            output_dir: Path = typer.Option(Path(".vt/evolve"), help="Golden data and training files.")) -> None:
     """Run one evolution cycle (extract, synthesize, prepare, train, evaluate, promote) with live progress."""
-    from .config import get_config
+    from .api.runs import RunOptions, build_pipeline
     from .dashboards.cli_dashboard import CLIDashboard
-    from .evolve.gate import EvaluationGate, GateConfig
-    from .evolve.pipeline import TrainingPipeline
 
     monitor = CLIDashboard(console)
-    trainer = None
-    if backend != "none":
-        trainer = _make_trainer(backend, base_model, base_url, max_budget_usd, epochs, max_steps,
-                                output_dir / "models", monitor)
-    eval_client = None
-    if base_url:
-        from openai import OpenAI
-
-        eval_client = OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "local"))
-    pipeline = TrainingPipeline(_make_extractor(epsilon, top_k, min_group_size),
-                                synthesizer_output_dir=get_config().hooks_dir, trainer=trainer, monitor=monitor,
-                                base_model=base_model, eval_client=eval_client,
-                                gate=EvaluationGate(config=GateConfig(max_eval_items=gate_items,
-                                                                      max_tokens=gate_max_tokens)))
+    options = RunOptions(function_name, backend=backend, base_model=base_model, base_url=base_url,
+                         max_budget_usd=max_budget_usd, epochs=epochs, max_steps=max_steps, epsilon=epsilon,
+                         top_k=top_k, min_group_size=min_group_size, gate_items=gate_items,
+                         gate_max_tokens=gate_max_tokens, output_dir=str(output_dir))
+    pipeline = build_pipeline(options, monitor)
     try:
         result = pipeline.run(function_name, output_dir=str(output_dir / function_name))
     except Exception:

@@ -11,8 +11,8 @@ from dataclasses import replace
 from typing import Optional, Union
 
 from .errors import BudgetExceededError, ConfigError
-from .train.cost import estimate_from_counts, training_price
 from .train.cost import check_budget as _check_estimate
+from .train.cost import estimate_from_counts, training_price
 from .train.jsonl import validate_chat_jsonl
 from .types import CostEstimate
 
@@ -20,7 +20,7 @@ DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 Source = Union[str, "os.PathLike[str]", int, CostEstimate]
 
 
-def count_tokens_in_jsonl(path: Union[str, "os.PathLike[str]"], model: str = DEFAULT_MODEL) -> int:
+def count_tokens_in_jsonl(path: Union[str, os.PathLike[str]], model: str = DEFAULT_MODEL) -> int:
     """Training tokens of one epoch over a chat JSONL file (OpenAI's per-message counting).
     Raises :class:`~vt_middleware.errors.DataError` naming the file and the bad lines."""
     return validate_chat_jsonl(path, model=model).raise_if_invalid().n_tokens
@@ -63,5 +63,12 @@ def check_budget(source: Source, model: str = DEFAULT_MODEL, max_budget_usd: Opt
     return found
 
 
-__all__ = ["count_tokens_in_jsonl", "estimate_training_cost", "estimate", "check_budget", "CostEstimate",
-           "BudgetExceededError", "DEFAULT_MODEL"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "BudgetExceededError",
+    "CostEstimate",
+    "check_budget",
+    "count_tokens_in_jsonl",
+    "estimate",
+    "estimate_training_cost",
+]

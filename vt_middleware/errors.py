@@ -42,3 +42,7 @@ def require(module: str, extra: str) -> None:
         raise MissingDependencyError(
             f"'{module}' is required for this feature: pip install 'vt_middleware[{extra}]'"
         )
+
+
+class NotFoundError(DataError):
+    """A named record (feedback pair, call, run, hook version) does not exist; the message names it."""

@@ -89,5 +89,11 @@ class HookVersionManager:
             write_atomic(script, self.store.hook_path(active).read_text(encoding="utf-8"))
 
 
-__all__ = ["FeedbackDiffAnalyzer", "RuleSetSynthesizer", "HookScriptGenerator", "run_synthesis_pipeline",
-           "HookVersionStore", "HookVersionManager"]
+__all__ = [
+    "FeedbackDiffAnalyzer",
+    "HookScriptGenerator",
+    "HookVersionManager",
+    "HookVersionStore",
+    "RuleSetSynthesizer",
+    "run_synthesis_pipeline",
+]

@@ -40,7 +40,7 @@ class FeedbackPair:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "FeedbackPair":
+    def from_dict(cls, data: Dict[str, Any]) -> FeedbackPair:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
 
@@ -112,7 +112,7 @@ class CallRecord:
         }
 
     @classmethod
-    def from_properties(cls, props: Dict[str, Any]) -> "CallRecord":
+    def from_properties(cls, props: Dict[str, Any]) -> CallRecord:
         """Inverse of :meth:`to_properties` (tolerates rows VectorWave wrote itself)."""
 
         def _load(value: Any, default: Dict[str, Any]) -> Dict[str, Any]:
@@ -189,7 +189,7 @@ class ExecutionLog:
 
     @classmethod
     def from_properties(cls, uuid: str, props: Dict[str, Any],
-                        vector: Optional[Sequence[float]] = None) -> "ExecutionLog":
+                        vector: Optional[Sequence[float]] = None) -> ExecutionLog:
         record = CallRecord.from_properties(props)
         return cls(uuid=uuid, function_name=record.function_name, return_value=record.output or "",
                    status=record.status, vector=None if vector is None else [float(x) for x in vector],
@@ -267,7 +267,7 @@ class Rule:
     def is_seed_shape(self) -> bool:
         return isinstance(self.condition, str) or isinstance(self.action, str)
 
-    def structured(self) -> "Rule":
+    def structured(self) -> Rule:
         """This rule with dict ``condition``/``action`` (itself when already structured)."""
         if not self.is_seed_shape:
             return self
@@ -332,4 +332,5 @@ class CostEstimate:
                 f"@ ${self.price_per_1m:.2f}/1M = ${self.usd:.4f}")
 
     def to_dict(self) -> Dict[str, Any]:
-        return {**asdict(self), "within_budget": self.within_budget}
+        return {**asdict(self), "token_count": self.tokens, "n_epochs": self.epochs,
+                "estimated_cost_usd": self.usd, "within_budget": self.within_budget}

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..config import PerConfig, VTConfig, get_config
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..types import FeedbackPair
 from .lance import FixedLanceStore
 
@@ -94,7 +94,7 @@ class ExecutionStore:
         self.backend = self._open_backend(self.config) if backend is None else adapt_backend(backend)
 
     @staticmethod
-    def _open_backend(config: VTConfig) -> "Backend":
+    def _open_backend(config: VTConfig) -> Backend:
         if config.store_mode == "lite":
             config.store_path.mkdir(parents=True, exist_ok=True)
             store: Backend = FixedLanceStore(str(config.store_path), vector_dim=config.embedding_dim)
@@ -152,15 +152,51 @@ class ExecutionStore:
 
     # -- feedback ---------------------------------------------------------------
     def add_feedback(self, pair: FeedbackPair, vector: Optional[Sequence[float]] = None) -> str:
+        self.backend.upsert_many(FEEDBACK, [self._feedback_item(pair, vector)])
+        return pair.pair_id
+
+    def _feedback_item(self, pair: FeedbackPair, vector: Optional[Sequence[float]] = None) -> Dict[str, Any]:
         from ..redaction import redact_value  # every way in is redacted, not only vt.feedback
 
         row = redact_value(pair.to_dict(), self.config)
         context = row.get("context") or {}
-        self.backend.upsert_many(FEEDBACK, [{"uuid": pair.pair_id, "properties": _document(
+        return {"uuid": pair.pair_id, "properties": _document(
             row, kind="feedback", created_at=row.get("created_at"),
             function_name=context.get("function_name") or context.get("function")),
-            "vector": list(vector) if vector is not None else None}])
-        return pair.pair_id
+            "vector": list(vector) if vector is not None else None}
+
+    def get_feedback(self, pair_id: str) -> Optional[FeedbackPair]:
+        record = self.backend.fetch_by_id(FEEDBACK, pair_id)
+        if record is None:
+            return None
+        data = record.properties.get("data")
+        return FeedbackPair.from_dict(json.loads(data) if isinstance(data, str) else dict(record.properties))
+
+    def update_feedback(self, pair: FeedbackPair) -> FeedbackPair:
+        """Replace the stored pair with the same ``pair_id`` (one atomic write); DataError if none."""
+        if self.get_feedback(pair.pair_id) is None:
+            raise DataError(f"no feedback pair with pair_id {pair.pair_id!r}")
+        self.backend.replace_many(FEEDBACK, [self._feedback_item(pair)])
+        return self.get_feedback(pair.pair_id) or pair
+
+    def delete_feedback(self, pair_id: str) -> bool:
+        """Delete one feedback pair; False when there was none."""
+        return self.backend.delete_ids(FEEDBACK, [pair_id]) > 0
+
+    def feedback_for_call(self, run_id: str) -> List[FeedbackPair]:
+        return [p for p in self.list_feedback() if p.run_id == run_id]
+
+    def page_calls(self, function_name: Optional[str] = None, offset: int = 0,
+                   limit: int = 50) -> Tuple[int, List[StoredCall]]:
+        """``(total, calls)``: one page of calls in write order (oldest first); one query on
+        LanceDB, a scan on backends without ``page_rows``."""
+        if hasattr(self.backend, "page_rows"):
+            total, records = self.backend.page_rows(EXECUTIONS, function_name, offset, limit)
+            calls = [_stored(r, False) for r in records
+                     if function_name is None or r.properties.get("function_name") == function_name]
+            return total, calls
+        calls = [c for page in self.iter_calls(function_name) for c in page]
+        return len(calls), calls[offset:offset + limit]
 
     def list_feedback(self, function_name: Optional[str] = None) -> List[FeedbackPair]:
         pairs = [FeedbackPair.from_dict(row) for row in self._documents(FEEDBACK)]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from vectorwave.store.base import StoreRecord
 from vectorwave.store.lance_store import LanceVectorStore, _row_to_record, _serialize_properties
@@ -30,7 +30,6 @@ from vectorwave.store.lance_store import LanceVectorStore, _row_to_record, _seri
 from ..errors import DataError
 from .compaction import ChildCompactor
 from .upsert import UpsertWrites
-
 
 COMPACT_EVERY_WRITES = 50
 COMPACT_MIN_INTERVAL_S = 60.0
@@ -131,6 +130,47 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
         if writes % COMPACT_EVERY_WRITES == 0:
             self.compactor.start(collection, COMPACT_MIN_INTERVAL_S)  # skipped while one runs
         return len(rows)
+
+    def replace_many(self, collection: str, items: Sequence[Dict[str, Any]]) -> int:
+        """Write items keyed by ``uuid``, replacing a stored row of the same uuid in one atomic
+        step (LanceDB ``merge_insert``; for rare edits such as a corrected feedback pair)."""
+        if not items:
+            return 0
+        table = self._open(collection)
+        dim = self.table_dim(collection)
+        rows = [{"uuid": str(item["uuid"]), "payload": _serialize_properties(item["properties"]),
+                 "vector": [0.0] * dim if item.get("vector") is None else [float(x) for x in item["vector"]]}
+                for item in items]
+        with self._write_lock:
+            table.merge_insert("uuid").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        return len(rows)
+
+    def delete_ids(self, collection: str, uuids: Sequence[str]) -> int:
+        """Delete the rows with these uuids; returns how many there were."""
+        if not uuids or not self.collection_exists(collection):
+            return 0
+        where = "uuid IN (" + ", ".join(sql_quote(str(u)) for u in uuids) + ")"
+        table = self._open(collection)
+        with self._write_lock:
+            found = int(table.count_rows(where))
+            if found:
+                table.delete(where)
+        return found
+
+    def page_rows(self, collection: str, function_name: Optional[str], offset: int, limit: int,
+                  include_vector: bool = False) -> Tuple[int, List[StoreRecord]]:
+        """``(total, records)``: rows ``offset .. offset+limit`` in write order (one query, not a scan)."""
+        if not self.collection_exists(collection):
+            return 0, []
+        where = function_filter(function_name)
+        table = self._open(collection)
+        total = int(table.count_rows(where))
+        columns = ["uuid", "payload"] + (["vector"] if include_vector else [])
+        query = table.search().select(columns)
+        if where:
+            query = query.where(where)
+        rows = query.offset(offset).limit(limit).to_list() if limit > 0 and offset < total else []
+        return total, [_row_to_record(row, include_vector=include_vector) for row in rows]
 
     @staticmethod
     def _stored_ids(table: Any, uuids: List[str]) -> List[str]:

@@ -54,7 +54,7 @@ DOCUMENT_PROPERTIES: List[Dict[str, Any]] = [
 ]
 
 
-def connect(config: VTConfig) -> "FixedWeaviateStore":
+def connect(config: VTConfig) -> FixedWeaviateStore:
     """A store on the Weaviate server the config names (REST port + gRPC port)."""
     try:
         import weaviate
@@ -135,6 +135,23 @@ class FixedWeaviateStore(UpsertWrites, WeaviateVectorStore):
             raise StoreError(f"Weaviate rejected {len(result.errors)} of {len(objects)} objects for "
                              f"{collection!r}; object {index}: {getattr(error, 'message', error)}")
         return len(objects)
+
+    def replace_many(self, collection: str, items: Sequence[Dict[str, Any]]) -> int:
+        """Write items keyed by ``uuid``, replacing stored objects (Weaviate's batch does so per uuid)."""
+        return self.upsert_many(collection, items)
+
+    def delete_ids(self, collection: str, uuids: Sequence[str]) -> int:
+        """Delete the objects with these uuids; returns how many there were."""
+        if not uuids or not self.collection_exists(collection):
+            return 0
+        col = self._client.collections.get(collection)
+        deleted = 0
+        for uuid in uuids:
+            try:
+                deleted += bool(col.data.delete_by_id(uuid=str(uuid)))
+            except Exception as exc:
+                raise StoreError(f"Weaviate delete of {collection}/{uuid} failed: {exc}") from exc
+        return deleted
 
     # -- reads ----------------------------------------------------------------------------
     def fetch_by_id(self, collection: str, uuid: str, include_vector: bool = False) -> Optional[StoreRecord]:
