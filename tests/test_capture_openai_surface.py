@@ -425,3 +425,36 @@ def test_record_only_streams_send_the_models_text_and_store_the_hooked_copy(plai
     assert SYNC[method](client) == ANSWER
     record = _record(last_run_id())
     assert record.output == "HOOKED:" + ANSWER and record.raw_output == ANSWER
+
+
+def test_tool_using_calls_export_as_valid_fine_tuning_examples(plain, client, tmp_path):
+    from vt_middleware.select.export import write_chat_jsonl
+    from vt_middleware.train.jsonl import read_chat_examples
+
+    ask = [{"role": "user", "content": "weather in Paris?"}]
+    call = client.chat.completions.create(messages=ask, tools=TOOLS_CHAT, **M).choices[0].message.tool_calls[0]
+    first = last_run_id()
+    history = ask + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
+                     {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'}]
+    client.chat.completions.create(messages=history, tools=TOOLS_CHAT, **M)
+    second = last_run_id()
+    item = client.responses.create(input="weather in Paris?", tools=TOOLS_RESP, **M).output[-1]
+    third = last_run_id()
+    records = [(run_id, _record(run_id)) for run_id in (first, second, third)]
+    report = write_chat_jsonl(records, tmp_path / "golden.jsonl")  # validated by the project's validator
+    assert report.written == 3 and not report.skipped
+    one, two, three = read_chat_examples(tmp_path / "golden.jsonl")
+    tool_def = {"type": "function", "function": TOOLS_CHAT[0]["function"]}
+    assert one["tools"] == two["tools"] == three["tools"] == [tool_def]
+    assert one["messages"][-1] == {"role": "assistant", "content": None, "tool_calls": [
+        {"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+    assert [m["role"] for m in two["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert two["messages"][1]["tool_calls"][0]["id"] == call.id
+    assert two["messages"][2] == {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'}
+    assert two["messages"][3] == {"role": "assistant", "content": "HOOKED:It is sunny in Paris."}
+    assert three["messages"][-1]["tool_calls"][0]["id"] == item.call_id
+    # a human correction replaces the tool call with the corrected text answer
+    fixed = write_chat_jsonl(records[:1], tmp_path / "fixed.jsonl", corrections={first: "It is sunny."})
+    assert fixed.corrected == 1
+    assert read_chat_examples(tmp_path / "fixed.jsonl")[0]["messages"][-1] == {"role": "assistant",
+                                                                                "content": "It is sunny."}
