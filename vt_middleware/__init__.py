@@ -38,7 +38,7 @@ _LAZY = {
     "rollback": "vt_middleware.evolve.swap:rollback",
     "Evolver": "vt_middleware.evolve.evolver:Evolver",
     "get_runtime": "vt_middleware.runtime.active:get_runtime",
-    "get_store": "vt_middleware.store.executions:get_store",
+    "get_store": "vt_middleware.store:get_store",
     "share_store_with_vectorwave": "vt_middleware.store.executions:share_store_with_vectorwave",
     "error_counts": "vt_middleware.health:error_counts",
 }
@@ -65,7 +65,7 @@ def reset(**config_overrides: Any) -> VTConfig:
     from .capture.worker import shutdown_worker
     from .health import reset_error_counts
     from .runtime.active import get_runtime
-    from .store.executions import reset_store
+    from .store import reset_store
 
     shutdown_worker()
     reset_store()

@@ -309,13 +309,13 @@ class Delivery:
             self.stats["journaled"] += len(chunk.items)
 
     def store(self) -> Any:
-        from ..store.executions import ExecutionStore, get_store
+        from ..store import executions_module
 
-        store = get_store()
+        store = executions_module().get_store()
         if store.config is self.config:
             return store
         if self._own_store is None:  # a retired worker drains into its own config's store
-            self._own_store = ExecutionStore(self.config)
+            self._own_store = executions_module().ExecutionStore(self.config)
         return self._own_store
 
     def _embed(self, items: List[Item]) -> None:

@@ -28,7 +28,7 @@ def prompt_text(record: CallRecord) -> str:
 def feedback(run_id: str, fixed_output: Optional[str] = None, *, thumbs_up: Optional[bool] = None,
              comment: Optional[str] = None) -> FeedbackPair:
     """Store a correction (``fixed_output``) or approval (``thumbs_up=True``) of call ``run_id``."""
-    from ..store.executions import get_store
+    from ..store import get_store
 
     if not isinstance(run_id, str) or not run_id:
         raise ConfigError(f"feedback(run_id=...) needs the run_id of a captured call, got {run_id!r}")

@@ -143,7 +143,7 @@ def _after_fork_in_child() -> None:
     _worker_lock = threading.Lock()
     _worker = None  # (a kept reference would see the new pid and start afresh too)
     try:
-        from ..store.executions import reset_store
+        from ..store import reset_store
 
         reset_store()
     except Exception:  # noqa: BLE001

@@ -22,6 +22,7 @@ import numpy as np
 from ..config import PerConfig, VTConfig, get_config
 from ..errors import ConfigError, DataError
 from ..types import FeedbackPair
+from . import IMPORT_LOCK
 from .lance import FixedLanceStore
 
 if TYPE_CHECKING:
@@ -61,9 +62,10 @@ def share_store_with_vectorwave(config: Optional[VTConfig] = None) -> Dict[str, 
     env = vectorwave_env(config)
     os.environ.update(env)
     try:
-        from vectorwave.database.db import get_cached_client
-        from vectorwave.models.db_config import get_weaviate_settings
-        from vectorwave.store.factory import get_vector_store
+        with IMPORT_LOCK:
+            from vectorwave.database.db import get_cached_client
+            from vectorwave.models.db_config import get_weaviate_settings
+            from vectorwave.store.factory import get_vector_store
 
         get_vector_store.cache_clear()
         get_weaviate_settings.cache_clear()
@@ -236,10 +238,11 @@ Backend = Union[FixedLanceStore, "FixedWeaviateStore"]
 
 def adapt_backend(backend: Any) -> Backend:
     """Our fixed store for a VectorWave store (e.g. a ``VectorWaveDatasetManager``'s ``.store``)."""
-    from vectorwave.store.lance_store import LanceVectorStore
-    from vectorwave.store.weaviate_store import WeaviateVectorStore
+    with IMPORT_LOCK:
+        from vectorwave.store.lance_store import LanceVectorStore
+        from vectorwave.store.weaviate_store import WeaviateVectorStore
 
-    from .weaviate import FixedWeaviateStore
+        from .weaviate import FixedWeaviateStore
 
     if isinstance(backend, (FixedLanceStore, FixedWeaviateStore)):
         return backend

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from vectorwave.store.base import StoreRecord
-from vectorwave.store.lance_store import LanceVectorStore, _row_to_record, _serialize_properties
+from . import IMPORT_LOCK
+
+with IMPORT_LOCK:  # VectorWave's import cycles break under concurrent first imports
+    from vectorwave.store.base import StoreRecord
+    from vectorwave.store.lance_store import LanceVectorStore, _row_to_record, _serialize_properties
 
 from ..errors import DataError
 from .compaction import ChildCompactor
@@ -36,6 +40,7 @@ COMPACT_MIN_INTERVAL_S = 60.0
 KEEP_OLD_VERSIONS = timedelta(minutes=10)
 CACHE_BYTES = 32 << 20  # each of LanceDB's index and metadata caches (default: about 1 GiB, kept)
 _ID_LOOKUP_CHUNK = 500
+_OPEN_ATTEMPTS = 5
 
 
 def sql_quote(value: str) -> str:
@@ -51,6 +56,7 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
         session = self._lancedb.Session(index_cache_size_bytes=CACHE_BYTES, metadata_cache_size_bytes=CACHE_BYTES)
         self._db = self._lancedb.connect(db_path, read_consistency_interval=timedelta(0), session=session)
         self._write_lock = threading.Lock()
+        self._schema_lock = threading.Lock()
         self._writes: Dict[str, int] = {}
         self.compactor = ChildCompactor(db_path, KEEP_OLD_VERSIONS)
 
@@ -84,11 +90,22 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
         cached = self._open_tables.get(collection)
         if cached is not None:
             return cached
-        if not self.collection_exists(collection):
-            self.ensure_collection(collection, properties=[])
-        table = self._db.open_table(collection)
-        self._open_tables[collection] = table
-        return table
+        with self._schema_lock:  # two threads creating a table at once: one saw it half-made
+            cached = self._open_tables.get(collection)
+            if cached is not None:
+                return cached
+            if not self.collection_exists(collection):
+                self.ensure_collection(collection, properties=[])
+            for attempt in range(_OPEN_ATTEMPTS):
+                try:
+                    table = self._db.open_table(collection)
+                    break
+                except ValueError:  # another process is still creating it
+                    if attempt == _OPEN_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            self._open_tables[collection] = table
+            return table
 
     def close(self) -> None:
         """Let a running compaction finish (a child left behind would outlive its reaper)."""

@@ -23,8 +23,11 @@ import uuid as uuid_lib
 from datetime import datetime
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
 
-from vectorwave.store.base import StoreRecord
-from vectorwave.store.weaviate_store import WeaviateVectorStore, _to_record
+from . import IMPORT_LOCK
+
+with IMPORT_LOCK:  # VectorWave's import cycles break under concurrent first imports
+    from vectorwave.store.base import StoreRecord
+    from vectorwave.store.weaviate_store import WeaviateVectorStore, _to_record
 
 from ..config import VTConfig
 from ..errors import StoreError
