@@ -100,9 +100,10 @@ def _review(rng: random.Random) -> Tuple[str, str, Dict[str, Callable[[str], str
     share = rng.randint(5, 95)
     mood = rng.choice(["loves", "is unhappy with", "has mixed feelings about", "recommends"])
     review = f"Review ({stars} of 5 stars) of the {brand} {item}: the reviewer {mood} it. {share}% would buy again."
-    lines = [rng.choice([f"The reviewer {mood} the {brand} {item}.", f"Overall the {brand} {item} gets a clear opinion: "
-                         f"the reviewer {mood} it."]),
-             rng.choice([f"About {share}% of buyers would buy it again.", f"{share}% of readers say they would repurchase."]),
+    lines = [rng.choice([f"The reviewer {mood} the {brand} {item}.",
+                         f"Overall the {brand} {item} gets a clear opinion: the reviewer {mood} it."]),
+             rng.choice([f"About {share}% of buyers would buy it again.",
+                         f"{share}% of readers say they would repurchase."]),
              f"Verdict: {stars}/5"]
     good = "\n".join(lines)
     defects = {

@@ -1,13 +1,21 @@
-"""Diff analysis of feedback pairs: edit distance, word-level segments, semantic similarity."""
+"""Diff analysis of feedback pairs: edit distance, word-level segments, similarity.
+
+Similarity is character-level by default (rule mining needs only the alignment); with an
+embedder, or vectors stored with the captured calls, it is the embeddings' cosine.
+"""
 from __future__ import annotations
 
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
+
 from ..errors import DataError
 from ..types import FeedbackPair
 
-TOKEN_RE = re.compile(r"\s+|\w+\s*|[^\w\s]\s*", re.UNICODE)
+# Numbers with their separators (1,234.50), ISO dates and clock times are one token each, so
+# a re-written value is one aligned edit.
+TOKEN_RE = re.compile(r"\s+|\d+(?:[.,:/-]\d+)*(?!\w)\s*|\w+\s*|[^\w\s]\s*", re.UNICODE)
 # Beyond these sizes the exact diffs would take seconds: segments fall back to
 # common prefix/suffix + one middle segment, and the edit distance is capped.
 MAX_DIFF_CELLS = 400_000_000
@@ -137,12 +145,18 @@ def _offsets(tokens: Sequence[str]) -> List[int]:
 class FeedbackDiffAnalyzer:
     """Turns a :class:`FeedbackPair` into the diff record rule mining works from.
 
-    ``embedder`` defaults to the capture layer's model (``VTConfig.embedding_model``).
+    ``similarity_score`` is semantic when ``embedder`` or ``embedding_model`` is given (vectors
+    in a pair's context under ``bad_vector`` / ``fixed_vector`` are reused, the rest embedded in
+    one batch), else the normalised character similarity.
     """
 
     def __init__(self, embedder: Optional[Any] = None, embedding_model: Optional[str] = None) -> None:
         self._embedder = embedder
         self._embedding_model = embedding_model
+
+    @property
+    def semantic(self) -> bool:
+        return self._embedder is not None or self._embedding_model is not None
 
     @property
     def embedder(self) -> Any:
@@ -157,25 +171,45 @@ class FeedbackDiffAnalyzer:
         """Diff one pair (see :meth:`analyze_many`)."""
         return self.analyze_many([pair])[0]
 
+    def _similarities(self, pairs: Sequence[FeedbackPair]) -> List[float]:
+        from rapidfuzz.distance import Levenshtein
+
+        if not self.semantic:
+            return [1.0 if p.bad_output == p.fixed_output else float(Levenshtein.normalized_similarity(
+                p.bad_output, p.fixed_output)) for p in pairs]
+        stored: Dict[int, Any] = {}
+        missing: List[str] = []
+        for index, pair in enumerate(pairs):
+            context = pair.context if isinstance(pair.context, dict) else {}
+            bad_vec, fixed_vec = context.get("bad_vector"), context.get("fixed_vector")
+            if bad_vec is not None and fixed_vec is not None:
+                stored[index] = (np.asarray(bad_vec, dtype=np.float32), np.asarray(fixed_vec, dtype=np.float32))
+            elif pair.bad_output != pair.fixed_output:
+                missing.extend([pair.bad_output, pair.fixed_output])
+        vectors = iter(self.embedder.embed(missing)) if missing else iter(())
+        out = []
+        for index, pair in enumerate(pairs):
+            if index in stored:
+                bad_vec, fixed_vec = stored[index]
+                norm = float(np.linalg.norm(bad_vec) * np.linalg.norm(fixed_vec)) or 1.0
+                out.append(float(bad_vec @ fixed_vec) / norm)
+            elif pair.bad_output == pair.fixed_output:
+                out.append(1.0)
+            else:
+                out.append(float(next(vectors) @ next(vectors)))
+        return out
+
     def analyze_many(self, pairs: Sequence[FeedbackPair]) -> List[Dict[str, Any]]:
-        """Diff many pairs, embedding all texts in one batch."""
+        """Diff many pairs (embedding, when semantic, in one batch)."""
         from rapidfuzz.distance import Levenshtein
 
         for pair in pairs:
             _check_pair(pair)
         if not pairs:
             return []
-        texts: List[str] = []
-        for pair in pairs:
-            texts.extend([pair.bad_output, pair.fixed_output, pair.input_prompt])
-        vectors = self.embedder.embed(texts)
+        similarities = self._similarities(pairs)
         diffs = []
-        for index, pair in enumerate(pairs):
-            bad_vec, fixed_vec, input_vec = vectors[3 * index : 3 * index + 3]
-            if pair.bad_output == pair.fixed_output:
-                similarity = 1.0
-            else:
-                similarity = float(bad_vec @ fixed_vec)
+        for pair, similarity in zip(pairs, similarities):
             capped = len(pair.bad_output) * len(pair.fixed_output) > MAX_DIFF_CELLS * 25
             distance = Levenshtein.distance(
                 pair.bad_output, pair.fixed_output, score_cutoff=EDIT_DISTANCE_CAP if capped else None
@@ -200,7 +234,6 @@ class FeedbackDiffAnalyzer:
                     "segments": segments,
                     "diff_segments": changed,
                     "diff_summary": diff_summary(changed),
-                    "input_vector": [float(x) for x in input_vec],
                 }
             )
         return diffs

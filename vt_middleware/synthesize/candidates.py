@@ -6,15 +6,25 @@ regexes are ``re.escape``-d literals joined with fixed slot patterns.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
 from collections import Counter, defaultdict
+from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .slots import (
-    ATOM_RE, INPUT_SLOT, NUMBER_FULL_RE, NUMBER_PATTERN, WORD_PATTERN, is_number, learn_input_slot, slot_value_atom,
+    ATOM_RE,
+    INPUT_SLOT,
+    NUMBER_FULL_RE,
+    NUMBER_PATTERN,
+    WORD_PATTERN,
+    is_number,
+    learn_input_slot,
+    slot_value_atom,
 )
+from .typed import conversions
 
 MAX_SEGMENT_CHARS = 300  # longer edits are rewrites, not reusable rules
 MAX_ADDITION_CHARS = 500
@@ -42,6 +52,7 @@ def _join_literals(parts: List[List[str]]) -> List[List[str]]:
     return out
 
 
+@lru_cache(maxsize=50_000)
 def abstract_replacement(bad: str, fixed: str, input_prompt: str = "") -> Optional[Tuple[str, str, List[List[str]]]]:
     """Generalise one edit ``bad`` -> ``fixed`` into ``(pattern, anchor, parts)``.
 
@@ -104,8 +115,18 @@ def abstract_replacement(bad: str, fixed: str, input_prompt: str = "") -> Option
     return regex, anchor, _join_literals(parts)
 
 
-def _edit_spans(diff: Dict[str, Any]) -> List[Tuple[str, str]]:
-    """Middle edits of a diff as (bad, fixed); inserts get their preceding word as anchor."""
+def _tokens(text: str) -> List[str]:
+    from .analyzer import tokenize
+
+    return tokenize(text)
+
+
+CONTEXT_VARIANTS = ((0, 0), (1, 0), (0, 1), (1, 1))
+
+
+def _edit_spans(diff: Dict[str, Any]) -> List[Tuple[str, str, str, str, str, str]]:
+    """Middle edits of a diff as ``(bad, fixed, left, right, bad core, fixed core)``: each edit
+    with none or one token of the unchanged text on either side (inserts need some context)."""
     segments = diff["segments"]
     edits = []
     for index, seg in enumerate(segments):
@@ -116,16 +137,16 @@ def _edit_spans(diff: Dict[str, Any]) -> List[Tuple[str, str]]:
             continue  # whitespace-only edits are the normalisers' job
         if len(bad) > MAX_SEGMENT_CHARS or len(fixed) > MAX_SEGMENT_CHARS:
             continue
-        if seg["op"] == "insert":
-            if index == 0 or index == len(segments) - 1:
-                continue  # prefix/suffix additions are mined separately
-            before = ATOM_RE.findall(segments[index - 1]["bad"])
-            words = [i for i, a in enumerate(before) if _is_word(a)]
-            if not words:
+        before = _tokens(segments[index - 1]["bad"]) if index > 0 else []
+        after = _tokens(segments[index + 1]["bad"]) if index + 1 < len(segments) else []
+        for n_left, n_right in CONTEXT_VARIANTS:
+            if n_left > len(before) or n_right > len(after):
                 continue
-            context = "".join(before[words[-1] :])
-            bad, fixed = context, context + fixed
-        edits.append((bad, fixed))
+            left = "".join(before[len(before) - n_left :]) if n_left else ""
+            right = "".join(after[:n_right])
+            if seg["op"] == "insert" and not (left.strip() or right.strip()):
+                continue
+            edits.append((left + bad + right, left + fixed + right, left, right, bad, fixed))
     return edits
 
 
@@ -168,18 +189,32 @@ def _resolve_input_parts(group: Dict[str, Any]) -> Optional[Tuple[List[List[str]
 def mine_replacements(diffs: Sequence[Dict[str, Any]], min_support: int) -> List[Candidate]:
     """Replace/remove candidates seen in at least ``min_support`` pairs."""
     groups: Dict[Tuple[str, str], Dict[str, Any]] = {}
+
+    def add(regex: str, shape: str, anchor: str, parts: List[List[str]], diff: Dict[str, Any], example: tuple) -> None:
+        group = groups.setdefault((regex, shape), {"pairs": [], "examples": [], "anchor": anchor, "parts": parts})
+        if diff["pair_id"] not in group["pairs"]:
+            group["pairs"].append(diff["pair_id"])
+            group["examples"].append(example)
+
     for diff in diffs:
-        for bad, fixed in _edit_spans(diff):
+        seen = set()
+        for bad, fixed, left, right, core_bad, core_fixed in _edit_spans(diff):
             abstracted = abstract_replacement(bad, fixed, diff["input_prompt"])
-            if abstracted is None:
+            if abstracted is not None:
+                regex, anchor, parts = abstracted
+                for shape, variant, values in _replacement_variants(parts):
+                    add(regex, shape, anchor, variant, diff, (bad, fixed, values, diff["input_prompt"]))
+            key = (core_bad, core_fixed, left, right)
+            if key in seen:
                 continue
-            regex, anchor, parts = abstracted
-            for shape, variant, values in _replacement_variants(parts):
-                group = groups.setdefault((regex, shape), {"pairs": [], "examples": [], "anchor": anchor,
-                                                           "parts": variant})
-                if diff["pair_id"] not in group["pairs"]:
-                    group["pairs"].append(diff["pair_id"])
-                    group["examples"].append((bad, fixed, values, diff["input_prompt"]))
+            seen.add(key)
+            if right or (left and any(ch.isalnum() for ch in core_bad if not ch.isdigit())):
+                continue  # typed rewrites: the value with its own text, or with one word before it
+            for regex, parts, _label, literals in conversions(core_bad, core_fixed):
+                anchor = max((x for x in [left, right, *literals] if x.strip()), key=len, default="")
+                full = _join_literals([["lit", left, ""]] + parts + [["lit", right, ""]])
+                pattern = re.escape(left) + regex + re.escape(right)
+                add(pattern, json.dumps(full), anchor, full, diff, (bad, fixed, [], diff["input_prompt"]))
     candidates = []
     for (regex, _), group in sorted(groups.items()):
         if len(group["pairs"]) < min_support:
@@ -216,37 +251,53 @@ def mine_replacements(diffs: Sequence[Dict[str, Any]], min_support: int) -> List
     return candidates
 
 
+def line_opcodes(diff: Dict[str, Any]) -> List[Tuple[str, int, int, int, int]]:
+    """Line-level alignment of a diff's bad and fixed outputs (cached on the diff record)."""
+    found = diff.get("_line_ops")
+    if found is None:
+        bad, fixed = diff["bad_output"].split("\n"), diff["fixed_output"].split("\n")
+        found = difflib.SequenceMatcher(None, bad, fixed, autojunk=False).get_opcodes()
+        diff["_line_ops"] = found
+    return found
+
+
 def _addition(diff: Dict[str, Any], where: str) -> Optional[Tuple[str, str]]:
-    """(separator, body) of text the fix added at the end (or start) of the output."""
-    changed = [seg for seg in diff["segments"] if seg["op"] != "equal"]
-    if not changed:
+    """(separator, body) of text the fix added at the end (or start) of the output: whole lines
+    (after blank lines, learned whole), or words added to the last (first) line."""
+    ops = line_opcodes(diff)
+    bad_lines, fixed_lines = diff["bad_output"].split("\n"), diff["fixed_output"].split("\n")
+    if not ops or not diff["bad_output"].strip():
         return None
-    # From the last change to the end (or start to the first change), so that an
-    # alignment which matched a final "." inside the addition still counts.
-    if where == "append":
-        seg = changed[-1]
-        bad, fixed = diff["bad_output"][seg["bad_span"][0] :], diff["fixed_output"][seg["fixed_span"][0] :]
+    tag, i1, i2, j1, j2 = ops[-1] if where == "append" else ops[0]
+    at_edge = i2 == len(bad_lines) if where == "append" else i1 == 0
+    grown = tag == "replace" and at_edge and j2 - j1 > i2 - i1
+    if (tag == "insert" and at_edge) or grown:
+        # lines beyond those that replace the bad ones are added (the last line may change too)
+        extra = (i2 - i1) if grown else 0
+        block = fixed_lines[j1 + extra : j2] if where == "append" else fixed_lines[j1 : j2 - extra]
+        blanks = 0
+        order = block if where == "append" else block[::-1]
+        while blanks < len(order) and not order[blanks].strip():
+            blanks += 1
+        body = "\n".join(block).strip()
+        separator = "\n" * (blanks + 1)
     else:
-        seg = changed[0]
-        bad, fixed = diff["bad_output"][: seg["bad_span"][1]], diff["fixed_output"][: seg["fixed_span"][1]]
-    if where == "append":
-        kept = bad.rstrip()
-        if not fixed.startswith(kept):
+        bad_line = bad_lines[-1] if where == "append" else bad_lines[0]
+        fixed_line = fixed_lines[-1] if where == "append" else fixed_lines[0]
+        kept = bad_line.rstrip() if where == "append" else bad_line.lstrip()
+        if not kept or len(fixed_line) <= len(kept):
             return None
-        tail = fixed[len(kept) :]
-        body = tail.strip()
-        separator = tail[: len(tail) - len(tail.lstrip())]
-    else:
-        kept = bad.lstrip()
-        if not fixed.endswith(kept):
+        if where == "append" and fixed_line.startswith(kept):
+            extra = fixed_line[len(kept) :]
+            separator = extra[: len(extra) - len(extra.lstrip())]
+        elif where == "prepend" and fixed_line.endswith(kept):
+            extra = fixed_line[: len(fixed_line) - len(kept)]
+            separator = extra[len(extra.rstrip()) :]
+        else:
             return None
-        head = fixed[: len(fixed) - len(kept)]
-        body = head.strip()
-        separator = head[len(head.rstrip()) :]
+        body = extra.strip()
     if not body or len(body) > MAX_ADDITION_CHARS:
         return None
-    if not separator and diff["bad_output"].strip():
-        separator = " "
     return separator, body
 
 
@@ -266,15 +317,27 @@ def _skeletons(body: str, input_prompt: str) -> List[Tuple[Tuple[str, ...], List
     return found
 
 
+def learned_slot(values: List[str], diffs: List[Dict[str, Any]]) -> Optional[Tuple[List[str], str]]:
+    """(part, hint) reading ``values`` from the input, else from the output itself (a value the
+    answer states elsewhere); None when neither agrees across the pairs."""
+    learned = learn_input_slot(values, [d["input_prompt"] for d in diffs])
+    if learned is not None:
+        return learned.part, learned.hint
+    learned = learn_input_slot(values, [d["bad_output"] for d in diffs])
+    if learned is not None:
+        return ["output_match", learned.part[1], learned.part[2]], learned.hint + " (in the output)"
+    return None
+
+
 def _slot_source(values: List[str], diffs: List[Dict[str, Any]]) -> Tuple[List[str], Optional[str]]:
     """Where a number in an added text comes from, and a hint for the description: a
     context pattern in the input, else the n-th number of the input or output, else the mode."""
     mode = Counter(values).most_common(1)[0][0]
     if len(set(values)) == 1:
         return ["lit", mode, ""], None
-    learned = learn_input_slot(values, [d["input_prompt"] for d in diffs])
+    learned = learned_slot(values, diffs)
     if learned is not None:
-        return learned.part, learned.hint
+        return learned
     for kind, field in (("input_number", "input_prompt"), ("output_number", "bad_output")):
         for index in range(4):
             numbers = [NUMBER_FULL_RE.findall(d[field]) for d in diffs]
@@ -296,7 +359,7 @@ def _addition_parts(skeleton: Tuple[str, ...], members: List[Tuple[Dict[str, Any
     for atom in skeleton:
         if atom not in (NUM, WORD):
             parts.append(["lit", atom, ""])
-            presence.append(r"\s+" if atom.isspace() else re.escape(atom))
+            presence.append(r"\s{1,8}+" if atom.isspace() else re.escape(atom))
             template.append(atom)
             continue
         values = [m[2][slot] for m in members]
@@ -304,10 +367,10 @@ def _addition_parts(skeleton: Tuple[str, ...], members: List[Tuple[Dict[str, Any
         if atom == NUM:
             part, hint = _slot_source(values, member_diffs)
         else:
-            learned = learn_input_slot(values, [d["input_prompt"] for d in member_diffs])
+            learned = learned_slot(values, member_diffs)
             if learned is None:
                 return None
-            part, hint = learned.part, learned.hint
+            part, hint = learned
         constant = part[0] == "lit"
         parts.append(part)
         presence.append(re.escape(part[1]) if constant and atom == WORD else
@@ -315,7 +378,7 @@ def _addition_parts(skeleton: Tuple[str, ...], members: List[Tuple[Dict[str, Any
         template.append(part[1] if constant else "{" + ("N" if atom == NUM else "X") + "}")
         if hint:
             hints.append(hint)
-    if WORD in skeleton and not any(p[0] == INPUT_SLOT for p in parts):
+    if WORD in skeleton and not any(p[0] in (INPUT_SLOT, "output_match") for p in parts):
         return None  # same rule as the numbers-only skeleton
     return _join_literals(parts), "".join(presence), "".join(template), hints
 
@@ -370,6 +433,7 @@ NORMALIZER_VARIANTS: List[Tuple[str, Optional[int], int, str]] = [
     ("blank_lines", None, 80, "Collapse runs of blank lines into one"),
     ("straight_quotes", None, 80, "Replace curly quotes with straight quotes"),
     ("capitalize_first", None, 40, "Capitalise the first letter of the output"),
+    ("input_casing", None, 70, "Write names the way the input writes them"),
 ]
 
 

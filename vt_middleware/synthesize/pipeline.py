@@ -25,6 +25,7 @@ class SynthesisResult:
     conflicts: Dict[str, Any]
     activated: bool = False
     dropped_by_validation: List[str] = field(default_factory=list)
+    estimate: Dict[str, Any] = field(default_factory=dict)
 
 
 def synthesize_version(
@@ -38,12 +39,16 @@ def synthesize_version(
     synthesizer: Optional[RuleSetSynthesizer] = None,
     llm: Optional[Any] = None,
     prompt_rules: bool = True,
+    negatives: Optional[Sequence[Any]] = None,
 ) -> SynthesisResult:
     """Synthesise a new immutable hook version in ``output_dir`` (default: config hooks_dir).
 
     ``llm`` (e.g. :class:`~.llm.LLMRuleProposer`) is asked for rules covering the pairs the
     heuristics left unfixed; its proposals are scored on the pairs like mined ones.
     ``prompt_rules=False`` leaves prompts alone (small models can be derailed by added guidance).
+    ``negatives``: outputs of the same functions nobody corrected (strings or (output, context)
+    tuples); a rule changing more than a set share of them is dropped, and the harm rate on them
+    goes into the manifest with the k-fold estimate (``estimate``).
 
     Rules whose claims do not hold in the generated module are dropped and the module
     is generated again; the manifest records the validation of what was written.
@@ -58,7 +63,7 @@ def synthesize_version(
     diffs = (analyzer or FeedbackDiffAnalyzer()).analyze_many(pairs)
     synthesizer = synthesizer or RuleSetSynthesizer(min_support=min_support, min_confidence=min_confidence, llm=llm,
                                                   prompt_rules=prompt_rules)
-    rules = synthesizer.synthesize(diffs)
+    rules = synthesizer.synthesize(diffs, negatives=negatives)
     store = HookVersionStore(output_dir)
     version = store.reserve_version()
     hook_path = store.hook_path(version)
@@ -79,7 +84,8 @@ def synthesize_version(
         source_pairs=[p.pair_id for p in pairs],
         validation=validation,
         version=version,
-        extra={"conflicts": synthesizer.last_report.to_dict(), "dropped_by_validation": dropped},
+        extra={"conflicts": synthesizer.last_report.to_dict(), "dropped_by_validation": dropped,
+               "estimate": synthesizer.last_estimate},
     )
     activated = False
     if activate and validation["ok"]:
@@ -88,6 +94,7 @@ def synthesize_version(
     return SynthesisResult(
         hook_path=str(hook_path), version=manifest["version"], rules=rules, validation=validation,
         conflicts=synthesizer.last_report.to_dict(), activated=activated, dropped_by_validation=dropped,
+        estimate=synthesizer.last_estimate,
     )
 
 

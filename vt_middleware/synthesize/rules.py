@@ -4,15 +4,16 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence
-
-import numpy as np
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from ..errors import ConfigError, DataError
 from ..types import Rule
 from . import candidates as mining
 from .conflicts import ConflictReport, resolve_conflicts
+from .crossval import cross_validate
 from .hook_runtime import _apply_rules, _compile_rules
+from .line_edits import mine_line_edits
+from .search import SearchResult, greedy_search
 
 logger = logging.getLogger("vt_middleware.synthesize")
 
@@ -42,7 +43,7 @@ def to_hook_dict(rule: Rule) -> Dict[str, Any]:
 
 
 def _to_rule(candidate: Dict[str, Any], support: int, confidence: float, sources: List[str]) -> Rule:
-    condition_keys = {"scope", "pattern", "anchor", "ignore_case", "keywords", "min_overlap"}
+    condition_keys = {"scope", "pattern", "anchor", "ignore_case", "keywords", "min_overlap", "position", "anchor_line"}
     rest = {k: v for k, v in candidate.items() if k not in _RULE_FIELDS}
     return Rule(
         rule_id=candidate["id"],
@@ -58,13 +59,41 @@ def _to_rule(candidate: Dict[str, Any], support: int, confidence: float, sources
     )
 
 
-class RuleSetSynthesizer:
-    """Feedback diffs -> generalising rules with support, confidence and no contradictions.
+Negative = Union[str, Tuple[str, Dict[str, Any]]]
+MAX_CANDIDATES = 1500
 
-    A candidate is scored by applying it (with the same interpreter the generated
-    hook uses) to every pair in its scope: it *supports* a pair when it moves the bad
-    output closer to the fixed one, and *harms* one when it makes a bad output worse
-    or changes a fixed (good) output. ``confidence = support / (support + harm)``.
+
+def _negatives(negatives: Optional[Sequence[Negative]]) -> List[Tuple[str, Dict[str, Any]]]:
+    out = []
+    for item in negatives or ():
+        text, context = (item, {}) if isinstance(item, str) else item
+        if not isinstance(text, str) or not isinstance(context, dict):
+            raise DataError("negatives are output strings or (output, context dict) tuples")
+        out.append((text, context))
+    return out
+
+
+def _variants_pruned(found: List[Dict[str, Any]], keep: int = 3) -> List[Dict[str, Any]]:
+    """At most ``keep`` candidates per (kind, source pairs): context variants of one edit, the
+    most general (shortest pattern) first."""
+    by_sources: Dict[Tuple[str, Tuple[str, ...]], List[Dict[str, Any]]] = {}
+    for candidate in found:
+        by_sources.setdefault((candidate["kind"], tuple(candidate["mined_from"])), []).append(candidate)
+    out = []
+    for group in by_sources.values():
+        out += sorted(group, key=lambda c: (len(c.get("pattern") or ""), c["id"]))[:keep]
+    return sorted(out, key=lambda c: c["id"])
+
+
+class RuleSetSynthesizer:
+    """Feedback diffs -> an ordered rule list verified on the pairs, with a k-fold self-estimate.
+
+    Candidates (aligned token edits with typed slots, line edits, additions, normalisers and,
+    with ``llm``, proposals) go through :func:`~.search.greedy_search`; ``min_confidence`` is
+    the precision a rule needs on the texts it fires on. With ``folds >= 2`` the same miner and
+    search run k-fold (:mod:`.crossval`); a rule whose held-out precision is below
+    ``min_cv_precision`` is not emitted. ``last_estimate`` holds the figures, ``last_scores``
+    each candidate's evidence.
     """
 
     def __init__(
@@ -73,40 +102,69 @@ class RuleSetSynthesizer:
         min_confidence: float = 0.8,
         prompt_rules: bool = True,
         llm: Optional[Any] = None,
+        folds: int = 5,
+        min_cv_precision: float = 0.8,
+        max_negative_share: float = 0.02,
+        max_rules: int = 60,
     ) -> None:
         if min_support < 1:
             raise ConfigError(f"min_support must be >= 1, got {min_support}")
         if not 0.0 <= min_confidence <= 1.0:
             raise ConfigError(f"min_confidence must be in [0, 1], got {min_confidence}")
+        if not 0.0 <= max_negative_share <= 1.0:
+            raise ConfigError(f"max_negative_share must be in [0, 1], got {max_negative_share}")
         self.min_support = min_support
         self.min_confidence = min_confidence
         self.prompt_rules = prompt_rules
         self.llm = llm
+        self.folds = folds
+        self.min_cv_precision = min_cv_precision
+        self.max_negative_share = max_negative_share
+        self.max_rules = max_rules
         self.last_report: ConflictReport = ConflictReport()
         self.last_scores: Dict[str, Dict[str, Any]] = {}
+        self.last_estimate: Dict[str, Any] = {}
 
-    def synthesize(self, diffs: Sequence[Dict[str, Any]]) -> List[Rule]:
-        """Rules backed by at least ``min_support`` pairs at ``min_confidence``. With ``llm``,
-        pairs no heuristic rule improves are sent to it for proposals, scored the same way."""
+    def synthesize(self, diffs: Sequence[Dict[str, Any]], negatives: Optional[Sequence[Negative]] = None) -> List[Rule]:
+        """Rules chosen on ``diffs`` (analyzer records); ``negatives``: outputs of the same
+        functions that nobody corrected, as strings or (output, context) tuples."""
         for diff in diffs:
             if not isinstance(diff, dict) or "segments" not in diff:
                 raise DataError("synthesize() takes FeedbackDiffAnalyzer.analyze() results")
-        self.last_scores = {}
+        negative_texts = _negatives(negatives)
+        self.last_scores, self.last_estimate = {}, {}
+        self.last_report = ConflictReport()
         if not diffs:
-            self.last_report = ConflictReport()
             return []
         changed = [d for d in diffs if not d["identical"]]
-        found = mining.mine_replacements(changed, self.min_support)
-        found += mining.mine_additions(changed, self.min_support)
-        found += mining.mine_normalizers(changed)
-        rules = self._score(found, diffs)
+        goods = [(d["pair_id"], (d["fixed_output"], eval_context(d))) for d in diffs]
+        extra: List[Dict[str, Any]] = []
+        result = self._select(changed, [g for _, g in goods], negative_texts)
         if self.llm is not None:
-            uncovered = self._uncovered(rules, changed)
-            if uncovered:
-                known = {r.rule_id for r in rules}
-                rules += [r for r in self._score(self._llm_candidates(uncovered), diffs) if r.rule_id not in known]
+            left = [d for d, out in zip(changed, result.outputs) if out != d["fixed_output"]]
+            extra = self._llm_candidates(left) if left else []
+            if extra:
+                result = self._select(changed, [g for _, g in goods], negative_texts, extra)
+        if self.folds >= 2 and len(changed) >= 2:
+            self.last_estimate = cross_validate(
+                changed, goods, negative_texts, lambda d, g, n: self._select(d, g, n, extra), k=self.folds)
+            weak = self._weak(result)
+            if weak:
+                result = self._select(changed, [g for _, g in goods], negative_texts, extra, exclude=weak)
+                self.last_estimate["not_emitted"] = sorted(weak)
+        self.last_scores = result.scores
+        total = len(result.chosen)
+        rules = [_to_rule({**item.candidate, "priority": 1000 - index}, item.closer,
+                          item.closer / item.fired if item.fired else 0.0, item.sources)
+                 for index, item in enumerate(result.chosen)]
         recency = {d["pair_id"]: str(d.get("created_at") or "") for d in diffs}
         rules, self.last_report = resolve_conflicts(rules, recency)
+        self.last_estimate["training"] = {
+            "pairs": len(changed), "exact_fixed": sum(out == d["fixed_output"] for d, out in zip(changed, result.outputs)),
+            "rules": total, "negatives": len(negative_texts),
+            "negative_harm_rate": round(sum(self._changes(rules, t, c) for t, c in negative_texts)
+                                        / len(negative_texts), 4) if negative_texts else None,
+        }
         if self.prompt_rules:
             rules += self._prompt_rules(diffs, rules)
         position = {d["pair_id"]: i for i, d in enumerate(diffs)}
@@ -130,55 +188,38 @@ class RuleSetSynthesizer:
             self.llm = LLMRuleProposer(client, model)
         return self.synthesize(diffs)
 
-    def _score(self, found: Sequence[Dict[str, Any]], diffs: Sequence[Dict[str, Any]]) -> List[Rule]:
-        """Apply each candidate to the pairs in its scope; keep those strong enough."""
-        from rapidfuzz.distance import Levenshtein
-
-        distance = Levenshtein.distance
-        contexts = [eval_context(d) for d in diffs]
-        base = [distance(d["bad_output"], d["fixed_output"]) for d in diffs]
-        rules: List[Rule] = []
-        for candidate in found:
-            scope = self._scope(candidate, diffs)
-            candidate["scope"] = scope
-            support_ids: List[str] = []
-            harm = 0
-            entries = _compile_rules([candidate])
-            for diff, context, before in zip(diffs, contexts, base):
-                if scope is not None and context.get("function_name") != scope:
-                    continue
-                bad, fixed = diff["bad_output"], diff["fixed_output"]
-                if _apply_rules(entries, fixed, context) != fixed:
-                    harm += 1
-                if diff["identical"]:
-                    continue
-                after = _apply_rules(entries, bad, context)
-                if after != bad:
-                    # Banded distance (cutoff): cheap even for huge texts; only "closer?" matters.
-                    if before and distance(after, fixed, score_cutoff=before - 1) < before:
-                        support_ids.append(diff["pair_id"])
-                    else:
-                        harm += 1
-            support = len(support_ids)
-            confidence = support / (support + harm) if support + harm else 0.0
-            self.last_scores[candidate["id"]] = {"support": support, "harm": harm, "confidence": confidence}
-            if support >= self.min_support and confidence >= self.min_confidence:
-                rules.append(_to_rule(candidate, support, confidence, sorted(support_ids)))
-        return rules
+    def _weak(self, result: SearchResult) -> Set[str]:
+        per_rule = self.last_estimate.get("per_rule", {})
+        weak = set()
+        for item in result.chosen:
+            stats = per_rule.get(item.candidate["id"])
+            if stats and stats["fires"] >= 2 and (stats["precision"] or 0.0) < self.min_cv_precision:
+                weak.add(item.candidate["id"])
+        return weak
 
     @staticmethod
-    def _uncovered(rules: List[Rule], changed: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        """Corrected pairs whose bad output the rules do not bring closer to the fix."""
-        from rapidfuzz.distance import Levenshtein
-
+    def _changes(rules: List[Rule], text: str, context: Dict[str, Any]) -> bool:
         entries = _compile_rules([to_hook_dict(r) for r in rules])
-        left = []
-        for diff in changed:
-            bad, fixed = diff["bad_output"], diff["fixed_output"]
-            after = _apply_rules(entries, bad, eval_context(diff))
-            if Levenshtein.distance(after, fixed) >= Levenshtein.distance(bad, fixed):
-                left.append(diff)
-        return left
+        return _apply_rules(entries, text, context) != text
+
+    def _select(self, changed: Sequence[Dict[str, Any]], goods: Sequence[Tuple[str, Dict[str, Any]]],
+                negatives: Sequence[Tuple[str, Dict[str, Any]]], extra: Sequence[Dict[str, Any]] = (),
+                exclude: Set[str] = frozenset()) -> SearchResult:
+        found = mining.mine_replacements(changed, self.min_support)
+        found += mining.mine_additions(changed, self.min_support)
+        found += mine_line_edits(changed, self.min_support)
+        found = _variants_pruned(found)
+        if len(found) > MAX_CANDIDATES:
+            found = sorted(found, key=lambda c: (-len(c["mined_from"]), c["id"]))[:MAX_CANDIDATES]
+        found += mining.mine_normalizers(changed)
+        found += [dict(c) for c in extra]
+        for candidate in found:
+            candidate["scope"] = self._scope(candidate, changed)
+        found = [c for c in found if c["id"] not in exclude]
+        pairs = [(d["pair_id"], d["bad_output"], d["fixed_output"], eval_context(d)) for d in changed]
+        return greedy_search(found, pairs, goods, negatives, min_support=self.min_support,
+                             min_precision=self.min_confidence, max_negative_share=self.max_negative_share,
+                             max_rules=self.max_rules)
 
     @staticmethod
     def _scope(candidate: Dict[str, Any], diffs: Sequence[Dict[str, Any]]) -> Optional[str]:
@@ -240,12 +281,11 @@ class RuleSetSynthesizer:
 
     @staticmethod
     def _central_example(members: List[Dict[str, Any]]) -> Dict[str, Any]:
-        """The corrected pair whose input embedding is nearest the group's centroid."""
-        vectors = np.array([m.get("input_vector") or [0.0] for m in members], dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] < 2:
-            return members[0]
-        centroid = vectors.mean(axis=0)
-        return members[int(np.argmax(vectors @ centroid))]
+        """The corrected pair whose input shares the most words with the group's other inputs."""
+        words = [set(_KEYWORD_RE.findall(m["input_prompt"].lower())) for m in members]
+        counts: Counter = Counter(w for ws in words for w in ws)
+        scores = [sum(counts[w] for w in ws) / (len(ws) or 1) for ws in words]
+        return members[max(range(len(members)), key=lambda i: (scores[i], -i))]
 
     def _llm_candidates(self, diffs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         try:

@@ -19,8 +19,10 @@ from typing import List, Optional, Sequence
 
 ATOM_RE = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
 NUMBER_FULL_RE = re.compile(r"\d+(?:[.,]\d+)*")
-NUMBER_PATTERN = r"\d+(?:[.,]\d+)*"
-WORD_PATTERN = r"\w+"
+# Slot patterns are bounded and atomic or possessive (no backtracking into them), so rule
+# patterns provably match in linear time (hook_runtime.pattern_is_linear).
+NUMBER_PATTERN = r"(?>\d(?:[\d.,]{0,38}\d)?)"
+WORD_PATTERN = r"\w{1,40}+"
 CONTEXT_ATOMS = 4
 MIN_AGREEMENT = 0.8
 INPUT_SLOT = "input_match"  # part kind: ["input_match", regex with one group, default]
@@ -46,7 +48,7 @@ def slot_value_atom(atom: str) -> bool:
 
 
 def _atom_pattern(atom: str) -> str:
-    return r"\s+" if atom.isspace() else re.escape(atom)
+    return r"\s{1,8}+" if atom.isspace() else re.escape(atom)
 
 
 def _shared_suffix(a: Sequence[str], b: Sequence[str]) -> int:
