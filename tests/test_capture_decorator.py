@@ -178,3 +178,79 @@ def test_last_run_id_is_a_lazy_public_name():
             "assert 'last_run_id' in vt.__all__ and vt.last_run_id() is None; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def _activate_hooks(tmp_path, source, version="d1"):
+    from vt_middleware.runtime.hooks import LoadedHooks
+
+    path = tmp_path / f"{version}.py"
+    path.write_text(source)
+    vt.get_runtime().activate(hooks=LoadedHooks.from_file(path, version), keep_routes=True)
+
+
+SEEN_HOOKS = ("SEEN = []\n\n"
+              "def intercept_prompt(t, c):\n    SEEN.append(c['user_input'])\n    return t + ' (be brief)'\n\n"
+              "def intercept_output(t, c):\n    SEEN.append(c['user_input'])\n    return t.replace('Here is a summary: ', '')\n")
+
+
+def test_hooked_function_gets_hooked_prompt_and_returns_hooked_output(vt_env, tmp_path):
+    _activate_hooks(tmp_path, SEEN_HOOKS)
+    received = []
+
+    @vt.track(function_name="generate_review_summary", hooks=True, prompt_arg="review")
+    def summarize(style: str, review: str, limit: int = 40) -> str:
+        received.append(review)
+        return "Here is a summary: " + review[:limit]
+
+    @vt.track(function_name="plain")  # hooks stay off unless asked for
+    def plain(review: str) -> str:
+        return "Here is a summary: " + review
+
+    assert summarize("short", "great food", limit=12) == "great food ("
+    assert received == ["great food (be brief)"]
+    assert plain("x") == "Here is a summary: x"
+    assert vt.flush(30)
+    (row,) = [vt.CallRecord.from_properties(c.properties)
+              for page in vt.get_store().iter_calls("generate_review_summary") for c in page]
+    assert row.inputs == {"args": {"style": "short", "review": "great food", "limit": 12}}  # what the caller passed
+    assert row.output == "great food (" and row.raw_output == "Here is a summary: great food ("
+    assert row.params["prompt_after_hook"] == "great food (be brief)" and row.hook_version == "d1"
+    # the input a rule reads now is the one it was learned from
+    pair = vt.feedback(row.run_id, fixed_output="Great food.")
+    hooks = vt.get_runtime().current().hooks.module
+    assert hooks.SEEN == [pair.input_prompt, pair.input_prompt]
+
+
+async def test_hooked_async_function_defaults_to_the_first_str_argument(vt_env, tmp_path):
+    _activate_hooks(tmp_path, SEEN_HOOKS)
+
+    @vt.track(hooks=True)
+    async def answer(n: int, question: str) -> str:
+        return f"Here is a summary: {question}"
+
+    assert await answer(3, "why?") == "why? (be brief)"
+    row = _row(last_run_id())
+    assert row.raw_output == "Here is a summary: why? (be brief)" and row.params["prompt_after_hook"] == "why? (be brief)"
+
+
+def test_prompt_arg_must_name_a_parameter_and_needs_hooks(vt_env):
+    with pytest.raises(vt.ConfigError, match="no such parameter"):
+        vt.track(hooks=True, prompt_arg="text")(lambda review: review)
+    with pytest.raises(vt.ConfigError, match="needs hooks=True"):
+        vt.track(prompt_arg="review")
+
+
+def test_rule_learned_from_a_decorated_function_applies_to_its_next_calls(vt_env):
+    from vt_middleware.runtime.hooks import LoadedHooks
+    from vt_middleware.synthesize.pipeline import synthesize_version
+
+    @vt.track(function_name="review_summary", hooks=True)
+    def summarize(review: str) -> str:
+        return "Summary: " + review.split(":")[1].strip()
+
+    for stars, text in [(4, "tasty noodles"), (2, "cold soup"), (5, "lovely staff"), (1, "rude waiter")]:
+        out = summarize(f"review ({stars} stars): {text}")
+        vt.feedback(last_run_id(), fixed_output=f"{out}\n\nRating: {stars}/5")
+    result = synthesize_version(vt.get_store().list_feedback("review_summary"), prompt_rules=False)
+    vt.get_runtime().activate(hooks=LoadedHooks.from_file(result.hook_path, result.version))
+    assert summarize("review (3 stars): slow service") == "Summary: slow service\n\nRating: 3/5"
