@@ -11,6 +11,8 @@
 4. A subprocess that exits right after its last call; rows counted afterwards.
 5. Baseline: VectorWave's own @vectorize (lite mode, same MiniLM model injected as its
    vectorizer): caller-thread latency and rows present after an immediate exit.
+6. ``--only api``: per-API latency (chat/responses create, 200-chunk streams, time to first
+   chunk), see ``benchmarks/bench_api.py``.
 """
 from __future__ import annotations
 
@@ -255,7 +257,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--per-thread", type=int, default=250)
     parser.add_argument("--exit-calls", type=int, default=500)
-    parser.add_argument("--only", choices=("latency", "throughput", "exit"), help="run one part")
+    parser.add_argument("--only", choices=("latency", "throughput", "exit", "api"), help="run one part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -266,6 +268,10 @@ def main() -> None:
             rows += bench_throughput(tmp, args.threads, args.per_thread)
         if args.only in (None, "exit"):
             rows += bench_exit(tmp, args.exit_calls)
+        if args.only in (None, "api"):  # per-API latency (benchmarks/bench_api.py)
+            from bench_api import bench_api, print_rows
+
+            print_rows(bench_api(tmp, args.calls))
     print(f"\n{'measurement':44} {'median us':>9} {'p99 us':>9}  notes")
     print("-" * 110)
     for name, numbers, note in rows:

@@ -458,3 +458,11 @@ def test_tool_using_calls_export_as_valid_fine_tuning_examples(plain, client, tm
     assert fixed.corrected == 1
     assert read_chat_examples(tmp_path / "fixed.jsonl")[0]["messages"][-1] == {"role": "assistant",
                                                                                 "content": "It is sunny."}
+
+
+def test_raw_response_of_a_stream_parses_to_the_hooked_stream(streaming, client):
+    raw = client.chat.completions.with_raw_response.create(messages=MSGS, stream=True, **M)
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    text = "".join(ch.choices[0].delta.content or "" for ch in raw.parse() if ch.choices)
+    assert text == ANSWER[len(OPENER):] + SUFFIX
+    assert _record(last_run_id()).output == text
