@@ -275,6 +275,22 @@ def evolve(function_name: str = typer.Argument(..., help="The captured function 
 # --- status and hooks -------------------------------------------------------------------------
 @app.command()
 @handled
+def flush(timeout: float = typer.Option(120.0, help="Seconds to wait for the store.")) -> None:
+    """Land records a process left in the journal (exited, killed, or the store was down)."""
+    from .capture.worker import capture_stats
+    from .capture.worker import flush as flush_capture
+
+    before = capture_stats()["journal_pending"]
+    done = flush_capture(timeout)
+    stats = capture_stats()
+    console.print(f"journal: {before} records waiting; {stats['replayed']} replayed into the store; "
+                  f"{stats['journal_pending']} still waiting")
+    if not done or stats["journal_pending"]:
+        _fail("the store did not take every journaled record (see vt status); run vt flush again later")
+
+
+@app.command()
+@handled
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Where things are: store counts, feedback, hook versions, recent runs, evolver, promotions."""
     info = _status_info()

@@ -49,17 +49,23 @@ class Chunk:
 
     items: List[Item]
     path: Optional[Path]
+    texts: Optional[List[str]] = None  # each item's embedding text, where known
     since: float = field(default_factory=time.monotonic)
 
 
-def build_items(batch: Sequence[Any], config: VTConfig, on_error: Callable[[BaseException], None]) -> List[Item]:
+def build_items(batch: Sequence[Any], config: VTConfig, on_error: Callable[[BaseException], None],
+                texts: Optional[List[str]] = None) -> List[Item]:
     """Store items of ``batch`` (``CallRecord`` or ``RawCall``); one that cannot be built is
-    reported through ``on_error`` and left out."""
+    reported through ``on_error`` and left out. ``texts`` gets each item's embedding text
+    (so embedding need not parse the properties back)."""
     items = []
     for record in batch:
         try:
             built = record if isinstance(record, CallRecord) else record.build(config)
-            items.append({"uuid": built.run_id, "properties": built.to_properties(), "vector": None})
+            item = {"uuid": built.run_id, "properties": built.to_properties(), "vector": None}
+            if texts is not None:
+                texts.append(built.embedding_text())
+            items.append(item)
         except Exception as exc:  # noqa: BLE001 - one bad record must not sink the batch
             on_error(exc)
     return items
@@ -100,7 +106,7 @@ class Delivery:
             self._thread = threading.Thread(target=self._run, name="vt-capture-delivery", daemon=True)
             self._thread.start()
 
-    def hand_over(self, items: List[Item]) -> None:
+    def hand_over(self, items: List[Item], texts: Optional[List[str]] = None) -> None:
         """Journal ``items`` as a chunk, then queue them for the store."""
         if not items:
             return
@@ -110,7 +116,7 @@ class Delivery:
         except Exception as exc:  # noqa: BLE001 - disk full: the store (or the hold) takes them
             self.count_error("capture.journal", exc)
         with self._cond:
-            self._chunks.append(Chunk(items, path))
+            self._chunks.append(Chunk(items, path, texts))
             if self._flushers or sum(len(c.items) for c in self._chunks) >= self.config.batch_size:
                 self._cond.notify_all()
 
@@ -266,12 +272,13 @@ class Delivery:
 
     def _deliver(self, chunks: List[Chunk]) -> None:
         items = [it for c in chunks for it in c.items]
+        texts = None if any(c.texts is None for c in chunks) else [t for c in chunks for t in c.texts or ()]
         try:
             if self.backing_off() or self._journal_only():
                 self._replay_later(chunks)
                 return
             try:
-                self._embed(items)
+                self._embed(items, texts)
             except Exception as exc:  # noqa: BLE001 - journaled unembedded; replay embeds
                 self.count_error("capture.embed", exc)
                 self._replay_later(chunks)
@@ -318,11 +325,11 @@ class Delivery:
             self._own_store = executions_module().ExecutionStore(self.config)
         return self._own_store
 
-    def _embed(self, items: List[Item]) -> None:
+    def _embed(self, items: List[Item], texts: Optional[List[str]] = None) -> None:
         """Fill in missing vectors (in place); identical texts are embedded once."""
         from ..store.embedding import get_embedder
 
-        self._vectors.fill(items, get_embedder(self.config.capture_embedding_model))
+        self._vectors.fill(items, get_embedder(self.config.capture_embedding_model), texts)
         with self._cond:
             self.stats["embedded"] = self._vectors.embedded
             self.stats["embed_cache_hits"] = self._vectors.hits

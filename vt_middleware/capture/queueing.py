@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 Queued = Union[CallRecord, "RawCall"]  # a RawCall is built (copied, redacted) on the thread
 
 _CHUNK_MAX = 2048  # records per journal chunk: a backlog is written in steps, not one long one
+_JOURNAL_AT_EXIT_S = 10.0  # at most this long for the thread to journal what is queued at exit
 
 
 class CaptureQueue:
@@ -103,8 +104,10 @@ class CaptureQueue:
         self._stop.set()
         self._wake.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=max(1.0, remaining(deadline) or 0.0))  # journaling is not cut short
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            with self._cond:  # journaling is not cut short by the store's budget, only by a stuck thread
+                self._cond.wait_for(self._handed_over, max(_JOURNAL_AT_EXIT_S, remaining(deadline) or 0.0))
+            thread.join(timeout=0.2)
         leftovers = self._pop(len(self._queue) + 1)  # the thread is stuck or never ran
         while leftovers:
             self.delivery.spill(self._build(leftovers))
@@ -160,7 +163,9 @@ class CaptureQueue:
             while self._queue:
                 batch = self._pop(_CHUNK_MAX)
                 try:
-                    self.delivery.hand_over(self._build(batch))
+                    texts: List[str] = []
+                    items = self._build(batch, texts)
+                    self.delivery.hand_over(items, texts if len(texts) == len(items) else None)
                 finally:
                     self._done(len(batch))
             if self._stop.is_set() and not self._queue:
@@ -168,12 +173,12 @@ class CaptureQueue:
         if self._retired:
             self.delivery.close(time.monotonic() + self.config.shutdown_timeout_s)
 
-    def _build(self, batch: List[Queued]) -> List[Any]:
+    def _build(self, batch: List[Queued], texts: Optional[List[str]] = None) -> List[Any]:
         def dropped(exc: BaseException) -> None:
             self.delivery.count_error("capture.build", exc)
             self.delivery.count_dropped(1)
 
-        return build_items(batch, self.config, dropped)
+        return build_items(batch, self.config, dropped, texts)
 
     def _pop(self, limit: int) -> List[Queued]:
         """Up to ``limit`` queued records, counted as pending in the same step, so ``flush``

@@ -1,7 +1,8 @@
 """Vectors for queued items: identical texts are embedded once.
 
-Embedding is the capture worker's bottleneck (a MiniLM pass costs milliseconds per
-record, everything else microseconds), so a batch embeds each distinct text once, and
+With MiniLM, embedding is the capture worker's bottleneck (milliseconds per record,
+everything else microseconds; the static embedder costs tens of microseconds), so a
+batch embeds each distinct text once, and
 a small LRU of recent texts' vectors serves retries, repeated prompts and deterministic
 answers without another model pass.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -32,19 +33,21 @@ class VectorCache:
 
     def __init__(self, size: int = DEFAULT_CACHE_SIZE) -> None:
         self.size = size
-        self._vectors: "OrderedDict[bytes, np.ndarray]" = OrderedDict()
+        self._vectors: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.embedded = 0
 
-    def fill(self, items: List[Item], embedder: Any) -> None:
-        """Set ``vector`` on the items that have none (in place)."""
+    def fill(self, items: List[Item], embedder: Any, texts: Optional[List[str]] = None) -> None:
+        """Set ``vector`` on the items that have none (in place). ``texts``: the items'
+        embedding texts where the caller has them (else parsed from the properties)."""
+        known = dict(zip(map(id, items), texts, strict=False)) if texts is not None and len(texts) == len(items) else {}
         missing = [it for it in items if it.get("vector") is None]
         if not missing:
             return
-        texts = [CallRecord.from_properties(it["properties"]).embedding_text() for it in missing]
+        texts = [known.get(id(it)) or CallRecord.from_properties(it["properties"]).embedding_text() for it in missing]
         keys = [_key(text) for text in texts]
-        distinct = dict(zip(keys, texts))
+        distinct = dict(zip(keys, texts, strict=False))
         found: Dict[bytes, np.ndarray] = {}
         with self._lock:
             for k in distinct:
@@ -55,7 +58,7 @@ class VectorCache:
         todo = [k for k in distinct if k not in found]
         if todo:
             vectors = embedder.embed([distinct[k] for k in todo])
-            for k, vector in zip(todo, vectors):
+            for k, vector in zip(todo, vectors, strict=False):
                 found[k] = np.array(vector, dtype=np.float32)  # a copy: the batch's array is freed
         with self._lock:
             self.hits += len(missing) - len(todo)
@@ -64,5 +67,5 @@ class VectorCache:
                 self._vectors[k] = found[k]
             while len(self._vectors) > self.size:
                 self._vectors.popitem(last=False)
-        for it, k in zip(missing, keys):
+        for it, k in zip(missing, keys, strict=False):
             it["vector"] = found[k].tolist()
