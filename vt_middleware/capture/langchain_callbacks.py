@@ -38,7 +38,10 @@ class RunScopeTracker(BaseCallbackHandler):
     """Opens a run scope when a root LangChain run starts (in the caller's context) and
     closes it when the run ends, so the caller's ``vt.last_run_id()`` is the last call
     captured inside (by ``vt.AgentMiddleware``, ``vt.middleware`` or ``vt.CallbackHandler``).
-    Installed in every LangChain callback manager once vt's LangChain support is imported."""
+
+    Added to the root run's callback manager of every LangChain run once vt's LangChain
+    support is imported, and to no other: while a root chain runs, the steps' copied
+    contexts see no tracker, so they keep LangChain's fast path for runs without handlers."""
 
     run_inline = True
     raise_error = False
@@ -47,20 +50,29 @@ class RunScopeTracker(BaseCallbackHandler):
 
     def __init__(self) -> None:
         super().__init__()
-        self._open: Dict[UUID, Tuple[RunScope, Token]] = {}
+        self._open: Dict[UUID, Tuple[RunScope, Token, Optional[Token]]] = {}
 
-    def _start(self, run_id: UUID, parent_run_id: Optional[UUID]) -> None:
+    def _start(self, run_id: UUID, parent_run_id: Optional[UUID], has_steps: bool = True) -> None:
         if parent_run_id is None:
             with fail_open(COMPONENT):
                 if len(self._open) >= _MAX_OPEN_SCOPES:  # runs whose end never came
                     self._open.clear()
-                self._open[run_id] = open_scope(str(run_id))
+                scope, token = open_scope(str(run_id))
+                # a model run has no steps; its async end may come from another context
+                hidden = _tracker_var.set(None) if has_steps else None
+                self._open[run_id] = (scope, token, hidden)
 
     def _end(self, run_id: UUID) -> None:
         entry = self._open.pop(run_id, None)
         if entry is not None:
+            scope, token, hidden = entry
             with fail_open(COMPONENT):
-                close_scope(*entry)
+                if hidden is not None:
+                    try:
+                        _tracker_var.reset(hidden)
+                    except ValueError:  # ended from another context: show the tracker there
+                        _tracker_var.set(self)
+                close_scope(scope, token)
 
     def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID,
                        parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
@@ -68,11 +80,11 @@ class RunScopeTracker(BaseCallbackHandler):
 
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
                             parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
-        self._start(run_id, parent_run_id)
+        self._start(run_id, parent_run_id, has_steps=False)
 
     def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID,
                      parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
-        self._start(run_id, parent_run_id)
+        self._start(run_id, parent_run_id, has_steps=False)
 
     def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: UUID,
                       parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
@@ -99,7 +111,7 @@ class RunScopeTracker(BaseCallbackHandler):
 
 SCOPE_TRACKER = RunScopeTracker()
 _tracker_var: ContextVar[Optional[RunScopeTracker]] = ContextVar("vt_run_scope_tracker", default=SCOPE_TRACKER)
-register_configure_hook(_tracker_var, True)
+register_configure_hook(_tracker_var, False)  # not inherited by child runs
 
 
 # -- the log-only handler --------------------------------------------------------------------
