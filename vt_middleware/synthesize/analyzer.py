@@ -6,6 +6,7 @@ embedder, or vectors stored with the captured calls, it is the embeddings' cosin
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -22,9 +23,10 @@ MAX_DIFF_CELLS = 400_000_000
 EDIT_DISTANCE_CAP = 20_000
 
 
+@lru_cache(maxsize=100_000)
 def tokenize(text: str) -> List[str]:
     """Words and punctuation marks with their trailing whitespace (leading whitespace alone);
-    ``"".join`` restores ``text``."""
+    ``"".join`` restores ``text``. Cached: callers must not change the list."""
     return TOKEN_RE.findall(text)
 
 

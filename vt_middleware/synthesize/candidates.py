@@ -380,6 +380,10 @@ def _addition_parts(skeleton: Tuple[str, ...], members: List[Tuple[Dict[str, Any
             hints.append(hint)
     if WORD in skeleton and not any(p[0] in (INPUT_SLOT, "output_match") for p in parts):
         return None  # same rule as the numbers-only skeleton
+    while presence and presence[0] == r"\s{1,8}+":
+        presence.pop(0)  # the body's presence is what counts, not the spacing before it
+    while presence and presence[-1] == r"\s{1,8}+":
+        presence.pop()
     return _join_literals(parts), "".join(presence), "".join(template), hints
 
 

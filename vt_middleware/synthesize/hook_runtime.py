@@ -237,6 +237,8 @@ def _collapse_line(line):
 
 
 def _norm_collapse_spaces(text, param, context):
+    if "  " not in text and "\t" not in text and " \n" not in text and not text.endswith(" "):
+        return text
     return "\n".join(_collapse_line(line) for line in text.split("\n"))
 
 
@@ -249,6 +251,8 @@ def _norm_blank_lines(text, param, context):
 
 
 def _norm_straight_quotes(text, param, context):
+    if not any(chr(code) in text for code in _QUOTES):
+        return text
     return text.translate(_QUOTES)
 
 
@@ -269,10 +273,12 @@ def _norm_input_casing(text, param, context):
         before = source[: found.start()].rstrip()
         if before and before[-1] not in ".!?:\n":  # mid-sentence: a name, not a sentence start
             names.setdefault(found.group(0).lower(), set()).add(found.group(0))
-    names = {key: spelled.pop() for key, spelled in names.items() if len(spelled) == 1}
+    lowered = text.lower()
+    names = {key: spelled.pop() for key, spelled in names.items() if len(spelled) == 1 and key in lowered}
     if not names:
         return text
-    return re.sub(r"\b[\w-]{3,41}\b", lambda m: names.get(m.group(0).lower(), m.group(0)), text)
+    pattern = r"\b(?:" + "|".join(re.escape(key) for key in sorted(names, key=len, reverse=True)) + r")\b"
+    return re.sub(pattern, lambda m: names.get(m.group(0).lower(), m.group(0)), text, flags=re.IGNORECASE)
 
 
 def _norm_json_repair(text, param, context):
@@ -460,7 +466,7 @@ def _apply_one(rule, regex, text, context):
             return text
         return "\n".join(line for line in text.split("\n") if not regex.fullmatch(line))
     if kind == "line_insert":
-        if regex is not None and regex.search(text):
+        if rule.get("anchor") and rule["anchor"] not in text or regex is not None and regex.search(text):
             return text
         lines = text.split("\n")
         index = _line_position(lines, rule)

@@ -26,8 +26,18 @@ _MAX_WINDOW = 4_096
 _CONTEXT_CHARS = 16  # already-passed text kept for look-behind and \b at a window's start
 
 
+_WIDTHS = {}
+_CLASSES = {}
+
+
 def _max_width(pattern):
     """(longest match, look-ahead margin) of ``pattern``; None when either is unbounded."""
+    if pattern not in _WIDTHS:
+        _WIDTHS[pattern] = _width(pattern)
+    return _WIDTHS[pattern]
+
+
+def _width(pattern):
     try:
         parsed = _sre_parse.parse(pattern)
         low, high = parsed.getwidth()
@@ -263,7 +273,9 @@ class _Pass:
 
 
 def _stage(rule, regex, context):
-    cls = stream_class(rule)
+    cls = _CLASSES.get(rule["id"])
+    if cls is None:
+        cls = _CLASSES[rule["id"]] = rule.get("stream") or stream_class(rule)
     if cls.startswith("window:"):
         return _Window(rule, regex, context, int(cls.split(":")[1]))
     if cls == "tail":

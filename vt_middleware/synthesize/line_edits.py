@@ -66,6 +66,7 @@ def _collect(diffs: Sequence[Dict[str, Any]]) -> Tuple[Dict[Any, Dict[str, Any]]
     removed: Dict[Any, Dict[str, Any]] = {}
     inserted: Dict[Any, Dict[str, Any]] = {}
     prefixes: Dict[Any, Dict[str, Any]] = {}
+    anchors: Dict[str, str] = {}  # anchor line pattern -> a literal every matching line holds
     for diff in diffs:
         bad_lines, fixed_lines = diff["bad_output"].split("\n"), diff["fixed_output"].split("\n")
         prompt = diff["input_prompt"]
@@ -85,6 +86,7 @@ def _collect(diffs: Sequence[Dict[str, Any]]) -> Tuple[Dict[Any, Dict[str, Any]]
                         found = line_pattern(anchor_line, prompt, words) if anchor_line.strip() else None
                         if not found:
                             continue
+                        anchors[found[0]] = found[1]
                         for skeleton, values in _skeletons(block, prompt):
                             _group_add(inserted, (position, found[0], skeleton), diff, values)
             elif tag == "replace" and i2 - i1 == j2 - j1:
@@ -97,12 +99,12 @@ def _collect(diffs: Sequence[Dict[str, Any]]) -> Tuple[Dict[Any, Dict[str, Any]]
                             and len(head_fixed) <= MAX_PREFIX_CHARS and common
                             and not any(ch.isalpha() for ch in head_bad + head_fixed)):
                         _group_add(prefixes, (_prefix_pattern(head_bad), head_fixed), diff)
-    return removed, inserted, prefixes
+    return removed, inserted, prefixes, anchors
 
 
 def mine_line_edits(diffs: Sequence[Dict[str, Any]], min_support: int) -> List[Candidate]:
     """Line removal, line insertion next to an anchor line, and line-prefix candidates."""
-    removed, inserted, prefixes = _collect(diffs)
+    removed, inserted, prefixes, anchors = _collect(diffs)
     candidates: List[Candidate] = []
     for (pattern, anchor), group in sorted(removed.items()):
         if len(group["pairs"]) < min_support:
@@ -125,7 +127,8 @@ def mine_line_edits(diffs: Sequence[Dict[str, Any]], min_support: int) -> List[C
             "id": rule_id("line_insert", [position, anchor_pattern, parts]), "kind": "line_insert",
             "target": "output", "priority": 25,
             "description": f"Add the line {template!r} {position} lines matching {anchor_pattern!r} when it is missing",
-            "pattern": presence, "position": position, "anchor_line": anchor_pattern, "parts": parts,
+            "pattern": presence, "position": position, "anchor_line": anchor_pattern, "anchor": anchors[anchor_pattern],
+            "parts": parts,
             "mined_from": sorted(group["pairs"]),
         })
     for ((pattern, anchor), replacement), group in sorted(prefixes.items()):

@@ -10,7 +10,7 @@ from ..errors import ConfigError, DataError
 from ..types import Rule
 from . import candidates as mining
 from .conflicts import ConflictReport, resolve_conflicts
-from .crossval import cross_validate
+from .crossval import cross_validate, fold_of
 from .hook_runtime import _apply_rules, _compile_rules
 from .line_edits import mine_line_edits
 from .search import SearchResult, greedy_search
@@ -60,7 +60,8 @@ def _to_rule(candidate: Dict[str, Any], support: int, confidence: float, sources
 
 
 Negative = Union[str, Tuple[str, Dict[str, Any]]]
-MAX_CANDIDATES = 1500
+MAX_CANDIDATES = 300
+CV_MAX_PAIRS = 400  # the self-estimate runs on a fixed sample of this many corrected pairs at most
 
 
 def _negatives(negatives: Optional[Sequence[Negative]]) -> List[Tuple[str, Dict[str, Any]]]:
@@ -73,16 +74,28 @@ def _negatives(negatives: Optional[Sequence[Negative]]) -> List[Tuple[str, Dict[
     return out
 
 
-def _variants_pruned(found: List[Dict[str, Any]], keep: int = 3) -> List[Dict[str, Any]]:
-    """At most ``keep`` candidates per (kind, source pairs): context variants of one edit, the
-    most general (shortest pattern) first."""
-    by_sources: Dict[Tuple[str, Tuple[str, ...]], List[Dict[str, Any]]] = {}
-    for candidate in found:
-        by_sources.setdefault((candidate["kind"], tuple(candidate["mined_from"])), []).append(candidate)
-    out = []
-    for group in by_sources.values():
-        out += sorted(group, key=lambda c: (len(c.get("pattern") or ""), c["id"]))[:keep]
-    return sorted(out, key=lambda c: c["id"])
+def _variants_pruned(found: List[Dict[str, Any]], keep: int = 2) -> List[Dict[str, Any]]:
+    """At most ``keep`` candidates per (kind, source pairs) -- context variants of one edit, the
+    most general (shortest pattern) first -- and per pattern, the best supported (a slot
+    variant beats the literal values it generalises)."""
+    def prune(items: List[Dict[str, Any]], group_key: Any, order: Any) -> List[Dict[str, Any]]:
+        groups: Dict[Any, List[Dict[str, Any]]] = {}
+        for candidate in items:
+            groups.setdefault(group_key(candidate), []).append(candidate)
+        return [c for group in groups.values() for c in sorted(group, key=order)[:keep]]
+
+    found = prune(found, lambda c: (c["kind"], tuple(c["mined_from"])), lambda c: (len(c.get("pattern") or ""), c["id"]))
+    found = prune(found, lambda c: (c["kind"], c.get("pattern") or c["id"]), lambda c: (-len(c["mined_from"]), c["id"]))
+    return sorted(found, key=lambda c: c["id"])
+
+
+def _scope(candidate: Dict[str, Any], names: Dict[str, Any]) -> Optional[str]:
+    """The function name shared by every pair the candidate came from, else None."""
+    found = {names.get(pair_id) for pair_id in candidate.get("mined_from") or ()}
+    if len(found) == 1:
+        name = found.pop()
+        return name if isinstance(name, str) else None
+    return None
 
 
 class RuleSetSynthesizer:
@@ -146,8 +159,12 @@ class RuleSetSynthesizer:
             if extra:
                 result = self._select(changed, [g for _, g in goods], negative_texts, extra)
         if self.folds >= 2 and len(changed) >= 2:
+            sample = sorted(changed, key=lambda d: fold_of(d["pair_id"], 1 << 30))[:CV_MAX_PAIRS]
+            left_out = {d["pair_id"] for d in changed} - {d["pair_id"] for d in sample}
             self.last_estimate = cross_validate(
-                changed, goods, negative_texts, lambda d, g, n: self._select(d, g, n, extra), k=self.folds)
+                sample, [g for g in goods if g[0] not in left_out], negative_texts,
+                lambda d, g, n: self._select(d, g, n, extra), k=self.folds)
+            self.last_estimate["sampled_pairs"] = len(sample)
             weak = self._weak(result)
             if weak:
                 result = self._select(changed, [g for _, g in goods], negative_texts, extra, exclude=weak)
@@ -213,23 +230,14 @@ class RuleSetSynthesizer:
             found = sorted(found, key=lambda c: (-len(c["mined_from"]), c["id"]))[:MAX_CANDIDATES]
         found += mining.mine_normalizers(changed)
         found += [dict(c) for c in extra]
+        names = {d["pair_id"]: d["context"].get("function_name") for d in changed}
         for candidate in found:
-            candidate["scope"] = self._scope(candidate, changed)
+            candidate["scope"] = _scope(candidate, names)
         found = [c for c in found if c["id"] not in exclude]
         pairs = [(d["pair_id"], d["bad_output"], d["fixed_output"], eval_context(d)) for d in changed]
         return greedy_search(found, pairs, goods, negatives, min_support=self.min_support,
                              min_precision=self.min_confidence, max_negative_share=self.max_negative_share,
                              max_rules=self.max_rules)
-
-    @staticmethod
-    def _scope(candidate: Dict[str, Any], diffs: Sequence[Dict[str, Any]]) -> Optional[str]:
-        """The function name shared by every pair the candidate came from, else None."""
-        mined = set(candidate.get("mined_from") or ())
-        names = {d["context"].get("function_name") for d in diffs if d["pair_id"] in mined}
-        if len(names) == 1:
-            name = names.pop()
-            return name if isinstance(name, str) else None
-        return None
 
     def _prompt_rules(self, diffs: Sequence[Dict[str, Any]], output_rules: List[Rule]) -> List[Rule]:
         """Per function: add learned guidance and a corrected example to similar prompts."""

@@ -22,10 +22,11 @@ from .hook_runtime import _apply_one, _compile_rules
 Text = Tuple[str, Dict[str, Any]]  # (output, hook context)
 
 
-def token_distance(a: Sequence[str], b: Sequence[str]) -> int:
+def token_distance(a: Sequence[str], b: Sequence[str], cutoff: Optional[int] = None) -> int:
+    """Token edit distance (``cutoff + 1`` when it is larger than ``cutoff``)."""
     from rapidfuzz.distance import Levenshtein
 
-    return int(Levenshtein.distance(a, b))
+    return int(Levenshtein.distance(a, b, score_cutoff=cutoff))
 
 
 @dataclass
@@ -60,9 +61,12 @@ class _Compiled:
         self.candidate = candidate
         self.ok = bool(entries)
         self.regex = entries[0][1] if entries else None
-        anchored = candidate["kind"] in ("replace", "remove", "line_remove")
+        anchored = candidate["kind"] in ("replace", "remove", "line_remove", "line_insert")
         self.anchor = (candidate.get("anchor") or "") if anchored else ""
         self.scope = candidate.get("scope")
+        # a cheap necessary condition for firing: the pattern occurs somewhere in the text
+        substitutes = candidate["kind"] in ("replace", "remove", "line_remove")
+        self.quick = self.regex if substitutes and self.regex is not None else None
 
     def may_fire(self, texts: Sequence[str], contexts: Sequence[Dict[str, Any]]) -> List[int]:
         """Indexes of the texts this rule can change (in scope, holding its anchor)."""
@@ -77,9 +81,16 @@ class _Compiled:
 
 
 def harm_counts(compiled: _Compiled, texts: Sequence[Text]) -> int:
-    plain = [t for t, _ in texts]
-    contexts = [c for _, c in texts]
-    return sum(1 for i in compiled.may_fire(plain, contexts) if compiled.apply(plain[i], contexts[i]) != plain[i])
+    """How many of ``texts`` the rule changes."""
+    anchor, quick, scope = compiled.anchor, compiled.quick, compiled.scope
+    changed = 0
+    for text, context in texts:
+        if anchor and anchor not in text or scope is not None and context.get("function_name") != scope:
+            continue
+        if quick is not None and quick.search(text) is None:
+            continue
+        changed += _apply_one(compiled.candidate, compiled.regex, text, context) != text
+    return changed
 
 
 def greedy_search(
@@ -112,6 +123,8 @@ def greedy_search(
             return None
         if compiled.scope is not None and names[index] != compiled.scope:
             return None
+        if compiled.quick is not None and compiled.quick.search(before) is None:
+            return None
         _, _, fixed, context = pairs[index]
         after = _apply_one(compiled.candidate, compiled.regex, before, context)
         if after == before:
@@ -120,8 +133,10 @@ def greedy_search(
             return after, 0, True
         after_tokens = tokenize(after)
         left = token_distance(after_tokens, fixed_tokens[index])
-        step = token_distance(current_tokens[index], after_tokens)
-        return after, left, step + left == distance[index]
+        if left >= distance[index]:
+            return after, left, False
+        budget = distance[index] - left
+        return after, left, token_distance(current_tokens[index], after_tokens, budget) == budget
 
     # Kept: changes no output that needed no fix, few enough negatives, and on path for at
     # least min_support pairs now (normalisers stay: they may apply once other rules ran).
@@ -189,12 +204,17 @@ def greedy_search(
         alive.remove(best)
         touched = list(found)
         for slot in alive:
+            compiled, known = pool[slot][0], effects[slot]
+            anchor = compiled.anchor
             for index in touched:
-                result = effect(pool[slot][0], index)
+                if anchor and anchor not in current[index]:
+                    known.pop(index, None)
+                    continue
+                result = effect(compiled, index)
                 if result is None:
-                    effects[slot].pop(index, None)
+                    known.pop(index, None)
                 else:
-                    effects[slot][index] = result
+                    known[index] = result
     for item in chosen:
         scores[item.candidate["id"]].update(chosen_fired=item.fired, chosen_on_path=item.closer, away=item.away,
                                             exact_gain=item.exact_gain, chosen=True)

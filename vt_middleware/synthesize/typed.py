@@ -39,14 +39,28 @@ class Value(NamedTuple):
     digits: int  # fraction digits as written (numbers)
 
 
+_LEADING_DIGITS = re.compile(r"^\(\\d\{(\d)(?:,(\d))?\}\)")
+
+
+def _guarded(core: str) -> str:
+    """``core`` with the not-inside-a-longer-value guard; when it starts with digits the guard
+    sits after the first digit, so the regex engine can scan for a digit first (fast)."""
+    found = _LEADING_DIGITS.match(core)
+    if found is None:
+        return _BEFORE + core
+    low, high = int(found.group(1)), int(found.group(2) or found.group(1))
+    rest = f"\\d{{{low - 1},{high - 1}}}" if high > 1 else ""
+    return "(\\d" + _BEFORE.replace("])", "]\\d)") + rest + ")" + core[found.end() :]
+
+
 def value_regex(kind: str, notation: str) -> str:
     """The bounded capture pattern of one notation (groups start at 1)."""
     if kind == "num":
         return number_regex(notation)
     if kind == "date":
-        return _BEFORE + DATE_FORMATS[notation][0] + _AFTER
+        return _guarded(DATE_FORMATS[notation][0]) + _AFTER
     after = _H24_AFTER if notation.startswith("h24") else ""
-    return _BEFORE + TIME_FORMATS[notation][0] + after + _AFTER
+    return _guarded(TIME_FORMATS[notation][0]) + after + _AFTER
 
 
 def values(text: str) -> Iterator[Value]:
