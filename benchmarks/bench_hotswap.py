@@ -1,7 +1,9 @@
-"""Hot swap under load: 8 threads call the local server through ``vt.wrap`` while the
-promoter promotes and rolls back N times. Prints failed calls, calls served by a mixed
-(model, hooks) pair, call latency against a same-run baseline without swaps, and swap
-latency (the runtime swap alone, and the whole promote/rollback incl. the store record).
+"""Hot swap under load: 8 threads call the local server (in a child process, so this process
+runs only the app and vt_middleware) through ``vt.wrap`` while the promoter promotes and rolls
+back N times. Prints failed calls, calls served by a mixed (model, hooks) pair, the app's call
+latency during swaps against same-run phases without swaps (before and after), and the latency
+of promote and rollback (the whole operation: load check, store record, swap) and of the
+reference swap alone.
 
     python benchmarks/bench_hotswap.py [--swaps 100] [--threads 8]
 """
@@ -29,6 +31,33 @@ def intercept_prompt(user_input, context):
 def intercept_output(model_output, context):
     return model_output + " [hook:{tag}]"
 '''
+
+
+SERVER = """
+import sys, time
+from vt_middleware.server.runner import LocalServer
+from vt_middleware.train.local_models import TINY_ID
+server = LocalServer(model=TINY_ID, data_dir=sys.argv[1]).start()
+for alias in ("app-model", "vt-ft-a", "vt-ft-b"):
+    server.backend.alias(alias, TINY_ID)
+print(server.base_url, flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
+def start_server(data_dir: Path):
+    """The local model server in a child process; returns (process, base_url)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(data_dir)], stdout=subprocess.PIPE, text=True,
+                            cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.DEVNULL)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("http"):
+        proc.kill()
+        raise SystemExit("the local server did not start")
+    return proc, line
 
 
 def pct(values: List[float], q: float) -> float:
@@ -85,39 +114,38 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--swaps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--baseline-s", type=float, default=3.0)
+    parser.add_argument("--baseline-s", type=float, default=3.0, help="each phase without swaps")
     parser.add_argument("--gap-s", type=float, default=0.02, help="pause between swaps")
     args = parser.parse_args()
 
     import vt_middleware as vt
     from openai import OpenAI
     from vt_middleware.evolve.swap import Promoter
-    from vt_middleware.server.runner import LocalServer
     from vt_middleware.synthesize.versions import HookVersionStore
     from vt_middleware.train.local_models import TINY_ID
 
     root = Path(tempfile.mkdtemp(prefix="vt-bench-hotswap-"))
     vt.reset(store_path=root / "lance", journal_path=root / "journal", hooks_dir=root / "hooks",
              state_dir=root / "state")
-    server = LocalServer(model=TINY_ID, data_dir=root / "server").start()
-    for alias in ("app-model", "vt-ft-a", "vt-ft-b"):
-        server.backend.alias(alias, TINY_ID)
+    proc, base_url = start_server(root / "server")
     versions = HookVersionStore(root / "hooks")
     va = versions.create_version(TAG_HOOK.replace("{tag}", "vt-ft-a"), validation={"ok": True})["version"]
     vb = versions.create_version(TAG_HOOK.replace("{tag}", "vt-ft-b"), validation={"ok": True})["version"]
-    client = vt.wrap(OpenAI(base_url=server.base_url, api_key="sk-local", max_retries=0), function_name="bench")
+    client = vt.wrap(OpenAI(base_url=base_url, api_key="sk-local", max_retries=0), function_name="bench")
     promoter = Promoter()
     promoter.promote("app-model", "vt-ft-a", va)
+    load_before = os.getloadavg()[0]
 
     rows = []
-    with Load(client, args.threads):  # warm-up: model load, connection pool (not measured)
-        time.sleep(1.5)
-    with Load(client, args.threads) as baseline:
+    with Load(client, args.threads):  # warm-up: model load, connection pool, capture worker (not measured)
+        time.sleep(2.0)
+    with Load(client, args.threads) as before:
         time.sleep(args.baseline_s)
-    rows.append(("baseline (no swaps)", baseline, [], [], args.baseline_s))
+    rows.append(("no swaps (before)", before, [], [], [], args.baseline_s))
 
     swap_s: List[float] = []
-    op_s: List[float] = []
+    promote_s: List[float] = []
+    rollback_s: List[float] = []
     with Load(client, args.threads) as load:
         t0 = time.perf_counter()
         for i in range(args.swaps):
@@ -125,33 +153,45 @@ def main() -> None:
             started = time.perf_counter()
             if i % 2 == 0:
                 promoter.promote("app-model", "vt-ft-b", vb)
+                promote_s.append(time.perf_counter() - started)
             else:
                 promoter.rollback()
-            op_s.append(time.perf_counter() - started)
+                rollback_s.append(time.perf_counter() - started)
             swap_s.append(promoter.last_swap_s or 0.0)
         time.sleep(0.2)
         duration = time.perf_counter() - t0
-    rows.append((f"{args.swaps} promote/rollback", load, swap_s, op_s, duration))
-    server.stop()
+    rows.append((f"{args.swaps} promote/rollback", load, swap_s, promote_s, rollback_s, duration))
+    with Load(client, args.threads) as after:
+        time.sleep(args.baseline_s)
+    rows.append(("no swaps (after)", after, [], [], [], args.baseline_s))
+    files_ok = promoter.flush_files(10)
+    recorded = len(promoter.promotion_history())
+    proc.kill()
     vt.reset()
 
-    print(f"\nhot swap under load: {args.threads} threads via vt.wrap -> local server ({TINY_ID}, max_tokens=2)")
-    header = (f"{'phase':<24}{'calls':>7}{'calls/s':>9}{'failed':>8}{'mixed':>7}{'call p50 ms':>13}"
-              f"{'call p99 ms':>13}{'swap p50 us':>13}{'swap p99 us':>13}{'op p50 ms':>11}{'op p99 ms':>11}")
+    print(f"\nhot swap under load: {args.threads} threads via vt.wrap -> local server in a child process "
+          f"({TINY_ID}, max_tokens=2); load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")
+    header = (f"{'phase':<22}{'calls':>7}{'calls/s':>9}{'failed':>7}{'mixed':>6}{'call p50 ms':>12}"
+              f"{'call p99 ms':>12}{'swap p50 us':>12}{'promote p50/p99 ms':>20}{'rollback p50/p99 ms':>21}")
     print(header)
     print("-" * len(header))
-    for name, result, swaps, ops, seconds in rows:
+    for name, result, swaps, promotes, rollbacks, seconds in rows:
         calls = len(result.latencies)
-        print(f"{name:<24}{calls:>7}{calls / seconds:>9.1f}{result.failed:>8}{result.mixed:>7}"
-              f"{pct(result.latencies, .5) * 1e3:>13.1f}{pct(result.latencies, .99) * 1e3:>13.1f}"
-              f"{pct(swaps, .5) * 1e6:>13.1f}{pct(swaps, .99) * 1e6:>13.1f}"
-              f"{pct(ops, .5) * 1e3:>11.2f}{pct(ops, .99) * 1e3:>11.2f}")
-    print(f"served by model during swaps: {dict(sorted(rows[1][1].served.items()))}")
-    print("swap = Runtime.activate (the atomic pair swap); op = whole promote/rollback incl. the "
-          "ACTIVE pointer and the store record")
-    if rows[1][1].latencies:
-        print(f"mean call latency change vs baseline: "
-              f"{(statistics.mean(rows[1][1].latencies) / statistics.mean(baseline.latencies) - 1) * 100:+.1f}%")
+        ops = (f"{pct(promotes, .5) * 1e3:>10.2f}/{pct(promotes, .99) * 1e3:<9.2f}"
+               f"{pct(rollbacks, .5) * 1e3:>11.2f}/{pct(rollbacks, .99) * 1e3:<9.2f}") if promotes else ""
+        print(f"{name:<22}{calls:>7}{calls / seconds:>9.1f}{result.failed:>7}{result.mixed:>6}"
+              f"{pct(result.latencies, .5) * 1e3:>12.1f}{pct(result.latencies, .99) * 1e3:>12.1f}"
+              f"{pct(swaps, .5) * 1e6 if swaps else float('nan'):>12.1f}{ops}")
+    print(f"served by model during swaps: {dict(sorted(rows[1][1].served.items()))}; "
+          f"rows recorded: {recorded}; derived files flushed: {files_ok}")
+    print("promote/rollback = the whole operation (hook version check, store record, swap); "
+          "the mirror and ACTIVE files are written after it, in the background")
+    quiet = before.latencies + after.latencies
+    if load.latencies and quiet:
+        print(f"call latency during swaps vs without (before+after): mean "
+              f"{(statistics.mean(load.latencies) / statistics.mean(quiet) - 1) * 100:+.1f}%, p50 "
+              f"{(pct(load.latencies, .5) / pct(quiet, .5) - 1) * 100:+.1f}%, p99 "
+              f"{(pct(load.latencies, .99) / pct(quiet, .99) - 1) * 100:+.1f}%")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def seed_dashboard_state(root: Path) -> Seeded:
     promoter = Promoter(hooks_dir=config.hooks_dir)
     promoter.promote(None, None, first.version, reason="seed: first hooks")
     promoter.promote(BASE_MODEL, FINE_TUNED, second.version, reason="seed: gate passed")
+    promoter.flush_files()  # ACTIVE and the mirror are derived in the background
 
     out = root / "evolve"
     out.mkdir(parents=True, exist_ok=True)

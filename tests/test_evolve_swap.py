@@ -10,9 +10,25 @@ import pytest
 
 import vt_middleware as vt
 from swap_load import make_version, swap_storm, tagged_fine_tunes
-from vt_middleware.evolve.swap import Promoter, promote, promotion_history
+from vt_middleware.evolve.swap import Promoter, get_promoter, promote, promotion_history
 from vt_middleware.runtime.active import Runtime, get_runtime
+from vt_middleware.runtime.hook_dir import HookDir
 from vt_middleware.synthesize.versions import HookVersionStore
+
+
+def active_on_disk(hooks_dir, promoter=None):
+    """The hooks folder's ACTIVE once the derived files show the live row."""
+    assert (promoter or get_promoter()).flush_files(10)
+    return HookDir(hooks_dir).active_version()
+
+
+def promote_elsewhere(instance_id, *args):
+    """Promote from another instance (own runtime) and wait for its derived files (the mirror)."""
+    promoter = Promoter(runtime=Runtime(), instance_id=instance_id)
+    row = promoter.promote(*args)
+    assert promoter.flush_files(10)
+    return row
+
 
 def test_promote_swaps_routes_and_hooks_together_and_rollback_restores(vt_env):
     hooks_dir = vt_env.hooks_dir
@@ -22,7 +38,7 @@ def test_promote_swaps_routes_and_hooks_together_and_rollback_restores(vt_env):
     pair = runtime.current()
     assert pair.route("base") == "ft-1" and pair.hook_version == v1
     assert pair.hooks.apply_output("x", {}) == "x [hook:one]"
-    assert HookVersionStore(hooks_dir).active_version() == v1
+    assert active_on_disk(hooks_dir) == v1
     assert row["action"] == "promote" and row["hook_version"] == v1
 
     promote("base", "ft-2", v2)
@@ -31,11 +47,11 @@ def test_promote_swaps_routes_and_hooks_together_and_rollback_restores(vt_env):
     back = vt.rollback()
     assert back["rolled_back"] is True
     assert runtime.current().route("base") == "ft-1" and runtime.current().hook_version == v1
-    assert HookVersionStore(hooks_dir).active_version() == v1
+    assert active_on_disk(hooks_dir) == v1
 
     vt.rollback()
     assert runtime.current().route("base") == "base" and runtime.current().hooks is None
-    assert HookVersionStore(hooks_dir).active_version() is None
+    assert active_on_disk(hooks_dir) is None
     assert vt.rollback()["rolled_back"] is False  # back at the start: nothing to restore
 
     assert [r["action"] for r in promotion_history()] == ["promote", "promote", "rollback", "rollback"]
@@ -125,8 +141,8 @@ r = client.chat.completions.create(model="app-model", messages=[{"role": "user",
 print(json.dumps({"model": r.model, "content": r.choices[0].message.content}))
 '''
 
-# Says which heavy modules were loaded when the first answer came back (before capture's worker
-# starts): the start-up sync must not have imported them.
+# Says whether libcst was loaded when the first answer came back: serving the promotion needs
+# no synthesis code. (That the first call never waits for the store is tested in-process below.)
 PROBE_HOOK = '''
 import sys
 
@@ -136,7 +152,7 @@ def intercept_prompt(user_input, context):
 
 
 def intercept_output(model_output, context):
-    heavy = ",".join(m for m in ("vectorwave", "libcst", "torch") if m in sys.modules)
+    heavy = ",".join(m for m in ("libcst",) if m in sys.modules)
     return model_output + " [hook:restart heavy=" + heavy + "]"
 '''
 
@@ -151,7 +167,7 @@ def test_restarted_app_serves_the_last_promotion_without_calling_sync(vt_env, lo
     for alias in ("app-model", "vt-ft-restart"):
         local_server.backend.alias(alias, TINY_ID)
     version = HookVersionStore(vt_env.hooks_dir).create_version(PROBE_HOOK, validation={"ok": True})["version"]
-    Promoter(runtime=Runtime(), instance_id="process-a").promote("app-model", "vt-ft-restart", version)
+    promote_elsewhere("process-a", "app-model", "vt-ft-restart", version)
     env = {**os.environ, "VT_STORE_PATH": str(vt_env.store_path), "VT_HOOKS_DIR": str(tmp_path / "b-hooks"),
            "VT_STATE_DIR": str(tmp_path / "b-state"), "VT_JOURNAL_PATH": str(tmp_path / "b-journal"),
            "VT_STRICT": "true",
@@ -162,9 +178,40 @@ def test_restarted_app_serves_the_last_promotion_without_calling_sync(vt_env, lo
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["model"] == "vt-ft-restart"  # routed: the request went out for the fine-tuned model
-    # the promoted hook version ran on the answer, and the start-up sync read the mirrored row,
-    # not the store: no VectorWave (torch) or libcst import on the first call
+    # the promoted hook version ran on the answer, with no synthesis code imported
     assert seen["content"].endswith(" [hook:restart heavy=]")
+
+
+class BlockedLog:
+    """A promotion record whose reads wait until released (a store that takes long to open)."""
+
+    def __init__(self, rows):
+        self.rows, self.release, self.reads = rows, threading.Event(), 0
+
+    def record_promotion(self, promotion):
+        self.rows.append(promotion)
+        return promotion["promotion_id"]
+
+    def promotions(self):
+        self.reads += 1
+        assert self.release.wait(30)
+        return list(self.rows)
+
+
+def test_first_call_serves_the_mirror_while_the_record_is_still_being_read(vt_env, monkeypatch):
+    from vt_middleware.runtime import live
+
+    v1 = make_version(vt_env.hooks_dir, "one")
+    writer = Promoter(runtime=Runtime(), instance_id="elsewhere")
+    row = writer.promote("base", "ft-1", v1)
+    assert writer.flush_files(10)
+    vt.reset(**vt_env.model_dump())
+    log = BlockedLog([row])
+    monkeypatch.setattr(live.Promoter, "store", property(lambda self: log))
+    pair = get_runtime().current()  # the record read is blocked: only the mirror can have served this
+    assert pair.route("base") == "ft-1" and pair.hook_version == v1
+    assert wait_for(lambda: log.reads == 1)  # ...and the record is being checked in the background
+    log.release.set()
 
 
 def wait_for(condition, timeout: float = 30.0) -> bool:
@@ -176,7 +223,7 @@ def wait_for(condition, timeout: float = 30.0) -> bool:
 
 def test_first_call_boots_once_and_explicit_activation_wins(vt_env):
     v1, v2 = make_version(vt_env.hooks_dir, "one"), make_version(vt_env.hooks_dir, "two")
-    Promoter(runtime=Runtime(), instance_id="elsewhere").promote("base", "ft-1", v1)
+    promote_elsewhere("elsewhere", "base", "ft-1", v1)
     vt.reset(**vt_env.model_dump())  # a restart: fresh runtime, nothing applied yet
     pair = get_runtime().current()
     assert pair.route("base") == "ft-1" and pair.hook_version == v1
@@ -186,17 +233,20 @@ def test_first_call_boots_once_and_explicit_activation_wins(vt_env):
     get_runtime().activate(routes={"base": "pinned"}, label="explicit")
     assert get_runtime().current().route("base") == "pinned" and get_runtime().current().hooks is None
 
-    HookVersionStore(vt_env.hooks_dir).activate(v2, force=True)
+    HookDir(vt_env.hooks_dir).write_pointer(v2, {"action": "by hand"})  # not a promotion: never read
     (vt_env.store_path / "VTPromotions.latest.json").unlink()
-    vt.reset(**vt_env.model_dump())  # store rows without the mirror: read in the background
+    vt.reset(**vt_env.model_dump())  # record rows without the mirror: read in the background
+    assert get_runtime().current().hooks is None  # not v2: ACTIVE names hooks without routes
     assert wait_for(lambda: get_runtime().current().hook_version == v1)
     assert get_runtime().current().route("base") == "ft-1"
-    assert HookVersionStore(vt_env.hooks_dir).active_version() == v2  # the store's row wins; ACTIVE left as is
+    assert active_on_disk(vt_env.hooks_dir) == v1  # derived from the record again
 
 
-def test_hooks_only_setup_boots_from_the_active_pointer(vt_env):
+def test_hooks_only_activation_is_a_promotion_a_restart_serves(vt_env):
     version = make_version(vt_env.hooks_dir, "solo")
     HookVersionStore(vt_env.hooks_dir).activate(version, force=True)
+    assert [(r["action"], r["hook_version"]) for r in promotion_history()] == [("promote", version)]
+    vt.reset(**vt_env.model_dump())
     pair = get_runtime().current()
     assert pair.hook_version == version and pair.hooks.apply_output("x", {}) == "x [hook:solo]"
     assert dict(pair.routes) == {}
@@ -206,15 +256,42 @@ def test_unloadable_stored_promotion_raises_in_strict_and_is_skipped_when_lenien
     import shutil
 
     version = make_version(vt_env.hooks_dir, "gone")
-    Promoter(runtime=Runtime(), instance_id="elsewhere").promote("base", "ft-1", version)
+    promote_elsewhere("elsewhere", "base", "ft-1", version)
     shutil.rmtree(vt_env.hooks_dir / version)
     vt.reset(**vt_env.model_dump())
     with pytest.raises(vt.VTError, match=version):
         get_runtime().current()
     vt.reset(**{**vt_env.model_dump(), "strict": False})
-    pair = get_runtime().current()  # fails open: the app keeps serving the initial pair
-    assert pair.route("base") == "base" and pair.hooks is None
-    assert vt.error_counts().get("runtime.bootstrap:HookError") == 1
+    pair = get_runtime().current()  # fails open: the routes apply; no earlier version to fall back to
+    assert pair.route("base") == "ft-1" and pair.hooks is None
+    assert vt.error_counts().get("runtime.load_hooks:HookError") == 1
+
+
+@pytest.mark.parametrize("damage", ["missing", "broken"])
+def test_a_live_version_that_cannot_load_falls_back_to_the_last_that_validated(vt_env, damage):
+    import os
+    import shutil
+
+    good, rejected = make_version(vt_env.hooks_dir, "good"), make_version(vt_env.hooks_dir, "rejected")
+    HookVersionStore(vt_env.hooks_dir).create_version("x = 1\n", validation={"ok": False})  # v3 failed validation
+    live = make_version(vt_env.hooks_dir, "live")
+    promoter = Promoter(runtime=Runtime(), instance_id="elsewhere")
+    promoter.promote("base", "ft-1", good)
+    promoter.promote("base", "ft-2", live)
+    assert promoter.flush_files(10)
+    rejected_folder = vt_env.hooks_dir / rejected
+    os.chmod(rejected_folder / "manifest.json", 0o644)
+    (rejected_folder / "manifest.json").write_text('{"validation": {"ok": false}}')  # now: failed validation
+    if damage == "missing":
+        shutil.rmtree(vt_env.hooks_dir / live)
+    else:
+        os.chmod(vt_env.hooks_dir / live / "hook.py", 0o644)
+        (vt_env.hooks_dir / live / "hook.py").write_text("def intercept_prompt(:\n")
+    vt.reset(**{**vt_env.model_dump(), "strict": False})  # a restart
+    pair = get_runtime().current()
+    assert pair.hook_version == good and pair.hooks.apply_output("x", {}) == "x [hook:good]"
+    assert pair.route("base") == "ft-2"  # the record's routes still apply
+    assert vt.error_counts().get("runtime.load_hooks:HookError") == 1
 
 
 def test_periodic_sync_converges_without_a_restart(vt_env):
@@ -245,7 +322,7 @@ def test_weaviate_instance_boots_from_its_mirror_then_the_shared_store(tmp_path)
                   "journal_path": tmp_path / "journal", "store_path": tmp_path / "unused-lance"}
         vt.reset(**shared, state_dir=tmp_path / "a-state")
         v1, v2 = make_version(tmp_path / "hooks", "one"), make_version(tmp_path / "hooks", "two")
-        Promoter(runtime=Runtime(), instance_id="a").promote("base", "ft-1", v1)
+        promote_elsewhere("a", "base", "ft-1", v1)
         assert (tmp_path / "a-state" / "VTPromotions.latest.json").exists()  # A's own last pair
 
         vt.reset(**shared, state_dir=tmp_path / "b-state")  # B: never ran here, no mirror
@@ -254,7 +331,7 @@ def test_weaviate_instance_boots_from_its_mirror_then_the_shared_store(tmp_path)
         assert get_runtime().current().hook_version == v1
         assert [p.label for p in get_runtime().history()] == ["initial"]
 
-        Promoter(runtime=Runtime(), instance_id="c").promote("base", "ft-2", v2)  # while A is down
+        promote_elsewhere("c", "base", "ft-2", v2)  # while A is down
         vt.reset(**shared, state_dir=tmp_path / "a-state")  # A restarts
         get_runtime().current()
         assert wait_for(lambda: get_runtime().current().route("base") == "ft-2")  # the store's newer row...

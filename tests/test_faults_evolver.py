@@ -139,6 +139,7 @@ def test_crash_in_each_stage_is_contained_and_the_next_run_recovers(stage, vt_en
     assert result is not None and result["status"] == "succeeded", evolver.status()["last_error"]
     assert result["promoted"], result["gate"]
     assert runtime.current().hook_version == result["hook_version"]
+    assert pipeline.promoter.flush_files(10)  # ACTIVE is derived from the record in the background
     assert HookVersionStore(vt_env.hooks_dir).active_version() == result["hook_version"]
     assert evolver.status()["consecutive_failures"] == 0 and evolver.status()["state"] == "idle"
     stored = [c.uuid for page in vt.get_store().iter_calls(FUNCTION) for c in page]

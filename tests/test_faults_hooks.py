@@ -10,9 +10,10 @@ import pytest
 
 import vt_middleware as vt
 from vt_middleware.call_context import last_run_id
-from vt_middleware.evolve.swap import Promoter
+from vt_middleware.errors import HookError
+from vt_middleware.evolve.swap import Promoter, get_promoter
+from vt_middleware.runtime.hook_dir import HookDir
 from vt_middleware.runtime.hooks import LoadedHooks
-from vt_middleware.runtime.watcher import HookWatcher
 from vt_middleware.synthesize.versions import HookVersionStore
 from vt_middleware.train.local_models import TINY_ID
 
@@ -96,7 +97,8 @@ def test_raising_hook_passes_text_through_and_auto_rolls_back(lenient, openai_cl
     after = wrapped.chat.completions.create(model=TINY_ID, messages=MESSAGES, max_tokens=4)
     assert after.choices[0].message.content == raw_text + " [hook:good]"
     ids.append(last_run_id())
-    assert HookVersionStore(lenient.hooks_dir).active_version() == good
+    assert promoter.auto_rollbacks == [bad]
+    assert promoter.flush_files(10) and HookDir(lenient.hooks_dir).active_version() == good
     assert vt.flush(30)
     stored = _stored("hook_raises")
     assert sorted(stored) == sorted(ids)
@@ -145,13 +147,12 @@ def test_hook_version_that_fails_to_import_keeps_the_current_hooks(lenient, open
     versions = HookVersionStore(lenient.hooks_dir)
     good = _version(lenient, GOOD)
     versions.activate(good)
-    watcher = HookWatcher()
-    assert watcher.check_once() and vt.get_runtime().current().hook_version == good
-    broken = _version(lenient, "def intercept_prompt(:\n")
-    versions.activate(broken, force=True)
-    assert not watcher.check_once()
     assert vt.get_runtime().current().hook_version == good
-    assert vt.error_counts().get("hooks.watcher.load:HookError", 0) == 1
+    broken = _version(lenient, "def intercept_prompt(:\n")
+    with pytest.raises(HookError, match="failed to import"):
+        versions.activate(broken, force=True)  # loaded before anything changes: never live
+    assert vt.get_runtime().current().hook_version == good
+    assert [r["hook_version"] for r in get_promoter().promotion_history()] == [good]  # nothing recorded
     response = vt.wrap(openai_client, function_name="hook_import").chat.completions.create(
         model=TINY_ID, messages=MESSAGES, max_tokens=4)
     assert response.choices[0].message.content.endswith(" [hook:good]")

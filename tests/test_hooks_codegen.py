@@ -144,7 +144,7 @@ def test_validation_catches_rules_that_do_not_reproduce_their_fix(analyzer, tmp_
     assert not report["ok"] and not report["parsed"] and report["errors"]
 
 
-def test_pipeline_creates_validated_version_and_seed_shape(analyzer, tmp_path):
+def test_pipeline_creates_validated_version_and_seed_shape(analyzer, tmp_path, vt_env):  # activation is recorded
     pairs = [FeedbackPair("Review 3 stars", f"Cost USD {i}.", f"Cost ${i}.\n\nRating: 3/5", pair_id=str(i))
              for i in range(4)]
     result = synthesize_version(pairs, tmp_path, activate=True, analyzer=analyzer)

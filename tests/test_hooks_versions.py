@@ -1,4 +1,5 @@
-"""Hook versions: immutable folders, atomic ACTIVE, rollback, history across restarts; hot reload."""
+"""Hook versions: immutable folders; activation is a recorded promotion, with ACTIVE and
+history derived from it; rollback across restarts; following the record (hot reload)."""
 from __future__ import annotations
 
 import os
@@ -8,9 +9,9 @@ import time
 import pytest
 
 import vt_middleware
-from vt_middleware.config import configure
 from vt_middleware.errors import ConfigError, HookError
-from vt_middleware.runtime.active import Runtime
+from vt_middleware.runtime.active import Runtime, get_runtime
+from vt_middleware.runtime.live import get_promoter
 from vt_middleware.runtime.watcher import HookWatcher
 from vt_middleware.synthesize import HookVersionStore, build_module
 from vt_middleware.types import Rule
@@ -30,10 +31,8 @@ def make_version(store: HookVersionStore, tag: str, ok: bool = True) -> str:
 
 
 @pytest.fixture
-def lenient(tmp_path):
-    configure(hooks_dir=tmp_path / "hooks", strict=False)
-    yield
-    configure()
+def lenient(vt_env):
+    return vt_middleware.reset(**{**vt_env.model_dump(), "strict": False})
 
 
 def test_versions_are_immutable_with_manifest(tmp_path):
@@ -53,25 +52,30 @@ def test_versions_are_immutable_with_manifest(tmp_path):
         store.activate("v0099")
 
 
-def test_activate_rollback_and_history_survive_restart(tmp_path):
-    store = HookVersionStore(tmp_path)
+def test_activate_rollback_and_history_survive_restart(vt_env):
+    hooks_dir = vt_env.hooks_dir
+    store = HookVersionStore(hooks_dir)
     v1, v2, v3 = (make_version(store, t) for t in ("a", "b", "c"))
     for v in (v1, v2, v3):
         store.activate(v)
-    assert store.active_version() == v3
-    assert store.rollback() == v2
-    restarted = HookVersionStore(tmp_path)  # a new process sees the same state
-    assert restarted.active_version() == v2
-    assert restarted.rollback() == v1  # previous of the previous, not back to v3
-    assert restarted.rollback(to=v3) == v3
-    actions = [(e["action"], e["version"]) for e in restarted.history()]
-    assert actions == [("activate", v1), ("activate", v2), ("activate", v3), ("rollback", v2), ("rollback", v1), ("rollback", v3)]
+    assert store.active_version() == v3 == get_runtime().current().hook_version
+    assert vt_middleware.rollback()["hook_version"] == v2
+    vt_middleware.reset(**vt_env.model_dump())  # a new process sees the same state
+    assert get_runtime().current().hook_version == v2
+    assert vt_middleware.rollback()["hook_version"] == v1  # previous of the previous, not back to v3
+    assert vt_middleware.rollback(to=v3)["hook_version"] == v3
+    assert get_promoter().flush_files(10)
+    restarted = HookVersionStore(hooks_dir)
+    actions = [(r["action"], r["hook_version"]) for r in get_promoter().promotion_history()]
+    assert actions == [("promote", v1), ("promote", v2), ("promote", v3), ("rollback", v2), ("rollback", v1),
+                       ("promote", v3)]
+    assert [e["version"] for e in restarted.history()][-1] == v3  # derived from the record
     assert [m["version"] for m in restarted.list_versions() if m["active"]] == [v3]
-    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    assert not [p for p in os.listdir(hooks_dir) if p.endswith(".tmp")]
 
 
-def test_failed_validation_needs_force(tmp_path):
-    store = HookVersionStore(tmp_path)
+def test_failed_validation_needs_force(vt_env):
+    store = HookVersionStore(vt_env.hooks_dir)
     bad = make_version(store, "bad", ok=False)
     with pytest.raises(HookError, match="failed validation"):
         store.activate(bad)
@@ -79,12 +83,12 @@ def test_failed_validation_needs_force(tmp_path):
     assert store.active_version() == bad
 
 
-def test_watcher_swaps_without_dropping_or_mixing_calls(tmp_path, lenient):
-    store = HookVersionStore(tmp_path)
+def test_watcher_follows_the_record_without_dropping_or_mixing_calls(lenient):
+    store = HookVersionStore(lenient.hooks_dir)
     versions = [make_version(store, t) for t in ("v1", "v2")]
     store.activate(versions[0])
     runtime = Runtime()
-    watcher = HookWatcher(tmp_path, runtime=runtime, poll_interval=0.01).start()
+    watcher = HookWatcher(runtime=runtime, poll_interval=0.01).start()
     results, stop = [], threading.Event()
 
     def caller():
@@ -92,14 +96,15 @@ def test_watcher_swaps_without_dropping_or_mixing_calls(tmp_path, lenient):
             pair = runtime.current()
             out = pair.hooks.apply_output("text", {}) if pair.hooks else "text"
             results.append((pair.hook_version, out))
+            time.sleep(0.0005)  # a call's I/O wait: pure spinning threads would starve the store's own threads
 
     threads = [threading.Thread(target=caller) for _ in range(4)]
     for t in threads:
         t.start()
     for i in range(20):
-        store.activate(versions[i % 2])
+        store.activate(versions[(i + 1) % 2])  # a tool or another instance promotes
         watcher.check_once()
-        time.sleep(0.005)
+        assert runtime.current().hook_version == versions[(i + 1) % 2]
     stop.set()
     for t in threads:
         t.join()
@@ -111,8 +116,8 @@ def test_watcher_swaps_without_dropping_or_mixing_calls(tmp_path, lenient):
     assert seen_calls >= len(results)
 
 
-def test_hook_that_keeps_raising_is_bypassed_then_rolled_back(tmp_path, lenient):
-    store = HookVersionStore(tmp_path)
+def test_hook_that_keeps_raising_is_bypassed_then_rolled_back(lenient):
+    store = HookVersionStore(lenient.hooks_dir)
     good = make_version(store, "good")
     broken = store.reserve_version()
     store.create_version(
@@ -121,7 +126,7 @@ def test_hook_that_keeps_raising_is_bypassed_then_rolled_back(tmp_path, lenient)
     store.activate(good)
     store.activate(broken)
     runtime = Runtime()
-    watcher = HookWatcher(tmp_path, runtime=runtime, rollback_after=3, poll_interval=0.01)
+    watcher = HookWatcher(runtime=runtime, rollback_after=3, poll_interval=0.01)
     watcher.check_once()
     assert runtime.current().hook_version == broken
     outputs = [runtime.current().hooks.apply_output("hello", {}) for _ in range(3)]
@@ -130,22 +135,21 @@ def test_hook_that_keeps_raising_is_bypassed_then_rolled_back(tmp_path, lenient)
     while runtime.current().hook_version != good and time.time() < deadline:
         time.sleep(0.01)
     assert runtime.current().hook_version == good
+    assert watcher.promoter.flush_files(10)
     assert store.active_version() == good and watcher.auto_rollbacks == [broken]
     assert store.history()[-1]["reason"].startswith("auto:")
+    last = get_promoter().promotion_history()[-1]  # recorded: every instance follows the rollback
+    assert (last["action"], last["hook_version"]) == ("rollback", good)
     assert vt_middleware.error_counts().get("hooks.intercept_output:RuntimeError", 0) >= 3
 
 
-def test_unloadable_version_keeps_current_hooks(tmp_path, lenient):
-    store = HookVersionStore(tmp_path)
+def test_unloadable_version_keeps_current_hooks(lenient):
+    store = HookVersionStore(lenient.hooks_dir)
     good = make_version(store, "good")
     store.activate(good)
-    runtime = Runtime()
-    watcher = HookWatcher(tmp_path, runtime=runtime)
-    watcher.check_once()
     broken = store.reserve_version()
-    store.create_version("x = 1\n", version=broken)  # no intercept functions
-    store.activate(broken)
-    assert watcher.check_once() is False
-    assert runtime.current().hook_version == good
-    store.deactivate()
-    assert watcher.check_once() and runtime.current().hooks is None
+    store.create_version("x = 1\n", version=broken, validation={"ok": True})  # no intercept functions
+    with pytest.raises(HookError, match="no callable intercept_prompt"):
+        store.activate(broken)
+    assert get_runtime().current().hook_version == good
+    assert [r["hook_version"] for r in get_promoter().promotion_history()] == [good]

@@ -35,7 +35,7 @@ _LAZY = {
     "last_run_id": "vt_middleware.call_context:last_run_id",
     "flush": "vt_middleware.capture.worker:flush",
     "capture_stats": "vt_middleware.capture.worker:capture_stats",
-    "rollback": "vt_middleware.evolve.swap:rollback",
+    "rollback": "vt_middleware.runtime.live:rollback",
     "Evolver": "vt_middleware.evolve.evolver:Evolver",
     "get_runtime": "vt_middleware.runtime.active:get_runtime",
     "get_store": "vt_middleware.store:get_store",

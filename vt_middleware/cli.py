@@ -423,11 +423,7 @@ def hooks_rollback(to: Optional[str] = typer.Option(None, help="Roll back to thi
     """Make the previous hook version (and model routing) live again."""
     from .dashboards import data
 
-    if to is not None:
-        active = data.hook_store().rollback(to, reason=reason)
-        console.print(f"active hook version: {active}")
-        return
-    outcome = data.rollback(reason=reason)
+    outcome = data.rollback(reason=reason, to=to)
     if not outcome.get("rolled_back"):
         _fail(f"nothing to roll back to (active: {outcome.get('active') or 'none'})")
     console.print(f"rolled back via {outcome['via']}; active hook version: {outcome.get('active') or 'none'}")

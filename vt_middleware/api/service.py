@@ -237,18 +237,16 @@ def gate_results() -> List[Dict[str, Any]]:
     return out
 
 
-def rollback(reason: str = "dashboard rollback") -> Dict[str, Any]:
-    """Roll back what is live: the last promotion when the store has any (hooks and routing
-    together, recorded for every app instance), else the hook versions' ACTIVE pointer."""
-    if promotions():
-        from ..evolve.swap import Promoter
+def rollback(reason: str = "dashboard rollback", to: Optional[str] = None) -> Dict[str, Any]:
+    """Roll back what is live with the one rollback (``runtime.live``): the pair before the
+    promotion record's latest (hooks and model routing together), or the newest earlier pair
+    serving hook version ``to``; recorded for every app instance."""
+    from ..runtime.live import rollback as live_rollback
 
-        outcome = Promoter(hooks_dir=get_config().hooks_dir).rollback(reason=reason)
-        return {"via": "promotions", "active": active_hook_version(), **outcome}
-    store = hook_store()
-    before = store.active_version()
-    after = store.rollback(reason=reason)
-    return {"via": "hook versions", "rolled_back": after != before, "previous": before, "active": after}
+    if to is not None:
+        hook_manifest(to)  # names a version that does not exist
+    outcome = live_rollback(reason=reason, to=to, catch_up=True)
+    return {"via": "promotion record", "active": outcome.get("hook_version"), **outcome}
 
 
 # --- calls and feedback -------------------------------------------------------------------------
@@ -473,13 +471,10 @@ def active_hook() -> Optional[Dict[str, Any]]:
 
 
 def rollback_hooks(to: Optional[str] = None, reason: str = "api rollback") -> Dict[str, Any]:
-    """Point the hook versions' ACTIVE pointer back (or at ``to``) through the version store."""
-    store = hook_store()
-    if to is not None:
-        hook_manifest(to)  # names a version that does not exist
-    before = store.active_version()
-    after = store.rollback(to, reason=reason)
-    return {"rolled_back": after != before, "previous": before, "active": after}
+    """:func:`rollback` reported by hook version: ``{"rolled_back", "previous", "active"}``."""
+    outcome = rollback(reason=reason, to=to)
+    return {"rolled_back": outcome["rolled_back"], "previous": outcome.get("replaced_hook_version"),
+            "active": outcome.get("hook_version")}
 
 
 def cost_estimate(run_id: Optional[str] = None, token_count: Optional[int] = None,

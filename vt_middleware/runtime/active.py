@@ -4,18 +4,19 @@ A call reads ``get_runtime().current()`` once and uses that one immutable
 ``ActivePair`` for its whole life: calls in flight finish on the old pair,
 new calls see the new one, and no call ever mixes the two.
 
-The process-wide runtime boots lazily: the first ``current()`` applies what is stored
-(the last promotion, or the ACTIVE hook version; see ``runtime/sync.py``), so a restarted
-app serves the promoted pair without calling anything. An explicit ``activate``/``rollback``
-before that first read wins over the stored state.
+The process-wide runtime boots lazily: the first ``current()`` applies what is recorded
+(the last promotion; see ``runtime/sync.py``), so a restarted app serves the promoted pair
+without calling anything. An explicit ``activate`` before that first read wins over the
+recorded state. Promotion and rollback, recorded for every instance, are ``runtime/live.py``.
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Callable, List, Mapping, Optional
 
+from ..health import record_internal_error
 from .hooks import LoadedHooks
 
 
@@ -44,7 +45,7 @@ Bootstrap = Callable[["Runtime"], None]
 
 
 class Runtime:
-    """Holds the current pair and the history of earlier ones (for rollback)."""
+    """Holds the current pair and the earlier ones (for inspection; rollback is ``live.Promoter``)."""
 
     def __init__(self, bootstrap: Optional[Bootstrap] = None,
                  on_reset: Optional[Callable[[], None]] = None) -> None:
@@ -56,6 +57,7 @@ class Runtime:
         self._on_reset = on_reset
         self._booted = bootstrap is None
         self._booting = False
+        self.epoch = 0  # bumped by reset(): work started before it must not apply after it
         # Re-entrant: the booting thread reads current() again (promoter, watcher) and must
         # pass; other threads wait so their first call already sees the stored pair.
         self._boot_lock = threading.RLock()
@@ -77,8 +79,6 @@ class Runtime:
             try:
                 self._bootstrap(self)
             except Exception as exc:  # noqa: BLE001 - a stored pair that cannot load: serve as is
-                from ..health import record_internal_error
-
                 record_internal_error("runtime.bootstrap", exc)
             finally:
                 self._booting = False
@@ -108,19 +108,6 @@ class Runtime:
         self._notify(old, new)
         return new
 
-    def rollback(self) -> ActivePair:
-        """Restore the previous pair (no-op when there is none)."""
-        with self._lock:
-            if not self._history:
-                return self._current
-            old = self._current
-            previous = self._history.pop()
-            new = replace(previous, generation=old.generation + 1)
-            self._current = new
-            self._booted = True
-        self._notify(old, new)
-        return new
-
     def history(self) -> List[ActivePair]:
         with self._lock:
             return list(self._history)
@@ -136,14 +123,13 @@ class Runtime:
             self._current = ActivePair()
             self._history.clear()
             self._booted = self._bootstrap is None
+            self.epoch += 1
 
     def _notify(self, old: ActivePair, new: ActivePair) -> None:
         for listener in list(self._listeners):
             try:
                 listener(old, new)
             except Exception as exc:  # noqa: BLE001
-                from ..health import record_internal_error
-
                 record_internal_error("runtime.listener", exc)
 
 
@@ -153,15 +139,15 @@ def _boot_from_store(runtime: Runtime) -> None:
     bootstrap(runtime)
 
 
-def _stop_sync() -> None:
-    import sys
+def _on_reset() -> None:
+    from .derived import flush_all
+    from .sync import stop_periodic_sync
 
-    sync = sys.modules.get(f"{__package__}.sync")  # never imported: nothing to stop
-    if sync is not None:
-        sync.stop_periodic_sync()
+    stop_periodic_sync()
+    flush_all()  # as at exit: what a restarted process reads is written
 
 
-_runtime = Runtime(bootstrap=_boot_from_store, on_reset=_stop_sync)
+_runtime = Runtime(bootstrap=_boot_from_store, on_reset=_on_reset)
 
 
 def get_runtime() -> Runtime:

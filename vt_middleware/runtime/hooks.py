@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import re
 import sys
 import threading
 from pathlib import Path
@@ -19,17 +18,6 @@ from ..errors import HookError
 from ..health import record_internal_error
 
 _load_counter = itertools.count(1)
-# The layout of ``synthesize.versions.HookVersionStore`` (``<hooks_dir>/vNNNN/hook.py``), repeated
-# here because importing that module loads libcst, too heavy for a live call's first use.
-_VERSION_RE = re.compile(r"^v(\d{4,})$")
-_HOOK_FILE = "hook.py"
-
-
-def version_hook_path(hooks_dir: str | Path, version: str) -> Path:
-    """The generated module of hook ``version`` under ``hooks_dir`` (no libcst import)."""
-    if not isinstance(version, str) or not _VERSION_RE.match(version):
-        raise HookError(f"not a hook version name: {version!r} (expected like 'v0001')")
-    return Path(hooks_dir) / version / _HOOK_FILE
 
 
 def import_hook_file(path: Path, version: str) -> ModuleType:

@@ -1,30 +1,26 @@
-"""Hot reload: watch ``hooks_dir/ACTIVE`` and swap the runtime's hooks when it changes.
+"""Follow the promotion record: apply rows written by other instances (or tools) as they come.
 
-Each version is loaded with ``LoadedHooks.from_file`` under its own module name (no
-``importlib.reload``) and installed with one ``Runtime.activate(keep_routes=True)``;
-a call holds the pair it read, so no call is dropped or sees two versions. A hook
-that keeps raising is bypassed by ``LoadedHooks`` (fail open) and, after
-``rollback_after`` consecutive failures, the watcher rolls the version back by itself.
-
-Generated hooks contain no unbounded loops (see ``synthesize/hook_runtime.py``), so
-a watchdog for a hook that never returns is not needed for generated code.
+Each check reads the record's latest row and, when it is newer than what this process serves,
+makes it live through the :class:`~vt_middleware.runtime.live.Promoter` (one swap of the
+runtime's pair; hooks loaded under a new module name, never reloaded in place; a version that
+cannot be loaded here is replaced by the last one that validated). A hook version that keeps
+raising is rolled back by the same promoter, with the one rollback every caller uses.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from typing import Any, List, Optional, Set
+from typing import List, Optional
 
-from ..health import record_internal_error
-from .active import Runtime, get_runtime
-from .hooks import LoadedHooks, version_hook_path
+from .active import Runtime
+from .live import Promoter, get_promoter
 
 logger = logging.getLogger("vt_middleware.watcher")
 
 
 class HookWatcher:
-    """Keeps the runtime's hooks equal to the hook version named in ``hooks_dir/ACTIVE``."""
+    """Polls the promotion record every ``poll_interval`` seconds in a daemon thread."""
 
     def __init__(
         self,
@@ -32,81 +28,44 @@ class HookWatcher:
         runtime: Optional[Runtime] = None,
         poll_interval: float = 0.5,
         rollback_after: Optional[int] = None,
+        promoter: Optional[Promoter] = None,
     ) -> None:
-        from ..config import get_config
-
-        config = get_config()
-        self.hooks_dir = hooks_dir if hooks_dir is not None else config.hooks_dir
-        self._store: Any = None
-        self.runtime = runtime or get_runtime()
+        if promoter is None:
+            own = runtime is not None or hooks_dir is not None or rollback_after is not None
+            promoter = Promoter(runtime=runtime, hooks_dir=hooks_dir, rollback_after=rollback_after) if own \
+                else get_promoter()
+        self.promoter = promoter
+        self.runtime = promoter.runtime
         self.poll_interval = poll_interval
-        self.rollback_after = rollback_after or config.hook_failure_rollback_after
-        self.loaded_version: Optional[str] = None
         self.swaps = 0
-        self.auto_rollbacks: List[str] = []
-        self._unloadable: Set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._epoch = self.runtime.epoch
 
     @property
-    def store(self) -> Any:
-        """The ``HookVersionStore`` (imported on first use: it pulls in libcst)."""
-        if self._store is None:
-            from ..synthesize.versions import HookVersionStore
-
-            self._store = HookVersionStore(self.hooks_dir)
-        return self._store
+    def auto_rollbacks(self) -> List[str]:
+        """Hook versions rolled back because they kept failing."""
+        return self.promoter.auto_rollbacks
 
     def check_once(self) -> bool:
-        """Load and install the active version if it changed; True when hooks were swapped."""
+        """Apply the record's latest row if it is newer; True when the live pair changed."""
         with self._lock:
-            version = self.store.active_version()
-            if version == self.loaded_version or version in self._unloadable:
-                return False
-            if version is None:
-                self.runtime.activate(hooks=None, keep_routes=True, label="hooks:none")
-            else:
-                try:
-                    loaded = LoadedHooks.from_file(
-                        version_hook_path(self.hooks_dir, version), version,
-                        rollback_after=self.rollback_after, on_repeated_failure=self._on_repeated_failure,
-                    )
-                except Exception as exc:  # noqa: BLE001 - keep serving the current hooks
-                    self._unloadable.add(version)
-                    record_internal_error("hooks.watcher.load", exc)
-                    return False
-                self.runtime.activate(hooks=loaded, keep_routes=True, label=f"hooks:{version}")
-            self.loaded_version = version
-            self.swaps += 1
-            logger.info("hook version %s is live", version)
-            return True
-
-    def _on_repeated_failure(self, hooks: LoadedHooks) -> None:
-        # Runs inside a user's call: hand the rollback to a thread so that call returns now.
-        threading.Thread(target=self._auto_rollback, args=(hooks,), name="vt-hook-rollback", daemon=True).start()
-
-    def _auto_rollback(self, hooks: LoadedHooks) -> None:
-        try:
-            if self.store.active_version() == hooks.version:
-                reason = f"auto: {hooks.version} failed {hooks.rollback_after} calls in a row"
-                target = self.store.rollback(reason=reason)
-                if target == hooks.version:  # nothing earlier to go back to: run without hooks
-                    self.store.deactivate(reason=reason)
-                self.auto_rollbacks.append(hooks.version)
-            self.check_once()
-        except Exception as exc:  # noqa: BLE001
-            record_internal_error("hooks.watcher.rollback", exc)
+            applied = self.promoter.sync_from_store(epoch=self._epoch) is not None
+            self.swaps += int(applied)
+            return applied
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_interval):
+        while not self._stop.is_set():
             try:
                 self.check_once()
             except Exception as exc:  # noqa: BLE001 - the watcher thread must survive
-                logger.warning("hook watcher check failed: %s: %s", type(exc).__name__, exc)
+                logger.warning("promotion record check failed: %s: %s", type(exc).__name__, exc)
+            self._stop.wait(self.poll_interval)
 
     def start(self, check_now: bool = True) -> "HookWatcher":
-        """Load the active version now (unless ``check_now`` is False), then poll in a daemon thread."""
+        """Check now (unless ``check_now`` is False: the thread's first check is then right away),
+        then every ``poll_interval`` seconds in a daemon thread."""
         if check_now:
             self.check_once()
         if self._thread is None or not self._thread.is_alive():

@@ -215,7 +215,8 @@ class ExecutionStore:
         uid = new_id()
         row = {"created_at": utc_now_iso(), **promotion}
         self.backend.upsert_many(PROMOTIONS, [{"uuid": uid, "properties": _document(
-            row, kind="promotion", created_at=row["created_at"], action=promotion.get("action"))}])
+            row, kind="promotion", created_at=row["created_at"], action=promotion.get("action"))}],
+            fresh=True)  # a new id: no lookup (promotion latency)
         return uid
 
     def promotions(self) -> List[Dict[str, Any]]:
