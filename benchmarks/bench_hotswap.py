@@ -64,7 +64,7 @@ def pct(values: List[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Load:
@@ -85,7 +85,7 @@ class Load:
             try:
                 response = self.client.chat.completions.create(
                     model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
-            except Exception:  # noqa: BLE001 - counted
+            except Exception:
                 with self.lock:
                     self.failed += 1
                 continue
@@ -98,7 +98,7 @@ class Load:
                 self.served[response.model] = self.served.get(response.model, 0) + 1
                 self.mixed += int(tag != expected)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self.threads = [threading.Thread(target=self._call, daemon=True) for _ in range(self.n)]
         for thread in self.threads:
             thread.start()
@@ -118,8 +118,9 @@ def main() -> None:
     parser.add_argument("--gap-s", type=float, default=0.02, help="pause between swaps")
     args = parser.parse_args()
 
-    import vt_middleware as vt
     from openai import OpenAI
+
+    import vt_middleware as vt
     from vt_middleware.evolve.swap import Promoter
     from vt_middleware.synthesize.versions import HookVersionStore
     from vt_middleware.train.local_models import TINY_ID

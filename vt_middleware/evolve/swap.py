@@ -8,7 +8,6 @@ the one rollback every caller uses. This module is the evolve stage's entry to i
 """
 from __future__ import annotations
 
-from ..runtime.live import (PairState, Promoter, get_promoter, promote, promotion_history, rollback,
-                            sync_from_store)
+from ..runtime.live import PairState, Promoter, get_promoter, promote, promotion_history, rollback, sync_from_store
 
 __all__ = ["PairState", "Promoter", "get_promoter", "promote", "promotion_history", "rollback", "sync_from_store"]

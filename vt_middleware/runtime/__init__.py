@@ -2,4 +2,4 @@
 from .active import ActivePair, Runtime, get_runtime
 from .hooks import LoadedHooks, import_hook_file
 
-__all__ = ["ActivePair", "Runtime", "get_runtime", "LoadedHooks", "import_hook_file"]
+__all__ = ["ActivePair", "LoadedHooks", "Runtime", "get_runtime", "import_hook_file"]

@@ -88,7 +88,10 @@ class DerivedFiles:
                 if not self._cond.wait_for(lambda: self._pending is not None, timeout=30.0):
                     self._thread = None  # idle: let the thread end; submit starts another
                     return
-                (row, mirror), self._pending, self._busy = self._pending, None, True
+                pending, self._pending, self._busy = self._pending, None, True
+            if pending is None:  # never: wait_for returned with one pending
+                continue
+            row, mirror = pending
             try:
                 self.write(row, mirror=mirror)
             finally:
@@ -117,7 +120,7 @@ class DerivedFiles:
                 logger.warning("writing derived files failed: %s: %s", type(exc).__name__, exc)
 
 
-_writers: "weakref.WeakSet[DerivedFiles]" = weakref.WeakSet()
+_writers: weakref.WeakSet[DerivedFiles] = weakref.WeakSet()
 
 
 def flush_all(timeout: float = _EXIT_FLUSH_S) -> None:

@@ -65,7 +65,7 @@ class PairState:
         return {**self.to_dict(), "routes": json.dumps(dict(self.routes), sort_keys=True)}
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "PairState":
+    def from_row(cls, row: Mapping[str, Any]) -> PairState:
         routes = row.get("routes") or {}
         return cls(routes=json.loads(routes) if isinstance(routes, str) else dict(routes),
                    hook_version=row.get("hook_version"), hooks_dir=row.get("hooks_dir"),
@@ -148,7 +148,7 @@ class Promoter:
             if record:
                 try:
                     self.store.record_promotion(row)
-                except Exception as exc:  # noqa: BLE001 - re-raised with what it means
+                except Exception as exc:
                     raise StoreError(f"promotion {state.promotion_id} could not be recorded, nothing was "
                                      f"made live: {type(exc).__name__}: {exc}") from exc
             self._swap(new_hooks, routes, f"promote:{state.promotion_id}", row, state, stack)

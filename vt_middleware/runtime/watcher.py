@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import List, Optional
 
 from .active import Runtime
@@ -24,7 +25,7 @@ class HookWatcher:
 
     def __init__(
         self,
-        hooks_dir: Optional[str | os.PathLike] = None,
+        hooks_dir: Optional[str | os.PathLike[str]] = None,
         runtime: Optional[Runtime] = None,
         poll_interval: float = 0.5,
         rollback_after: Optional[int] = None,
@@ -32,7 +33,8 @@ class HookWatcher:
     ) -> None:
         if promoter is None:
             own = runtime is not None or hooks_dir is not None or rollback_after is not None
-            promoter = Promoter(runtime=runtime, hooks_dir=hooks_dir, rollback_after=rollback_after) if own \
+            folder = Path(hooks_dir) if hooks_dir is not None else None
+            promoter = Promoter(runtime=runtime, hooks_dir=folder, rollback_after=rollback_after) if own \
                 else get_promoter()
         self.promoter = promoter
         self.runtime = promoter.runtime
@@ -63,7 +65,7 @@ class HookWatcher:
                 logger.warning("promotion record check failed: %s: %s", type(exc).__name__, exc)
             self._stop.wait(self.poll_interval)
 
-    def start(self, check_now: bool = True) -> "HookWatcher":
+    def start(self, check_now: bool = True) -> HookWatcher:
         """Check now (unless ``check_now`` is False: the thread's first check is then right away),
         then every ``poll_interval`` seconds in a daemon thread."""
         if check_now:
@@ -80,7 +82,7 @@ class HookWatcher:
             self._thread.join(timeout)
             self._thread = None
 
-    def __enter__(self) -> "HookWatcher":
+    def __enter__(self) -> HookWatcher:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
