@@ -11,6 +11,8 @@ app instances sharing a store converge.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import threading
 from typing import Optional
@@ -36,6 +38,7 @@ def bootstrap(runtime: Runtime) -> None:
     row = read_mirror(config)
     if row is not None:
         promoter.apply_row(row)
+    _import_before_threads()
     watcher = HookWatcher(promoter=promoter, poll_interval=config.sync_interval_s or 1.0)
     if config.sync_interval_s is None:
         threading.Thread(target=_check_logged, args=(watcher,), name="vt-promotion-check", daemon=True).start()
@@ -46,6 +49,14 @@ def bootstrap(runtime: Runtime) -> None:
             _periodic.stop()
         _periodic = watcher
     watcher.start(check_now=False)  # first check right away in its thread, then every interval
+
+
+def _import_before_threads() -> None:
+    """Import httpx here, in the caller's thread, before a thread of ours opens the store (whose
+    client libraries import it): the openai SDK reads ``sys.modules["httpx"]`` while it parses a
+    response, and a module another thread is still importing there breaks the app's call."""
+    if importlib.util.find_spec("httpx") is not None:
+        importlib.import_module("httpx")
 
 
 def _check_logged(watcher: HookWatcher) -> None:
