@@ -5,7 +5,7 @@
 Real LangChain classes with an in-process model (``GenericFakeChatModel``, no HTTP, so the
 figures are LangChain's and ours, not the network's). Measured, interleaved in one run:
 
-1. an agent step: ``create_agent(model).invoke(...)`` (one model call), bare vs with
+1. an agent step: ``create_agent(model, [tool]).invoke(...)`` (one model call), bare vs with
    ``vt.AgentMiddleware()``, and with a pass-through ``AgentMiddleware`` (LangChain's own
    middleware machinery, for reference);
 2. a chat model ``invoke``: the model vs ``vt.middleware(model)``.
@@ -50,13 +50,23 @@ def _fake_model() -> Any:
     class NamedFake(GenericFakeChatModel):
         model_name: str = "bench-model"
 
+        def bind_tools(self, tools: Any, **kwargs: Any) -> Any:  # answers without calling them
+            return self.bind(tools=[t.name for t in tools])
+
     return NamedFake(messages=itertools.cycle([AIMessage(content="Here is a summary: cold soup, kind staff.")]))
 
 
 def _agent(middleware: List[Any]) -> Any:
+    """An agent with one tool (a tools node, as real agents have) whose model answers at once."""
     from langchain.agents import create_agent
+    from langchain_core.tools import tool
 
-    return create_agent(_fake_model(), [], middleware=middleware)
+    @tool
+    def lookup(order_id: str) -> str:
+        """Look an order up."""
+        return "shipped"
+
+    return create_agent(_fake_model(), [lookup], middleware=middleware)
 
 
 def _time(fn: Callable[[], Any]) -> float:
