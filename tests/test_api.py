@@ -1,8 +1,8 @@
 """The management API over HTTP (uvicorn on loopback, httpx) with the real LanceDB store."""
+
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import httpx
@@ -15,32 +15,11 @@ TOKEN = "test-token-123"
 FUNCTION = "summarize"
 
 
-class ApiServer:
-    """uvicorn serving ``create_app`` on a free loopback port, in a thread."""
+def ApiServer(app):
+    """The API on a free loopback port, served by uvicorn in a thread."""
+    from vt_middleware.server.runner import ThreadedServer
 
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="off", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ApiServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "API server did not start"
-            time.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+    return ThreadedServer(app)
 
 
 def seed_calls(n: int, function_name: str = FUNCTION, embed: bool = False):
@@ -48,13 +27,24 @@ def seed_calls(n: int, function_name: str = FUNCTION, embed: bool = False):
     from vt_middleware.store.embedding import get_embedder
     from vt_middleware.store.executions import get_store
 
-    records = [CallRecord(function_name, {"messages": [{"role": "user", "content": f"review {i}"}]},
-                          f"Sure! Item {i} is fine.", kind="openai", model_requested="m")
-               for i in range(n)]
-    vectors = (get_embedder(get_config().embedding_model).embed([r.embedding_text() for r in records]).tolist()
-               if embed else [None] * n)
-    get_store().write_calls([{"uuid": r.run_id, "properties": r.to_properties(), "vector": v}
-                             for r, v in zip(records, vectors)], fresh=True)
+    records = [
+        CallRecord(
+            function_name,
+            {"messages": [{"role": "user", "content": f"review {i}"}]},
+            f"Sure! Item {i} is fine.",
+            kind="openai",
+            model_requested="m",
+        )
+        for i in range(n)
+    ]
+    vectors = (
+        get_embedder(get_config().embedding_model).embed([r.embedding_text() for r in records]).tolist()
+        if embed
+        else [None] * n
+    )
+    get_store().write_calls(
+        [{"uuid": r.run_id, "properties": r.to_properties(), "vector": v} for r, v in zip(records, vectors)], fresh=True
+    )
     return records
 
 
@@ -75,8 +65,10 @@ def test_feedback_crud_linked_to_captured_calls(api):
     pair = created.json()
     assert pair["run_id"] == records[0].run_id and pair["bad_output"] == "Sure! Item 0 is fine."
     assert pair["input_prompt"] == "review 0" and pair["context"]["function_name"] == FUNCTION
-    free = api.post("/feedback", json={"input_prompt": "q", "bad_output": "b", "fixed_output": "f",
-                                       "context": {"function_name": "other"}}).json()
+    free = api.post(
+        "/feedback",
+        json={"input_prompt": "q", "bad_output": "b", "fixed_output": "f", "context": {"function_name": "other"}},
+    ).json()
     listed = api.get("/feedback").json()
     assert listed["total"] == 2 and [p["pair_id"] for p in listed["items"]] == [pair["pair_id"], free["pair_id"]]
     assert api.get("/feedback", params={"function_name": "other"}).json()["total"] == 1
@@ -87,7 +79,9 @@ def test_feedback_crud_linked_to_captured_calls(api):
     assert vt.get_store().get_feedback(pair["pair_id"]).fixed_output == "Item 0 is fine!"  # really stored
     assert len(vt.get_store().list_feedback()) == 2  # replaced, not duplicated
     call = api.get(f"/calls/{records[0].run_id}").json()
-    assert call["call"]["output"] == "Sure! Item 0 is fine." and call["feedback"][0]["fixed_output"] == "Item 0 is fine!"
+    assert (
+        call["call"]["output"] == "Sure! Item 0 is fine." and call["feedback"][0]["fixed_output"] == "Item 0 is fine!"
+    )
     assert api.delete(f"/feedback/{free['pair_id']}").status_code == 204
     assert api.get(f"/feedback/{free['pair_id']}").status_code == 404
     assert api.delete(f"/feedback/{free['pair_id']}").status_code == 404
@@ -138,8 +132,12 @@ def test_calls_are_paged_newest_first_and_filtered_by_function(api):
 
 
 def _feedback_for_rules():
-    pairs = [FeedbackPair(f"review {i}", f"Sure! Item {i} is fine.", f"Item {i} is fine.",
-                          context={"function_name": FUNCTION}) for i in range(6)]
+    pairs = [
+        FeedbackPair(
+            f"review {i}", f"Sure! Item {i} is fine.", f"Item {i} is fine.", context={"function_name": FUNCTION}
+        )
+        for i in range(6)
+    ]
     for pair in pairs:
         vt.get_store().add_feedback(pair)
     return pairs
@@ -217,13 +215,19 @@ def test_model_promotion_and_rollback_over_http(api, vt_env):
 def test_every_state_changing_route_refuses_without_the_token(vt_env):
     from vt_middleware.api.app import create_app
 
-    writes = [("post", "/feedback", {"fixed_output": "f", "input_prompt": "q", "bad_output": "b"}),
-              ("patch", "/feedback/p1", {"fixed_output": "x"}), ("delete", "/feedback/p1", None),
-              ("post", "/pipeline/run", {"function_name": FUNCTION}), ("post", "/hooks/rollback", {}),
-              ("post", "/promotions/rollback", {})]
+    writes = [
+        ("post", "/feedback", {"fixed_output": "f", "input_prompt": "q", "bad_output": "b"}),
+        ("patch", "/feedback/p1", {"fixed_output": "x"}),
+        ("delete", "/feedback/p1", None),
+        ("post", "/pipeline/run", {"function_name": FUNCTION}),
+        ("post", "/hooks/rollback", {}),
+        ("post", "/promotions/rollback", {}),
+    ]
     with ApiServer(create_app(token=TOKEN)) as server, httpx.Client(base_url=server.url) as client:
         schema = client.get("/openapi.json").json()
-        mutating = {(m, p) for p, ops in schema["paths"].items() for m in ops if m in ("post", "patch", "delete", "put")}
+        mutating = {
+            (m, p) for p, ops in schema["paths"].items() for m in ops if m in ("post", "patch", "delete", "put")
+        }
         assert mutating == {(m, p.replace("p1", "{pair_id}")) for m, p, _ in writes}  # none forgotten
         for method, path, body in writes:
             for headers in ({}, {"Authorization": "Bearer wrong"}):

@@ -5,6 +5,7 @@ the seed's guide) and executed in order in one namespace, in a temporary working
 against the real store (LanceDB through VectorWave) and the local OpenAI-compatible server
 (``OPENAI_BASE_URL``), with the guide's own default model name ``gpt-4o-mini-2024-07-18``.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,13 +33,19 @@ def seed_review_calls(n: int = 16) -> None:
     from vt_middleware.types import CallRecord
 
     products = ["노트북", "키보드", "마우스", "모니터"]
-    records = [CallRecord(FUNCTION, {"messages": [{"role": "user", "content":
-                                                   f"이 제품의 리뷰를 요약해주세요: {products[i % 4]} 리뷰 {i}"}]},
-                          f"이 {products[i % 4]}는 품질이 우수하고 배송이 빠릅니다. 평점: {4 + i % 2}/5", kind="openai")
-               for i in range(n)]
+    records = [
+        CallRecord(
+            FUNCTION,
+            {"messages": [{"role": "user", "content": f"이 제품의 리뷰를 요약해주세요: {products[i % 4]} 리뷰 {i}"}]},
+            f"이 {products[i % 4]}는 품질이 우수하고 배송이 빠릅니다. 평점: {4 + i % 2}/5",
+            kind="openai",
+        )
+        for i in range(n)
+    ]
     vectors = get_embedder(get_config().embedding_model).embed([r.embedding_text() for r in records])
-    get_store().write_calls([{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()}
-                             for r, v in zip(records, vectors)])
+    get_store().write_calls(
+        [{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()} for r, v in zip(records, vectors)]
+    )
 
 
 @pytest.fixture
@@ -62,7 +69,7 @@ def test_guide_has_the_five_example_blocks():
     assert len(blocks) == 5
     assert "TrainingPipeline(" in blocks[0] and "select_steady_state" in blocks[1]
     assert "run_synthesis_pipeline(" in blocks[2] and "generated_prompt_hook" in blocks[3]
-    assert "start_training(file_id, model=\"gpt-4o-mini-2024-07-18\")" in blocks[4]
+    assert 'start_training(file_id, model="gpt-4o-mini-2024-07-18")' in blocks[4]
 
 
 @pytest.mark.slow
@@ -107,9 +114,11 @@ def test_fine_tunable_base_ids_are_served_for_chat_and_listed(openai_client):
 
     listed = {m.id for m in openai_client.models.list().data}
     assert "gpt-4o-mini-2024-07-18" in OPENAI_BASE_MODELS and set(OPENAI_BASE_MODELS) <= listed
-    reply = openai_client.chat.completions.create(model="gpt-4o-mini-2024-07-18", max_tokens=4,
-                                                  messages=[{"role": "user", "content": "hi"}])
+    reply = openai_client.chat.completions.create(
+        model="gpt-4o-mini-2024-07-18", max_tokens=4, messages=[{"role": "user", "content": "hi"}]
+    )
     assert reply.model == "gpt-4o-mini-2024-07-18" and reply.choices[0].message.content is not None
     with pytest.raises(Exception, match="does not exist"):
-        openai_client.chat.completions.create(model="no-such-model", max_tokens=4,
-                                              messages=[{"role": "user", "content": "hi"}])
+        openai_client.chat.completions.create(
+            model="no-such-model", max_tokens=4, messages=[{"role": "user", "content": "hi"}]
+        )

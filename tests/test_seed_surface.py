@@ -1,4 +1,5 @@
 """The seed's public names and shapes (vector_trainer -> vt_middleware), exercised for real."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,31 +30,53 @@ def test_seed_types_import_and_behave():
     assert SelectionStrategy.STEADY_STATE == "steady" and SelectionStrategy("anomaly") is SelectionStrategy.ANOMALY
     candidate = GoldenCandidate(uuid="u1", density=2.5, return_value="ok", strategy=SelectionStrategy.ANOMALY)
     assert candidate.strategy == "anomaly"
-    log = ExecutionLog.from_properties("u1", {"function_name": "f", "return_value": "out", "status": "SUCCESS",
-                                              "inputs": json.dumps({"args": {"x": 1}})}, vector=np.ones(3))
-    assert (log.function_name, log.return_value, log.vector, log.inputs) == ("f", "out", [1.0, 1.0, 1.0],
-                                                                           {"args": {"x": 1}})
+    log = ExecutionLog.from_properties(
+        "u1",
+        {"function_name": "f", "return_value": "out", "status": "SUCCESS", "inputs": json.dumps({"args": {"x": 1}})},
+        vector=np.ones(3),
+    )
+    assert (log.function_name, log.return_value, log.vector, log.inputs) == (
+        "f",
+        "out",
+        [1.0, 1.0, 1.0],
+        {"args": {"x": 1}},
+    )
     assert log.to_call_record().run_id == "u1"
     estimate = CostEstimate("gpt-4o-mini", 2, 1000, 3, 3000, 0.009, 3.0, max_budget_usd=0.001)
     assert (estimate.token_count, estimate.n_epochs, estimate.estimated_cost_usd) == (1000, 3, 0.009)
     assert estimate.within_budget is False and estimate.to_dict()["within_budget"] is False
-    seed_rule = Rule(rule_id="r1", description="d", condition='output contains "bad"',
-                     action='Replace "bad" with "good"', priority=1, source_pair_index=0)
+    seed_rule = Rule(
+        rule_id="r1",
+        description="d",
+        condition='output contains "bad"',
+        action='Replace "bad" with "good"',
+        priority=1,
+        source_pair_index=0,
+    )
     assert seed_rule.source_pair_index == 0 and seed_rule.is_seed_shape
     assert FeedbackPair("p", "b", "f").run_id is None
 
 
-@pytest.mark.parametrize("action,text,expected", [
-    ('Replace "USD " with "$"', "Total: USD 20", "Total: $20"),
-    ('Remove: "Here is a summary: "', "Here is a summary: fine", "fine"),
-    ('Add: "Rating: 5/5"', "Great product.", "Great product. Rating: 5/5"),
-])
+@pytest.mark.parametrize(
+    "action,text,expected",
+    [
+        ('Replace "USD " with "$"', "Total: USD 20", "Total: $20"),
+        ('Remove: "Here is a summary: "', "Here is a summary: fine", "fine"),
+        ('Add: "Rating: 5/5"', "Great product.", "Great product. Rating: 5/5"),
+    ],
+)
 def test_seed_shaped_rules_generate_working_hooks(tmp_path, action, text, expected):
     from vt_middleware.synthesizer import HookScriptGenerator
     from vt_middleware.types import Rule
 
-    rule = Rule(rule_id="r1", description="seed rule", condition='output contains "x"'.replace('"x"', '""'),
-                action=action, priority=5, source_pair_index=0)
+    rule = Rule(
+        rule_id="r1",
+        description="seed rule",
+        condition='output contains "x"'.replace('"x"', '""'),
+        action=action,
+        priority=5,
+        source_pair_index=0,
+    )
     path = HookScriptGenerator().generate([rule], tmp_path / "hooks")
     hook = _load(path, f"seed_hook_{abs(hash(action))}")
     assert hook.intercept_output(text, {}) == expected
@@ -112,8 +135,10 @@ def test_cost_guard_counts_prices_and_raises_the_trainers_error(tmp_path):
     from vt_middleware.train.tokens import count_chat_tokens
 
     assert cost_guard.BudgetExceededError is TrainBudgetError is BudgetExceededError
-    rows = [{"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "answer"}]}
-            for i in range(4)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "answer"}]}
+        for i in range(4)
+    ]
     path = tmp_path / "golden.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tokens = cost_guard.count_tokens_in_jsonl(path, "gpt-4o-mini-2024-07-18")
@@ -183,7 +208,9 @@ def test_pipeline_monitor_keeps_the_seeds_state():
     assert summary["completed"] == ["extract"] and summary["failed"] == ["train"]
     assert summary["errors"] == {"train": "RuntimeError: boom"}
     assert [(line["stage"], line["message"]) for line in summary["logs"]] == [
-        ("extract", "selected 3"), ("train", "train failed: RuntimeError: boom")]
+        ("extract", "selected 3"),
+        ("train", "train failed: RuntimeError: boom"),
+    ]
 
 
 def test_cli_dashboard_summary_prints_and_returns_the_state():

@@ -302,7 +302,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 def _status_info() -> dict:
     from .config import get_config
-    from .dashboards import data
+    from .api import service as data
     from .store.executions import get_store
 
     config = get_config()
@@ -342,7 +342,7 @@ def _status_table(info: dict) -> Table:
 
 def _print_last_run() -> None:
     """The newest run record as the CLI dashboard's stage and outcome tables."""
-    from .dashboards import data
+    from .api import service as data
     from .dashboards.cli_dashboard import CLIDashboard
 
     runs = data.runs(limit=1)
@@ -377,7 +377,7 @@ def _rules_table(version: str, rules: List[dict]) -> Table:
 @handled
 def hooks_list() -> None:
     """All hook versions, oldest first; the active one is marked."""
-    from .dashboards import data
+    from .api import service as data
 
     versions = data.hook_versions(include_broken=True)
     if not versions:
@@ -405,7 +405,7 @@ def hooks_show(version: Optional[str] = typer.Argument(None, help="Version like 
     """A hook version's rules and generated code."""
     from rich.syntax import Syntax
 
-    from .dashboards import data
+    from .api import service as data
     from .errors import HookError
 
     version = version or data.active_hook_version()
@@ -421,7 +421,7 @@ def hooks_show(version: Optional[str] = typer.Argument(None, help="Version like 
 def hooks_rollback(to: Optional[str] = typer.Option(None, help="Roll back to this version instead of the previous one."),
                    reason: str = typer.Option("cli rollback", help="Recorded with the rollback.")) -> None:
     """Make the previous hook version (and model routing) live again."""
-    from .dashboards import data
+    from .api import service as data
 
     outcome = data.rollback(reason=reason, to=to)
     if not outcome.get("rolled_back"):

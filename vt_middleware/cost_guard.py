@@ -4,6 +4,7 @@ A thin door into :mod:`vt_middleware.train.cost` (prices, epochs, the estimate) 
 :mod:`vt_middleware.train.tokens` (offline tiktoken counts); the trainers use the same
 functions and raise the same :class:`BudgetExceededError`.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,16 +48,19 @@ def estimate(source: Source, model: str = DEFAULT_MODEL, n_epochs: Union[int, st
         training_price(model)  # an unknown model fails before the file is read
         report = validate_chat_jsonl(source, model=model).raise_if_invalid()
         return estimate_from_counts(model, report.n_examples, report.n_tokens, n_epochs)
-    raise ConfigError(f"check_budget: expected a JSONL path, a token count or a CostEstimate, "
-                      f"got {type(source).__name__}")
+    raise ConfigError(
+        f"check_budget: expected a JSONL path, a token count or a CostEstimate, got {type(source).__name__}"
+    )
 
 
-def check_budget(source: Source, model: str = DEFAULT_MODEL, max_budget_usd: Optional[float] = None,
-                 n_epochs: Union[int, str] = 3) -> CostEstimate:
+def check_budget(
+    source: Source, model: str = DEFAULT_MODEL, max_budget_usd: Optional[float] = None, n_epochs: Union[int, str] = 3
+) -> CostEstimate:
     """Estimate the job and raise :class:`BudgetExceededError` when it costs more than
     ``max_budget_usd`` (None: no limit); returns the estimate (``within_budget`` True)."""
-    if max_budget_usd is not None and (isinstance(max_budget_usd, bool) or not isinstance(max_budget_usd, (int, float))
-                                       or max_budget_usd < 0):
+    if max_budget_usd is not None and (
+        isinstance(max_budget_usd, bool) or not isinstance(max_budget_usd, (int, float)) or max_budget_usd < 0
+    ):
         raise ConfigError(f"max_budget_usd must be a non-negative number or None, got {max_budget_usd!r}")
     found = replace(estimate(source, model, n_epochs), max_budget_usd=max_budget_usd)
     _check_estimate(found, max_budget_usd)

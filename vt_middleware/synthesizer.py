@@ -1,4 +1,5 @@
 """Seed-compatible names for the synthesize stage, and the seed's ``HookVersionManager``."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,11 @@ class HookVersionManager:
             raise DataError(f"save_version: source is not valid Python: line {exc.lineno}: {exc.msg}") from None
         if isinstance(rules_count, bool) or not isinstance(rules_count, int) or rules_count < 0:
             raise DataError(f"save_version: rules_count must be a non-negative integer, got {rules_count!r}")
-        manifest = self.store.create_version(source, extra={"rule_count": rules_count}, validation={
-            "ok": None, "reason": "saved through HookVersionManager"})
+        manifest = self.store.create_version(
+            source,
+            extra={"rule_count": rules_count},
+            validation={"ok": None, "reason": "saved through HookVersionManager"},
+        )
         self.store.activate(manifest["version"], reason="save_version")
         self._sync_script()
         return str(manifest["version"])
@@ -78,9 +82,13 @@ class HookVersionManager:
 
     def _info(self, manifest: Dict[str, Any]) -> Dict[str, Any]:
         version = str(manifest["version"])
-        return {"version_id": version, "timestamp": manifest.get("created_at"),
-                "rules_count": int(manifest.get("rule_count") or 0), "active": bool(manifest.get("active")),
-                "path": str(self.store.hook_path(version))}
+        return {
+            "version_id": version,
+            "timestamp": manifest.get("created_at"),
+            "rules_count": int(manifest.get("rule_count") or 0),
+            "active": bool(manifest.get("active")),
+            "path": str(self.store.hook_path(version)),
+        }
 
     def _sync_script(self) -> None:
         script = self.versions_dir / DEFAULT_FILENAME

@@ -6,6 +6,7 @@ every state-changing route, and on all routes when ``protect_reads`` (``vt api``
 for a non-loopback address). Errors: ``{"detail": message, "field": name|null}`` with 400
 (bad value), 401/403 (token), 404 (unknown id), 409 (a run in progress), 422 (bad shape).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -109,13 +110,15 @@ def create_app(token: Optional[str] = None, protect_reads: bool = False) -> Fast
     read, write = [Depends(read_auth)], [Depends(write_auth)]
 
     if protect_reads:  # every path, the schema and docs included
+
         @app.middleware("http")
         async def _all_routes_need_the_token(request: Request, call_next: Any) -> Any:
             header = request.headers.get("authorization", "")
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), str(token).encode()):
-                response = _error(401, "this server needs Authorization: Bearer <VT_API_TOKEN> on every route",
-                                  "authorization")
+                response = _error(
+                    401, "this server needs Authorization: Bearer <VT_API_TOKEN> on every route", "authorization"
+                )
                 response.headers["WWW-Authenticate"] = "Bearer"
                 return response
             return await call_next(request)
@@ -142,18 +145,26 @@ def create_app(token: Optional[str] = None, protect_reads: bool = False) -> Fast
 
     # --- feedback ---------------------------------------------------------------------------
     @app.get("/feedback", dependencies=read, tags=["feedback"])
-    def list_feedback(function_name: Optional[str] = FunctionName,
-                      run_id: Optional[str] = Query(None, pattern=ID), limit: int = Limit,
-                      offset: int = Offset) -> Dict[str, Any]:
+    def list_feedback(
+        function_name: Optional[str] = FunctionName,
+        run_id: Optional[str] = Query(None, pattern=ID),
+        limit: int = Limit,
+        offset: int = Offset,
+    ) -> Dict[str, Any]:
         """Feedback pairs, oldest first, paged."""
         return service.list_feedback_page(function_name, run_id, offset, limit)
 
     @app.post("/feedback", status_code=201, dependencies=write, tags=["feedback"])
     def create_feedback(body: FeedbackCreate) -> Dict[str, Any]:
         """Store a correction; with ``run_id`` it is linked to (and filled from) that captured call."""
-        return service.create_feedback(body.fixed_output, run_id=body.run_id, input_prompt=body.input_prompt,
-                                       bad_output=body.bad_output, context=body.context,
-                                       comment=body.comment).to_dict()
+        return service.create_feedback(
+            body.fixed_output,
+            run_id=body.run_id,
+            input_prompt=body.input_prompt,
+            bad_output=body.bad_output,
+            context=body.context,
+            comment=body.comment,
+        ).to_dict()
 
     @app.get("/feedback/{pair_id}", dependencies=read, tags=["feedback"])
     def get_feedback(pair_id: str = Path(pattern=ID)) -> Dict[str, Any]:
@@ -176,8 +187,12 @@ def create_app(token: Optional[str] = None, protect_reads: bool = False) -> Fast
 
     # --- calls ------------------------------------------------------------------------------
     @app.get("/calls", dependencies=read, tags=["calls"])
-    def list_calls(function_name: Optional[str] = FunctionName, limit: int = Limit, offset: int = Offset,
-                   order: Literal["newest", "oldest"] = "newest") -> Dict[str, Any]:
+    def list_calls(
+        function_name: Optional[str] = FunctionName,
+        limit: int = Limit,
+        offset: int = Offset,
+        order: Literal["newest", "oldest"] = "newest",
+    ) -> Dict[str, Any]:
         """Captured calls, paged (newest first by default)."""
         return service.list_calls_page(function_name, offset, limit, newest_first=order == "newest")
 
@@ -201,8 +216,9 @@ def create_app(token: Optional[str] = None, protect_reads: bool = False) -> Fast
         return app.state.runs.status()
 
     @app.get("/runs", dependencies=read, tags=["pipeline"])
-    def list_runs(function_name: Optional[str] = FunctionName,
-                  limit: int = Query(50, ge=1, le=1000)) -> List[Dict[str, Any]]:
+    def list_runs(
+        function_name: Optional[str] = FunctionName, limit: int = Query(50, ge=1, le=1000)
+    ) -> List[Dict[str, Any]]:
         """Run records, newest first."""
         return service.runs(function_name, limit=limit)
 
@@ -228,8 +244,9 @@ def create_app(token: Optional[str] = None, protect_reads: bool = False) -> Fast
     @app.get("/golden/{run_id}/download", dependencies=read, tags=["golden"], response_class=FileResponse)
     def golden_download(run_id: str = Path(pattern=RUN_ID)) -> FileResponse:
         """The run's golden data as ChatML JSONL."""
-        return FileResponse(service.golden_path(run_id), media_type="application/jsonl",
-                            filename=f"{run_id}-golden.jsonl")
+        return FileResponse(
+            service.golden_path(run_id), media_type="application/jsonl", filename=f"{run_id}-golden.jsonl"
+        )
 
     @app.get("/rules", dependencies=read, tags=["rules"])
     def rules(version: Optional[str] = Query(None, pattern=VERSION)) -> Dict[str, Any]:
@@ -268,11 +285,13 @@ def create_app(token: Optional[str] = None, protect_reads: bool = False) -> Fast
         return service.rollback(reason=body.reason)
 
     @app.get("/cost/estimate", dependencies=read, tags=["cost"])
-    def cost_estimate(run_id: Optional[str] = Query(None, pattern=RUN_ID),
-                      token_count: Optional[int] = Query(None, ge=0, le=10**12),
-                      model: str = Query("gpt-4o-mini-2024-07-18", min_length=1, max_length=200),
-                      n_epochs: int = Query(3, ge=1, le=50),
-                      max_budget_usd: Optional[float] = Query(None, ge=0, le=1e9)) -> Dict[str, Any]:
+    def cost_estimate(
+        run_id: Optional[str] = Query(None, pattern=RUN_ID),
+        token_count: Optional[int] = Query(None, ge=0, le=10**12),
+        model: str = Query("gpt-4o-mini-2024-07-18", min_length=1, max_length=200),
+        n_epochs: int = Query(3, ge=1, le=50),
+        max_budget_usd: Optional[float] = Query(None, ge=0, le=1e9),
+    ) -> Dict[str, Any]:
         """Fine-tuning cost of a run's golden data or of a token count, with ``within_budget``."""
         return service.cost_estimate(run_id, token_count, model, n_epochs, max_budget_usd)
 

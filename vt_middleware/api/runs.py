@@ -5,6 +5,7 @@ from :class:`RunOptions` (extractor over the configured store, optional trainer,
 :class:`RunManager` runs one cycle at a time in a background thread and reports its state
 (the monitor's :meth:`~vt_middleware.dashboards.monitor.PipelineMonitor.summary`).
 """
+
 from __future__ import annotations
 
 import os
@@ -54,22 +55,32 @@ def make_extractor(epsilon: float = 0.3, top_k: int = 50, min_group_size: int = 
     return DensityBasedExtractor(get_store(), epsilon=epsilon, top_k=top_k, min_group_size=min_group_size)
 
 
-def make_trainer(backend: str, base_model: Optional[str], base_url: Optional[str], budget: Optional[float],
-                 epochs: int, max_steps: Optional[int], output_dir: Path, monitor: Any) -> Any:
+def make_trainer(
+    backend: str,
+    base_model: Optional[str],
+    base_url: Optional[str],
+    budget: Optional[float],
+    epochs: int,
+    max_steps: Optional[int],
+    output_dir: Path,
+    monitor: Any,
+) -> Any:
     """A trainer for ``backend`` ('local' or 'openai')."""
     if backend == "local":
         from ..train import LocalTrainer
         from ..train.local_models import SMOLLM2_ID
 
-        return LocalTrainer(output_dir, base_model=base_model or SMOLLM2_ID, epochs=epochs, max_steps=max_steps,
-                            monitor=monitor)
+        return LocalTrainer(
+            output_dir, base_model=base_model or SMOLLM2_ID, epochs=epochs, max_steps=max_steps, monitor=monitor
+        )
     if backend == "openai":
         from ..train import OpenAITrainer
 
         key = os.environ.get("OPENAI_API_KEY") or ("local" if base_url else None)
         kwargs = {"model": base_model} if base_model else {}
-        return OpenAITrainer(api_key=key, base_url=base_url, max_budget_usd=budget, n_epochs=epochs,
-                             monitor=monitor, **kwargs)
+        return OpenAITrainer(
+            api_key=key, base_url=base_url, max_budget_usd=budget, n_epochs=epochs, monitor=monitor, **kwargs
+        )
     raise ConfigError(f"--backend must be 'local' or 'openai', got {backend!r}")
 
 
@@ -83,17 +94,31 @@ def build_pipeline(options: RunOptions, monitor: Any) -> Any:
     output_dir = Path(options.output_dir)
     trainer = None
     if options.backend != "none":
-        trainer = make_trainer(options.backend, options.base_model, options.base_url, options.max_budget_usd,
-                               options.epochs, options.max_steps, output_dir / "models", monitor)
+        trainer = make_trainer(
+            options.backend,
+            options.base_model,
+            options.base_url,
+            options.max_budget_usd,
+            options.epochs,
+            options.max_steps,
+            output_dir / "models",
+            monitor,
+        )
     eval_client = None
     if options.base_url:
         from openai import OpenAI
 
         eval_client = OpenAI(base_url=options.base_url, api_key=os.environ.get("OPENAI_API_KEY", "local"))
     gate = EvaluationGate(config=GateConfig(max_eval_items=options.gate_items, max_tokens=options.gate_max_tokens))
-    return TrainingPipeline(make_extractor(options.epsilon, options.top_k, options.min_group_size),
-                            synthesizer_output_dir=get_config().hooks_dir, trainer=trainer, monitor=monitor,
-                            base_model=options.base_model, eval_client=eval_client, gate=gate)
+    return TrainingPipeline(
+        make_extractor(options.epsilon, options.top_k, options.min_group_size),
+        synthesizer_output_dir=get_config().hooks_dir,
+        trainer=trainer,
+        monitor=monitor,
+        base_model=options.base_model,
+        eval_client=eval_client,
+        gate=gate,
+    )
 
 
 class BusyError(VTError):
@@ -124,9 +149,17 @@ class RunManager:
                 raise BusyError(f"a pipeline run is in progress (job {self._job['job_id']}); try again when it ends")
             self._monitor = PipelineMonitor()
             self._pipeline = None
-            self._job = {"job_id": f"job-{uuid.uuid4().hex[:12]}", "status": "starting", "run_id": None,
-                         "options": asdict(options), "accepted_at": utc_now_iso(), "finished_at": None,
-                         "error": None, "result": None, "_t0": time.monotonic()}
+            self._job = {
+                "job_id": f"job-{uuid.uuid4().hex[:12]}",
+                "status": "starting",
+                "run_id": None,
+                "options": asdict(options),
+                "accepted_at": utc_now_iso(),
+                "finished_at": None,
+                "error": None,
+                "result": None,
+                "_t0": time.monotonic(),
+            }
             self._thread = threading.Thread(target=self._run, args=(options,), name="vt-api-run", daemon=True)
             self._thread.start()
         return self.status()
@@ -137,9 +170,9 @@ class RunManager:
         try:
             self._pipeline = build_pipeline(options, self._monitor)
             job["status"] = "running"
-            result = self._pipeline.run(options.function_name,
-                                        output_dir=str(Path(options.output_dir) / options.function_name),
-                                        trigger="api")
+            result = self._pipeline.run(
+                options.function_name, output_dir=str(Path(options.output_dir) / options.function_name), trigger="api"
+            )
             job.update(status="succeeded", result=result)
         except Exception as exc:  # noqa: BLE001 - the run record and the status carry it
             from ..evolve.run_records import error_text

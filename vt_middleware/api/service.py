@@ -9,6 +9,7 @@ Writes: feedback create/update/delete (:func:`create_feedback`, :func:`update_fe
 :func:`delete_feedback`, :func:`submit_correction`), :func:`rollback` (model + hooks) and
 :func:`rollback_hooks`. Errors are ``VTError`` subclasses naming the bad field or id.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,11 +52,16 @@ def stage_rows(run: Dict[str, Any]) -> List[Dict[str, Any]]:
     for name in order:
         entry = stages[name] or {}
         result = entry.get("result") or {}
-        rows.append({
-            "stage": name, "status": entry.get("status", ""), "duration_s": entry.get("duration_s"),
-            "started_at": entry.get("started_at", ""), "error": entry.get("error") or "",
-            "result": json.dumps(result, ensure_ascii=False, default=str) if result else "",
-        })
+        rows.append(
+            {
+                "stage": name,
+                "status": entry.get("status", ""),
+                "duration_s": entry.get("duration_s"),
+                "started_at": entry.get("started_at", ""),
+                "error": entry.get("error") or "",
+                "result": json.dumps(result, ensure_ascii=False, default=str) if result else "",
+            }
+        )
     return rows
 
 
@@ -106,12 +112,20 @@ def selection(function_name: str, extractor: Any = None) -> List[Dict[str, Any]]
 
     extractor = extractor if extractor is not None else make_extractor()
     rows = []
-    for strategy, candidates in (("steady", extractor.select_steady_state(function_name)),
-                                 ("anomaly", extractor.select_anomalies(function_name))):
+    for strategy, candidates in (
+        ("steady", extractor.select_steady_state(function_name)),
+        ("anomaly", extractor.select_anomalies(function_name)),
+    ):
         for c in candidates or []:
-            rows.append({"uuid": str(c.uuid), "strategy": getattr(c, "strategy", "") or strategy,
-                         "density": float(c.density), "cluster": getattr(c, "cluster", -1),
-                         "return_value": str(c.return_value or "")[:300]})
+            rows.append(
+                {
+                    "uuid": str(c.uuid),
+                    "strategy": getattr(c, "strategy", "") or strategy,
+                    "density": float(c.density),
+                    "cluster": getattr(c, "cluster", -1),
+                    "return_value": str(c.return_value or "")[:300],
+                }
+            )
     return rows
 
 
@@ -142,9 +156,16 @@ def embedding_map(function_name: str, selected: Sequence[Dict[str, Any]], limit:
     if not calls:
         return []
     points = pca_2d(np.stack([c.vector for c in calls]))
-    return [{"x": float(x), "y": float(y), "group": strategy_of.get(c.uuid, "rest"), "uuid": c.uuid,
-             "output": str(c.properties.get("return_value") or "")[:120]}
-            for c, (x, y) in zip(calls, points, strict=True)]
+    return [
+        {
+            "x": float(x),
+            "y": float(y),
+            "group": strategy_of.get(c.uuid, "rest"),
+            "uuid": c.uuid,
+            "output": str(c.properties.get("return_value") or "")[:120],
+        }
+        for c, (x, y) in zip(calls, points, strict=True)
+    ]
 
 
 # --- hooks, rules, versions ----------------------------------------------------------------------
@@ -185,8 +206,7 @@ def hook_source(version: str) -> str:
 def rules(version: str) -> List[Rule]:
     """The rules recorded in ``version``'s manifest."""
     fields = Rule.__dataclass_fields__
-    return [Rule(**{k: v for k, v in raw.items() if k in fields})
-            for raw in hook_manifest(version).get("rules", [])]
+    return [Rule(**{k: v for k, v in raw.items() if k in fields}) for raw in hook_manifest(version).get("rules", [])]
 
 
 def rule_counts(rule_dicts: Sequence[Dict[str, Any]]) -> Dict[str, int]:
@@ -210,8 +230,10 @@ def diff_text(bad: str, fixed: str) -> str:
     """A unified diff of a correction, line by line."""
     import difflib
 
-    return "\n".join(difflib.unified_diff(bad.splitlines(), fixed.splitlines(), "model said", "corrected to",
-                                          lineterm="")) or "(no line-level difference)"
+    return (
+        "\n".join(difflib.unified_diff(bad.splitlines(), fixed.splitlines(), "model said", "corrected to", lineterm=""))
+        or "(no line-level difference)"
+    )
 
 
 def promotions() -> List[Dict[str, Any]]:
@@ -229,11 +251,17 @@ def gate_results() -> List[Dict[str, Any]]:
     for run in runs(limit=None):
         decision = run.get("decision") or {}
         result = run.get("result") or {}
-        out.append({"run_id": run.get("run_id"), "function_name": run.get("function_name"),
-                    "hook_version": result.get("hook_version"),
-                    "fine_tuned_model": (result.get("train") or {}).get("fine_tuned_model"),
-                    "promoted": bool(decision.get("promoted")), "reason": decision.get("reason", ""),
-                    "metrics": json.dumps(decision.get("metrics") or {}, default=str)})
+        out.append(
+            {
+                "run_id": run.get("run_id"),
+                "function_name": run.get("function_name"),
+                "hook_version": result.get("hook_version"),
+                "fine_tuned_model": (result.get("train") or {}).get("fine_tuned_model"),
+                "promoted": bool(decision.get("promoted")),
+                "reason": decision.get("reason", ""),
+                "metrics": json.dumps(decision.get("metrics") or {}, default=str),
+            }
+        )
     return out
 
 
@@ -257,10 +285,18 @@ def recent_calls(function_name: Optional[str] = None, limit: int = 50) -> List[D
     rows = []
     for call in get_store().recent_calls(function_name, limit=limit):
         record = CallRecord.from_properties(call.properties)
-        rows.append({"run_id": call.uuid, "function_name": record.function_name, "time": record.timestamp_utc,
-                     "status": record.status, "model": record.model_used or record.model_requested or "",
-                     "hook_version": record.hook_version or "", "input": input_text(record.inputs)[:500],
-                     "output": record.output or ""})
+        rows.append(
+            {
+                "run_id": call.uuid,
+                "function_name": record.function_name,
+                "time": record.timestamp_utc,
+                "status": record.status,
+                "model": record.model_used or record.model_requested or "",
+                "hook_version": record.hook_version or "",
+                "input": input_text(record.inputs)[:500],
+                "output": record.output or "",
+            }
+        )
     return rows
 
 
@@ -284,12 +320,13 @@ def _store() -> Any:
 def page(items: Sequence[Any], offset: int, limit: int, total: Optional[int] = None) -> Dict[str, Any]:
     """A page of ``items`` (already cut when ``total`` is given) as ``{items, total, offset, limit}``."""
     if total is None:
-        total, items = len(items), list(items)[offset:offset + limit]
+        total, items = len(items), list(items)[offset : offset + limit]
     return {"items": list(items), "total": total, "offset": offset, "limit": limit}
 
 
-def list_feedback_page(function_name: Optional[str] = None, run_id: Optional[str] = None,
-                       offset: int = 0, limit: int = 50) -> Dict[str, Any]:
+def list_feedback_page(
+    function_name: Optional[str] = None, run_id: Optional[str] = None, offset: int = 0, limit: int = 50
+) -> Dict[str, Any]:
     """Feedback pairs (oldest first), optionally of one function or one captured call."""
     pairs = _store().list_feedback(function_name)
     if run_id is not None:
@@ -306,9 +343,15 @@ def get_feedback(pair_id: str) -> FeedbackPair:
     return pair
 
 
-def create_feedback(fixed_output: str, *, run_id: Optional[str] = None, input_prompt: Optional[str] = None,
-                    bad_output: Optional[str] = None, context: Optional[Dict[str, Any]] = None,
-                    comment: Optional[str] = None) -> FeedbackPair:
+def create_feedback(
+    fixed_output: str,
+    *,
+    run_id: Optional[str] = None,
+    input_prompt: Optional[str] = None,
+    bad_output: Optional[str] = None,
+    context: Optional[Dict[str, Any]] = None,
+    comment: Optional[str] = None,
+) -> FeedbackPair:
     """Store a feedback pair. With ``run_id`` it corrects that captured call (its prompt and
     output fill what is not given); without, ``input_prompt`` and ``bad_output`` are required."""
     from ..errors import ConfigError
@@ -324,8 +367,12 @@ def create_feedback(fixed_output: str, *, run_id: Optional[str] = None, input_pr
     missing = [name for name, value in (("input_prompt", input_prompt), ("bad_output", bad_output)) if value is None]
     if missing:
         raise ConfigError(f"{' and '.join(missing)} required when no run_id links the pair to a captured call")
-    pair = FeedbackPair(input_prompt=str(input_prompt), bad_output=str(bad_output), fixed_output=fixed_output,
-                        context=dict(context or {}, **({"comment": comment} if comment else {})))
+    pair = FeedbackPair(
+        input_prompt=str(input_prompt),
+        bad_output=str(bad_output),
+        fixed_output=fixed_output,
+        context=dict(context or {}, **({"comment": comment} if comment else {})),
+    )
     _store().add_feedback(pair)
     return get_feedback(pair.pair_id)
 
@@ -355,15 +402,24 @@ def delete_feedback(pair_id: str) -> None:
 def call_row(uuid: str, properties: Dict[str, Any]) -> Dict[str, Any]:
     """One captured call as a flat JSON row."""
     record = CallRecord.from_properties(properties)
-    return {"run_id": uuid, "function_name": record.function_name, "time": record.timestamp_utc,
-            "status": record.status, "kind": record.kind, "model": record.model_used or record.model_requested or "",
-            "hook_version": record.hook_version or "", "latency_ms": record.latency_ms,
-            "input": input_text(record.inputs), "output": record.output or "",
-            "error": record.error_message or ""}
+    return {
+        "run_id": uuid,
+        "function_name": record.function_name,
+        "time": record.timestamp_utc,
+        "status": record.status,
+        "kind": record.kind,
+        "model": record.model_used or record.model_requested or "",
+        "hook_version": record.hook_version or "",
+        "latency_ms": record.latency_ms,
+        "input": input_text(record.inputs),
+        "output": record.output or "",
+        "error": record.error_message or "",
+    }
 
 
-def list_calls_page(function_name: Optional[str] = None, offset: int = 0, limit: int = 50,
-                    newest_first: bool = True) -> Dict[str, Any]:
+def list_calls_page(
+    function_name: Optional[str] = None, offset: int = 0, limit: int = 50, newest_first: bool = True
+) -> Dict[str, Any]:
     """One page of captured calls, newest first by default (write order)."""
     store = _store()
     if not newest_first:
@@ -383,8 +439,10 @@ def get_call(run_id: str) -> Dict[str, Any]:
     call = _store().get_call(run_id)
     if call is None:
         raise NotFoundError(f"no captured call with run_id {run_id!r}")
-    return {"call": call_row(call.uuid, call.properties),
-            "feedback": [p.to_dict() for p in _store().feedback_for_call(run_id)]}
+    return {
+        "call": call_row(call.uuid, call.properties),
+        "feedback": [p.to_dict() for p in _store().feedback_for_call(run_id)],
+    }
 
 
 def stats() -> Dict[str, Any]:
@@ -396,11 +454,17 @@ def stats() -> Dict[str, Any]:
             by_function[str(call.properties.get("function_name") or "")] += 1
             by_status[str(call.properties.get("status") or "")] += 1
     all_runs = runs(limit=None)
-    return {"calls": sum(by_function.values()), "calls_by_function": dict(by_function),
-            "calls_by_status": dict(by_status), "feedback_pairs": len(_store().list_feedback()),
-            "runs": len(all_runs), "runs_by_status": dict(Counter(str(r.get("status")) for r in all_runs)),
-            "hook_versions": len(hook_versions()), "active_hook_version": active_hook_version(),
-            "promotions": len(promotions())}
+    return {
+        "calls": sum(by_function.values()),
+        "calls_by_function": dict(by_function),
+        "calls_by_status": dict(by_status),
+        "feedback_pairs": len(_store().list_feedback()),
+        "runs": len(all_runs),
+        "runs_by_status": dict(Counter(str(r.get("status")) for r in all_runs)),
+        "hook_versions": len(hook_versions()),
+        "active_hook_version": active_hook_version(),
+        "promotions": len(promotions()),
+    }
 
 
 # --- runs, golden data, rules and hooks by id --------------------------------------------------------
@@ -424,8 +488,14 @@ def golden_sets() -> List[Dict[str, Any]]:
         if path and Path(path).is_file():
             with open(path, encoding="utf-8") as handle:
                 count = sum(1 for line in handle if line.strip())
-            out.append({"run_id": run.get("run_id"), "function_name": run.get("function_name"),
-                        "path": str(path), "examples": count})
+            out.append(
+                {
+                    "run_id": run.get("run_id"),
+                    "function_name": run.get("function_name"),
+                    "path": str(path),
+                    "examples": count,
+                }
+            )
     return out
 
 
@@ -453,15 +523,20 @@ def rules_with_diffs(version: Optional[str] = None) -> Dict[str, Any]:
         evidence_rows = []
         for pair in evidence(rule, pairs):
             changed = seed_segments(word_segments(pair.bad_output, pair.fixed_output))
-            evidence_rows.append({**pair.to_dict(), "diff_segments": changed, "diff_summary": diff_summary(changed),
-                                  "diff": diff_text(pair.bad_output, pair.fixed_output)})
+            evidence_rows.append(
+                {
+                    **pair.to_dict(),
+                    "diff_segments": changed,
+                    "diff_summary": diff_summary(changed),
+                    "diff": diff_text(pair.bad_output, pair.fixed_output),
+                }
+            )
         out.append({**rule.to_dict(), "evidence": evidence_rows})
     return {"version": version, "rules": out}
 
 
 def hook_version_detail(version: str) -> Dict[str, Any]:
-    return {**hook_manifest(version), "active": version == active_hook_version(),
-            "source": hook_source(version)}
+    return {**hook_manifest(version), "active": version == active_hook_version(), "source": hook_source(version)}
 
 
 def active_hook() -> Optional[Dict[str, Any]]:
@@ -477,9 +552,13 @@ def rollback_hooks(to: Optional[str] = None, reason: str = "api rollback") -> Di
             "active": outcome.get("hook_version")}
 
 
-def cost_estimate(run_id: Optional[str] = None, token_count: Optional[int] = None,
-                  model: str = "gpt-4o-mini-2024-07-18", n_epochs: int = 3,
-                  max_budget_usd: Optional[float] = None) -> Dict[str, Any]:
+def cost_estimate(
+    run_id: Optional[str] = None,
+    token_count: Optional[int] = None,
+    model: str = "gpt-4o-mini-2024-07-18",
+    n_epochs: int = 3,
+    max_budget_usd: Optional[float] = None,
+) -> Dict[str, Any]:
     """The fine-tuning cost of a run's golden data (or of ``token_count`` tokens), with
     ``within_budget``; over budget is an answer here, not an error."""
     from dataclasses import replace

@@ -6,6 +6,7 @@ trains the server's default local model for them; the same ids are answered by
 for OpenAI (the gate comparing base and fine-tuned model) runs unchanged. A job for any
 other id the server accepts adds that id to the table too.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple

@@ -1,5 +1,6 @@
 """Running the local server: ``LocalServer`` (a thread, for tests and demos) and
-``serve`` (blocking, for ``vt serve``)."""
+``serve`` (blocking, for ``vt serve``). ``ThreadedServer`` runs any ASGI app the same way
+(the management API in tests and benchmarks)."""
 from __future__ import annotations
 
 import threading
@@ -13,30 +14,21 @@ from .backends import ChatBackend, LocalModelBackend
 DEFAULT_DATA_DIR = Path(".vt/server")
 
 
-class LocalServer:
-    """uvicorn in a background thread on ``host:port`` (port 0: a free one).
+class ThreadedServer:
+    """uvicorn serving ``app`` in a background thread on ``host:port`` (port 0: a free one)."""
 
-        with LocalServer(model="vt-tiny-random") as server:
-            OpenAI(base_url=server.base_url, api_key="local").chat.completions.create(...)
-    """
-
-    def __init__(self, backend: Optional[ChatBackend] = None, host: str = "127.0.0.1", port: int = 0,
-                 data_dir: Union[str, Path] = DEFAULT_DATA_DIR, model: Optional[str] = None) -> None:
-        from .app import create_app
-
-        self.backend = backend if backend is not None else LocalModelBackend(default_model=model)
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
         self.host = host
         self.port = port
-        self.data_dir = Path(data_dir)
-        self.app = create_app(self.backend, self.data_dir)
         self._server: Any = None
         self._thread: Optional[threading.Thread] = None
 
     @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "LocalServer":
+    def start(self, timeout: float = 30.0) -> "ThreadedServer":
         import uvicorn
 
         if self._thread is not None:
@@ -49,9 +41,9 @@ class LocalServer:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive():
-                raise VTError(f"local server failed to start on {self.host}:{self.port}")
+                raise VTError(f"server failed to start on {self.host}:{self.port}")
             if time.monotonic() > deadline:
-                raise VTError(f"local server did not start within {timeout}s")
+                raise VTError(f"server did not start within {timeout}s")
             time.sleep(0.01)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self
@@ -64,11 +56,35 @@ class LocalServer:
         self._thread = None
         self._server = None
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> "ThreadedServer":
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
+
+
+class LocalServer(ThreadedServer):
+    """The local OpenAI-compatible server in a background thread.
+
+        with LocalServer(model="vt-tiny-random") as server:
+            OpenAI(base_url=server.base_url, api_key="local").chat.completions.create(...)
+    """
+
+    def __init__(self, backend: Optional[ChatBackend] = None, host: str = "127.0.0.1", port: int = 0,
+                 data_dir: Union[str, Path] = DEFAULT_DATA_DIR, model: Optional[str] = None) -> None:
+        from .app import create_app
+
+        self.backend = backend if backend is not None else LocalModelBackend(default_model=model)
+        self.data_dir = Path(data_dir)
+        super().__init__(create_app(self.backend, self.data_dir), host, port)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def __enter__(self) -> "LocalServer":
+        self.start()
+        return self
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, model: Optional[str] = None,
