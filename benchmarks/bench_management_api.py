@@ -1,7 +1,8 @@
 """Management API latency over HTTP against a real LanceDB store of 10k and 100k captured calls.
 
 For each store size: ``GET /calls`` (first page, a page deep in the store, one function's page)
-and ``GET /feedback`` (first page), p50/p95 over ``--repeat`` requests. Same-run baseline:
+and ``GET /feedback`` (first page; right after the pairs were written one by one, and after the
+compaction the store runs in the background), p50/p95 over ``--repeat`` requests. Same-run baseline:
 the whole-table read the dashboards' recent-calls view does (read every call, sort, cut),
 in the same process. Then the time from ``POST /pipeline/run`` to the run record being
 readable at ``GET /runs/{run_id}`` (a small function, hooks-only cycle).

@@ -98,6 +98,7 @@ def test_bad_input_is_refused_naming_the_field_and_loses_nothing(api):
         (api.post("/feedback", json={"fixed_output": 3}), 422, "fixed_output"),
         (api.post("/feedback", json={"fixed_output": "f", "surprise": 1}), 422, "surprise"),
         (api.patch(f"/feedback/{pair['pair_id']}", json={}), 400, "nothing to update"),
+        (api.patch(f"/feedback/{pair['pair_id']}", json={"bad_output": None}), 400, "bad_output cannot be null"),
         (api.patch(f"/feedback/{pair['pair_id']}", json={"run_id": "missing-call"}), 400, "run_id 'missing-call'"),
         (api.patch("/feedback/unknown-pair", json={"fixed_output": "x"}), 404, "unknown-pair"),
         (api.get("/calls", params={"limit": 0}), 422, "limit"),

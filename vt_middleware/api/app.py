@@ -176,8 +176,11 @@ def create_app(token: Optional[str] = None, protect_reads: bool = False) -> Fast
         changes = body.model_dump(exclude_unset=True)
         if not changes:
             raise ConfigError("nothing to update: give at least one of " + ", ".join(service.FEEDBACK_FIELDS))
-        if changes.get("fixed_output", "") is None:
-            raise ConfigError("fixed_output cannot be null")
+        for name in ("input_prompt", "bad_output", "fixed_output"):
+            if name in changes and changes[name] is None:
+                raise ConfigError(f"{name} cannot be null")
+        if "context" in changes and changes["context"] is None:
+            changes["context"] = {}
         return service.update_feedback(pair_id, changes).to_dict()
 
     @app.delete("/feedback/{pair_id}", status_code=204, dependencies=write, tags=["feedback"])
