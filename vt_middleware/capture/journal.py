@@ -1,7 +1,9 @@
-"""Append-only local journal of records the store could not take (yet).
+"""Append-only local journal: every record on its way to the store, and those it could not take (yet).
 
-Records are JSON lines in segment files under ``journal_path``. A process appends to
-its own ``*.jsonl.open`` segment; :meth:`Journal.seal` renames it to ``*.jsonl``.
+Records are JSON lines in segment files under ``journal_path``. The capture thread
+writes each batch as a chunk (``write_chunk``) before the store sees it, and deletes the
+chunk once the store has it; a process also appends to its own ``*.jsonl.open`` segment
+(records the queue could not hold); :meth:`Journal.seal` renames it to ``*.jsonl``.
 Replay claims a sealed segment by renaming it (so two processes never replay the same
 one), hands its items to a writer and deletes it only after the write succeeded.
 Open segments left by dead processes are sealed on start. A torn last line (crash
