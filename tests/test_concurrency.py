@@ -15,9 +15,9 @@ import openai
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
+from swap_load import swap_storm, tagged_fine_tunes
 
 import vt_middleware as vt
-from swap_load import swap_storm, tagged_fine_tunes
 from vt_middleware.train.local_models import TINY_ID
 
 
@@ -102,7 +102,7 @@ def test_hot_swap_and_rollback_under_sync_and_async_load_never_store_a_mixed_pai
                 r = sync_client.chat.completions.create(model="app-model", messages=[{"role": "user", "content": "hi"}],
                                                         max_tokens=2)
                 answers.append((r.model, r.choices[0].message.content))
-            except Exception as exc:  # noqa: BLE001 - asserted empty below
+            except Exception as exc:
                 failures.append(repr(exc))
 
     async def async_callers() -> None:
@@ -114,7 +114,7 @@ def test_hot_swap_and_rollback_under_sync_and_async_load_never_store_a_mixed_pai
                     r = await client.chat.completions.create(
                         model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
                     answers.append((r.model, r.choices[0].message.content))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     failures.append(repr(exc))
 
         await asyncio.gather(*[loop() for _ in range(4)])
@@ -133,3 +133,61 @@ def test_hot_swap_and_rollback_under_sync_and_async_load_never_store_a_mixed_pai
         assert row.hook_version == version, (row.model_used, row.hook_version)
         assert (row.output or "").endswith(f" [hook:{tag}]") if tag else "[hook:" not in (row.output or "")
     assert {"vt-ft-a", "vt-ft-b"} <= seen
+
+
+def test_one_agent_middleware_shared_by_threads_and_tasks_gives_each_run_its_own_last_run_id(vt_env, tmp_path):
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+    from scripted_tools_server import ToolCalls, start_scripted_tools_server
+
+    def script(body):
+        if body["messages"][-1]["role"] == "tool":
+            return "answer: " + body["messages"][-1]["content"]
+        return ToolCalls([("echo", {"text": body["messages"][-1]["content"]})])
+
+    @tool
+    def echo(text: str) -> str:
+        """Echo the text."""
+        return text
+
+    server, _ = start_scripted_tools_server(script, tmp_path / "server")
+    try:
+        model = ChatOpenAI(base_url=server.base_url, api_key="sk", model="scripted", max_retries=0,
+                           http_async_client=httpx.AsyncClient())
+        agent = create_agent(model, [echo], middleware=[vt.AgentMiddleware(function_name="shared_agent")])
+        seen: List[Tuple[str, str, str]] = []
+        lock = threading.Lock()
+
+        def thread_worker(t: int) -> None:
+            for i in range(3):
+                prompt = f"thread {t} run {i}"
+                if i == 1:  # a streamed run in between: later runs in this thread still see their ids
+                    chunks = list(agent.stream({"messages": [("user", prompt)]}, stream_mode="values"))
+                    answer = chunks[-1]["messages"][-1].content
+                else:
+                    answer = agent.invoke({"messages": [("user", prompt)]})["messages"][-1].content
+                with lock:
+                    seen.append((prompt, answer, vt.last_run_id()))
+
+        async def tasks() -> None:
+            async def one(i: int) -> None:
+                prompt = f"task {i}"
+                state = await agent.ainvoke({"messages": [("user", prompt)]})
+                seen.append((prompt, state["messages"][-1].content, vt.last_run_id()))
+
+            await asyncio.gather(*[one(i) for i in range(6)])
+
+        threads = [threading.Thread(target=thread_worker, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        asyncio.run(tasks())
+        for thread in threads:
+            thread.join(60)
+    finally:
+        server.stop()
+    rows = {r.run_id: r for r in _rows("shared_agent")}
+    assert len(seen) == 4 * 3 + 6 and len(rows) == 2 * len(seen)
+    for prompt, answer, run_id in seen:
+        assert answer == "answer: " + prompt
+        assert rows[run_id].output == answer, prompt  # each run's own final call
+        assert rows[run_id].inputs["messages"][0]["content"] == prompt
