@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+from store_data import write_records
 
 import vt_middleware as vt
 from vt_middleware.types import CallRecord, FeedbackPair
@@ -23,10 +24,6 @@ def ApiServer(app):
 
 
 def seed_calls(n: int, function_name: str = FUNCTION, embed: bool = False):
-    from vt_middleware.config import get_config
-    from vt_middleware.store.embedding import get_embedder
-    from vt_middleware.store.executions import get_store
-
     records = [
         CallRecord(
             function_name,
@@ -37,14 +34,7 @@ def seed_calls(n: int, function_name: str = FUNCTION, embed: bool = False):
         )
         for i in range(n)
     ]
-    vectors = (
-        get_embedder(get_config().embedding_model).embed([r.embedding_text() for r in records]).tolist()
-        if embed
-        else [None] * n
-    )
-    get_store().write_calls(
-        [{"uuid": r.run_id, "properties": r.to_properties(), "vector": v} for r, v in zip(records, vectors)], fresh=True
-    )
+    write_records(records, embed=embed)
     return records
 
 

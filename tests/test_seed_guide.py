@@ -27,9 +27,8 @@ def guide_blocks() -> List[str]:
 
 def seed_review_calls(n: int = 16) -> None:
     """Captured calls of the guide's function: similar review prompts with good answers."""
-    from vt_middleware.config import get_config
-    from vt_middleware.store.embedding import get_embedder
-    from vt_middleware.store.executions import get_store
+    from store_data import write_records
+
     from vt_middleware.types import CallRecord
 
     products = ["노트북", "키보드", "마우스", "모니터"]
@@ -42,10 +41,7 @@ def seed_review_calls(n: int = 16) -> None:
         )
         for i in range(n)
     ]
-    vectors = get_embedder(get_config().embedding_model).embed([r.embedding_text() for r in records])
-    get_store().write_calls(
-        [{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()} for r, v in zip(records, vectors)]
-    )
+    write_records(records)
 
 
 @pytest.fixture

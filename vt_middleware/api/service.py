@@ -284,19 +284,8 @@ def recent_calls(function_name: Optional[str] = None, limit: int = 50) -> List[D
 
     rows = []
     for call in get_store().recent_calls(function_name, limit=limit):
-        record = CallRecord.from_properties(call.properties)
-        rows.append(
-            {
-                "run_id": call.uuid,
-                "function_name": record.function_name,
-                "time": record.timestamp_utc,
-                "status": record.status,
-                "model": record.model_used or record.model_requested or "",
-                "hook_version": record.hook_version or "",
-                "input": input_text(record.inputs)[:500],
-                "output": record.output or "",
-            }
-        )
+        row = call_row(call.uuid, call.properties)
+        rows.append({**row, "input": row["input"][:500]})
     return rows
 
 
