@@ -112,6 +112,15 @@ def test_agent_tool_call_then_answer_hooked_captured_and_feedback_attaches(vt_en
     assert tool_row.inputs == {"args": {"city": "Paris"}} and tool_row.output == "sunny in Paris"
     assert tool_row.parent_run_id == first.parent_run_id
 
+    # both calls are valid fine-tuning examples in OpenAI's tools format
+    from vt_middleware.select.export import chat_example
+
+    calling, answering = chat_example(first, first.output), chat_example(second, second.output)
+    assert calling["tools"][0]["function"]["name"] == "get_weather"
+    assert calling["messages"][-1]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'
+    assert [m["role"] for m in answering["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert answering["messages"][-1] == {"role": "assistant", "content": final.content}
+
     assert vt.last_run_id() == second.run_id
     pair = vt.feedback(vt.last_run_id(), fixed_output="Paris: sunny.")
     assert pair.run_id == second.run_id and pair.bad_output == final.content
