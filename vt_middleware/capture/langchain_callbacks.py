@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tracers.context import register_configure_hook
 
 from ..call_context import (
@@ -240,7 +240,7 @@ class _RunLog:
             message = getattr(first, "message", None)
             usage = getattr(message, "usage_metadata", None)
             model_used = (getattr(message, "response_metadata", None) or {}).get("model_name")
-            if getattr(message, "tool_calls", None):
+            if isinstance(message, AIMessage) and message.tool_calls:
                 output = assistant_output(output, openai_tool_calls(message), params)
         llm_output = response.llm_output or {}
         return output, usage or llm_output.get("token_usage"), model_used or llm_output.get("model_name")
@@ -276,9 +276,12 @@ class CallbackHandler(BaseCallbackHandler):
             inputs = {"prompt": prompts[0]} if len(prompts) == 1 else {"prompt": prompts[0], "batch": list(prompts)}
             self._log.start(run_id, parent_run_id, serialized, inputs, kwargs, "model")
 
-    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
-        with fail_open(COMPONENT):
-            self._log.token(run_id, token)
+    def on_llm_new_token(self, token: Any, *, chunk: Any = None, run_id: UUID,
+                         parent_run_id: Optional[UUID] = None, tags: Optional[List[str]] = None,
+                         **kwargs: Any) -> None:
+        if isinstance(token, str):  # content blocks (lists) are read from the end event
+            with fail_open(COMPONENT):
+                self._log.token(run_id, token)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         with fail_open(COMPONENT):
@@ -335,8 +338,10 @@ class AsyncVTCallbackHandler(AsyncCallbackHandler):
     async def on_llm_start(self, serialized: Dict[str, Any], prompts: List[str], **kwargs: Any) -> None:
         self._sync.on_llm_start(serialized, prompts, **kwargs)
 
-    async def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        self._sync.on_llm_new_token(token, **kwargs)
+    async def on_llm_new_token(self, token: Any, *, chunk: Any = None, run_id: UUID,
+                               parent_run_id: Optional[UUID] = None, tags: Optional[List[str]] = None,
+                               **kwargs: Any) -> None:
+        self._sync.on_llm_new_token(token, run_id=run_id, **kwargs)
 
     async def on_llm_end(self, response: Any, **kwargs: Any) -> None:
         self._sync.on_llm_end(response, **kwargs)

@@ -130,7 +130,7 @@ class VTChatModel(BaseChatModel):
             yield ChatGenerationChunk(message=AIMessageChunk(content=tail))
 
     # tools and structured output: the inner model's own, re-aimed at this wrapper ---------
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, BaseMessage]:
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, BaseMessage]:  # type: ignore[override]
         return self._reaim(self.inner.bind_tools(tools, **kwargs))
 
     def with_structured_output(self, schema: Any, **kwargs: Any) -> Runnable[Any, Any]:
@@ -177,7 +177,8 @@ class _StreamHook:
     __slots__ = ("call", "done", "proc", "received", "tools", "total")
 
     def __init__(self, call: Optional[ChatCall]) -> None:
-        self.call, self.done, self.total, self.tools = call, call is None, None, False
+        self.call, self.done, self.tools = call, call is None, False
+        self.total: Any = None
         self.proc: Any = None
         self.received: List[str] = []
         if call is not None and get_config().stream_hooks == "apply":

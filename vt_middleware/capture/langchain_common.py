@@ -111,11 +111,12 @@ def begin_call(messages: Sequence[BaseMessage], system: Optional[BaseMessage], m
         sent = [system, *messages] if system is not None else list(messages)
         dicts = [message_dict(m) for m in sent]
         prompt = PromptHookResult(dicts, None, None)
-        index = last_human_index(messages) if pair.hooks is not None else None
+        hooks = pair.hooks
+        index = last_human_index(messages) if hooks is not None else None
         text = content_text(messages[index].content) if index is not None else None
-        if text is not None:
-            hooked = pair.hooks.apply_prompt(text, {"function_name": name, "model": routed, "messages": dicts,
-                                                    "user_input": text})
+        if hooks is not None and index is not None and text is not None:
+            hooked = hooks.apply_prompt(text, {"function_name": name, "model": routed, "messages": dicts,
+                                               "user_input": text})
             prompt = PromptHookResult(dicts, text, hooked)
             if prompt.changed:
                 target = messages[index]
@@ -162,7 +163,7 @@ def finish_call(call: Optional[ChatCall], message: Any) -> Any:
         raw, tool_calls = answer_text(message)
         output = call.apply_output(raw) if raw is not None and not tool_calls else raw
         _submit(call, message, output, raw, tool_calls, False)
-        if output is not None and output != raw:
+        if output is not None and raw is not None and output != raw:
             message = message.model_copy(update={"content": replace_content_text(message.content, raw, output)})
     return message
 
