@@ -111,7 +111,7 @@ def test_exit_right_after_ten_thousand_calls_keeps_every_call(tmp_path):
     landed = subprocess.run([sys.executable, "-m", "vt_middleware.cli", "flush"], capture_output=True, text=True,
                             env=env, timeout=300)
     assert landed.returncode == 0, landed.stdout + landed.stderr
-    assert f"journal: {len(journaled - stored)} records waiting" in landed.stdout  # (replay may re-check stored ones)
+    assert f"journal: {len(journaled)} records waiting" in landed.stdout
     try:
         assert _land_rest(tmp_path) == set(ids)  # every call once, nothing else
     finally:
