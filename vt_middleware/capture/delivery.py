@@ -74,9 +74,8 @@ def build_items(batch: Sequence[Any], config: VTConfig, on_error: Callable[[Base
 class Delivery:
     """Store -> journal -> hold, with backoff and replay, on a thread of its own.
 
-    Locking: ``_cond`` guards ``_chunks``, ``_busy``, ``_held``, ``stats``,
-    ``_replay_passes``, ``_flushers`` and ``_retry_at``/``_backoff``. The thread alone
-    touches ``_last_replay_check``, ``_vectors`` and ``_own_store``.
+    Locking: ``_cond`` guards the fields marked so where they are set in ``__init__``;
+    the delivery thread alone touches the rest.
     """
 
     def __init__(self, config: VTConfig, journal: Journal, journal_only: Callable[[], bool]) -> None:
@@ -84,21 +83,24 @@ class Delivery:
         self.journal = journal
         self._journal_only = journal_only
         self._cond = threading.Condition()
-        self._chunks: List[Chunk] = []  # handed over, not yet taken by the thread
-        self._busy = 0  # records taken by the thread, not yet stored or journaled
-        self._held: List[Item] = []  # the journal was unwritable: kept here, bounded
-        self._replay_passes = 0
-        self._flushers = 0  # flush() calls waiting: chunks go without lingering
-        self._replay_wanted = True  # the first pass replays what earlier processes left
-        self._retry_at = 0.0
-        self._backoff = 0.5
+        # guarded by _cond (the lock is named beside each):
+        self._chunks: List[Chunk] = []  # _cond: handed over, not yet taken by the thread
+        self._busy = 0  # _cond: records taken by the thread, not yet stored or journaled
+        self._held: List[Item] = []  # _cond: the journal was unwritable; kept here, bounded
+        self._replay_passes = 0  # _cond
+        self._flushers = 0  # _cond: flush()/close() calls waiting; chunks go without lingering
+        self._replay_wanted = True  # _cond: the first pass replays what earlier processes left
+        self._retry_at = 0.0  # _cond (written); read without it: a float, read whole
+        self._backoff = 0.5  # _cond
+        self.stats: Dict[str, int] = dict.fromkeys(STAT_NAMES, 0)  # _cond
+        # the delivery thread's own (no lock):
+        self._last_replay_check = 0.0
+        self._vectors = VectorCache()  # (locks itself)
+        self._own_store: Any = None
+        # set once:
         self._stop = threading.Event()
         self.ready = threading.Event()  # set after the start-up pass over old segments
-        self._thread: Optional[threading.Thread] = None
-        self._last_replay_check = 0.0
-        self._vectors = VectorCache()
-        self._own_store: Any = None
-        self.stats: Dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
+        self._thread: Optional[threading.Thread] = None  # set by start(), from the queue thread
 
     # -- the queue thread's side ------------------------------------------------------
     def start(self) -> None:

@@ -33,9 +33,7 @@ _JOURNAL_AT_EXIT_S = 10.0  # at most this long for the thread to journal what is
 class CaptureQueue:
     """Bounded queue + thread in front of a :class:`Delivery`.
 
-    Locking: callers append to ``_queue`` without a lock; the thread pops under ``_cond``,
-    which also guards ``_pending`` (popped, not yet handed over), ``_flushers`` and
-    ``stats``. ``_start_lock`` guards ``_thread`` and ``_pid``.
+    Locking: each field's lock is written beside it in ``__init__``.
     """
 
     def __init__(self, config: VTConfig, delivery: Delivery,
@@ -43,17 +41,18 @@ class CaptureQueue:
         self.config = config
         self.delivery = delivery
         self._on_start = on_start
+        # appended by callers without a lock (deque appends are atomic), popped under _cond
         self._queue: collections.deque[Queued] = collections.deque()
         self._wake = threading.Event()
         self._cond = threading.Condition()
         self._start_lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
-        self._pid = os.getpid()
+        self._thread: Optional[threading.Thread] = None  # _start_lock
+        self._pid = os.getpid()  # _start_lock: the process the thread runs in
         self._stop = threading.Event()
-        self._retired = False
-        self._pending = 0
-        self._flushers = 0
-        self.stats: Dict[str, int] = {"enqueued": 0, "spilled_queue_full": 0}
+        self._retired = False  # set once, before _stop
+        self._pending = 0  # _cond: popped, not yet handed over
+        self._flushers = 0  # _cond: flush()/journal_now() calls waiting
+        self.stats: Dict[str, int] = {"enqueued": 0, "spilled_queue_full": 0}  # _cond
 
     # -- caller side ------------------------------------------------------------------
     def submit(self, record: Queued) -> None:
