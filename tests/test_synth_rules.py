@@ -282,3 +282,104 @@ def test_llm_answers_that_are_not_rules_leave_the_heuristics_alone(analyzer, tmp
     assert rules == RuleSetSynthesizer(prompt_rules=False).synthesize(diffs) == []
     _, rules, _ = _llm_synthesize(analyzer, tmp_path, base_url="http://127.0.0.1:9/v1")  # unreachable
     assert rules == []
+
+
+# --- verified induction: mixtures, composition, self-estimate, negatives, bad input --------
+def _fixed_share(rules, items):
+    hook = load(rules)
+    fixed = [hook["intercept_output"](p.bad_output, eval_context({"context": p.context, "input_prompt": p.input_prompt}))
+             == p.fixed_output for p, _ in items]
+    return sum(fixed) / len(fixed), hook
+
+
+def test_mixtures_of_defects_are_fixed_exactly_on_held_out_answers():
+    from synth_families import make_mixed, mixed_goods
+
+    data = make_mixed(200, seed=31)
+    synth = RuleSetSynthesizer(prompt_rules=False)
+    rules = synth.synthesize(FeedbackDiffAnalyzer().analyze_many([p for p, _ in data[:120]]),
+                             negatives=mixed_goods(40, seed=32))
+    share, hook = _fixed_share(rules, data[120:])
+    assert share >= 0.9, share
+    assert all(hook["intercept_output"](text, context) == text for text, context in mixed_goods(80, seed=33))
+    estimate = synth.last_estimate
+    assert estimate["folds"] == 5 and abs(estimate["fix_rate"] - share) <= 0.1 and estimate["harm_rate"] == 0.0
+    assert estimate["training"]["exact_fixed"] == 120 and estimate["training"]["negative_harm_rate"] == 0.0
+    kinds = {r.kind for r in rules}
+    assert {"line_insert", "line_remove", "append", "replace", "normalize"} <= kinds
+    typed = {p[0] for r in rules for p in r.action.get("parts", [])}
+    assert {"num", "date", "time", "input_match"} <= typed  # notations and values from the input
+
+
+def test_rules_learned_from_single_defects_compose_on_answers_with_several():
+    from synth_families import make_mixed
+
+    single = make_mixed(160, seed=21, max_defects=1)
+    rules = RuleSetSynthesizer(prompt_rules=False, folds=0).synthesize(
+        FeedbackDiffAnalyzer().analyze_many([p for p, _ in single]))
+    several = [(p, f) for p, f in make_mixed(200, seed=22) if len(f) >= 3]
+    share, _ = _fixed_share(rules, several)
+    assert share >= 0.85, share
+
+
+def test_manifest_records_the_self_estimate_and_vt_hooks_show_prints_it(vt_env, tmp_path):
+    from synth_families import make_mixed, mixed_goods
+    from typer.testing import CliRunner
+
+    from vt_middleware.cli import app
+    from vt_middleware.synthesize import HookVersionStore, synthesize_version
+
+    data = make_mixed(60, seed=41)
+    result = synthesize_version([p for p, _ in data], vt_env.hooks_dir, negatives=mixed_goods(20, seed=42))
+    manifest = HookVersionStore(vt_env.hooks_dir).manifest(result.version)
+    estimate = manifest["estimate"]
+    assert estimate["folds"] == 5 and 0.0 <= estimate["fix_rate"] <= 1.0 and estimate["negative_harm_rate"] == 0.0
+    assert set(estimate["per_rule"]) & {r.rule_id for r in result.rules}
+    out = CliRunner().invoke(app, ["--store-path", str(vt_env.store_path), "--hooks-dir", str(vt_env.hooks_dir),
+                                   "--state-dir", str(vt_env.state_dir), "hooks", "show", result.version, "--no-code"])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "self-estimate (5-fold cross-validation on" in text and "held-out exact-fix rate" in text
+
+
+def test_rules_changing_uncorrected_outputs_are_dropped():
+    pairs = [FeedbackPair("q", f"The colour is {c}.", f"The color is {c}.", pair_id=f"c{i}")
+             for i, c in enumerate(["red", "blue", "green"])]
+    diffs = FeedbackDiffAnalyzer().analyze_many(pairs)
+    negatives = ["The colour is a choice.", "The colour is off.", "Fine as is.", ("No change here.", {})]
+    strict = RuleSetSynthesizer(prompt_rules=False, max_negative_share=0.25)
+    assert not [r for r in strict.synthesize(diffs, negatives=negatives) if "colour" in r.description]
+    dropped = [s for s in strict.last_scores.values() if s.get("dropped") == "changes too many uncorrected outputs"]
+    assert dropped and all(s["harm_negative"] == 2 for s in dropped)
+    lenient = RuleSetSynthesizer(prompt_rules=False, max_negative_share=1.0)
+    assert [r for r in lenient.synthesize(diffs, negatives=negatives) if "colour" in r.description]
+    assert lenient.last_estimate["training"]["negative_harm_rate"] == 0.5
+    with pytest.raises(DataError, match="negatives"):
+        strict.synthesize(diffs, negatives=[3])
+
+
+def test_identical_contradictory_and_single_pairs_have_defined_results():
+    analyzer = FeedbackDiffAnalyzer()
+    synth = RuleSetSynthesizer(prompt_rules=False)
+    same = [FeedbackPair("q", f"Fine {i}.", f"Fine {i}.", pair_id=f"s{i}") for i in range(4)]
+    assert synth.synthesize(analyzer.analyze_many(same)) == []
+    assert synth.last_estimate["training"]["pairs"] == 0
+    contradictory = [FeedbackPair("q", f"It is grey {i}.", f"It is gray {i}.", pair_id=f"a{i}") for i in range(3)]
+    contradictory += [FeedbackPair("q", f"It is gray {i}.", f"It is grey {i}.", pair_id=f"b{i}") for i in range(3)]
+    assert synth.synthesize(analyzer.analyze_many(contradictory)) == []  # each rule would undo the other's fixes
+    one = [FeedbackPair("q", "It costs USD 20.", "It costs $20.", pair_id="one")]
+    assert synth.synthesize(analyzer.analyze_many(one)) == []
+    assert synth.last_estimate["training"] == {"pairs": 1, "exact_fixed": 0, "rules": 0, "negatives": 0,
+                                               "negative_harm_rate": None}
+
+
+@pytest.mark.slow
+def test_ten_thousand_pairs_are_synthesised_with_a_bounded_self_estimate():
+    from synth_families import make_mixed
+
+    data = make_mixed(10_000, seed=51, families=("currency", "weight", "rating", "internal"), max_defects=2)
+    synth = RuleSetSynthesizer(prompt_rules=False)
+    rules = synth.synthesize(FeedbackDiffAnalyzer().analyze_many([p for p, _ in data]))
+    training = synth.last_estimate["training"]
+    assert training["pairs"] == 10_000 and training["exact_fixed"] >= 9_900 and len(rules) <= 10
+    assert synth.last_estimate["sampled_pairs"] == 400  # the k-fold estimate runs on a fixed sample

@@ -206,7 +206,8 @@ def synthesize(function_name: Optional[str] = typer.Option(None, "--function", "
     with console.status(f"synthesising rules from {len(pairs)} feedback pairs ..."):
         result = synthesize_version(pairs, get_config().hooks_dir, activate=activate,
                                     min_support=min_support, min_confidence=min_confidence)
-    console.print(_rules_table(result.version, [r.to_dict() for r in result.rules]))
+    console.print(_rules_table(result.version, [r.to_dict() for r in result.rules], result.estimate))
+    console.print(_estimate_text(result.estimate))
     state = "active" if result.activated else "not active"
     console.print(f"hook version {result.version} ({state}), validation ok={result.validation.get('ok')}: {result.hook_path}")
 
@@ -362,15 +363,39 @@ def _print_last_run() -> None:
     monitor.summary(result)
 
 
-def _rules_table(version: str, rules: List[dict]) -> Table:
+def _rules_table(version: str, rules: List[dict], estimate: Optional[dict] = None) -> Table:
+    per_rule = (estimate or {}).get("per_rule") or {}
     table = Table(title=f"rules of hook version {version}")
-    for column in ("rule", "kind", "target", "support", "confidence", "description"):
+    for column in ("rule", "kind", "target", "support", "confidence", "held-out fires", "held-out precision",
+                   "description"):
         table.add_column(column, overflow="fold")
     for rule in rules:
+        held = per_rule.get(str(rule.get("rule_id")), {})
+        precision = held.get("precision")
         table.add_row(Text(str(rule.get("rule_id", ""))), str(rule.get("kind", "")), str(rule.get("target", "")),
                       str(rule.get("support", "")), f"{float(rule.get('confidence', 0)):.2f}",
+                      str(held.get("fires", "-")), "-" if precision is None else f"{precision:.2f}",
                       Text(str(rule.get("description", ""))))
     return table
+
+
+def _estimate_text(estimate: Optional[dict]) -> Text:
+    """The synthesiser's k-fold self-estimate as one line (or why there is none)."""
+    estimate = estimate or {}
+    if not estimate.get("folds"):
+        return Text(f"self-estimate: none ({estimate.get('reason', 'not recorded for this version')})")
+
+    def rate(key: str) -> str:
+        value = estimate.get(key)
+        return "-" if value is None else f"{value:.1%}"
+
+    training = estimate.get("training") or {}
+    return Text(f"self-estimate ({estimate['folds']}-fold cross-validation on {estimate.get('held_out_pairs')} pairs): "
+                f"held-out exact-fix rate {rate('fix_rate')}, harm rate on good outputs {rate('harm_rate')}; "
+                f"harm on {training.get('negatives', 0)} uncorrected outputs {rate('negative_harm_rate')}; "
+                f"training pairs fixed exactly {training.get('exact_fixed', '-')}/{training.get('pairs', '-')}"
+                + (f"; not emitted (low held-out precision): {', '.join(estimate['not_emitted'])}"
+                   if estimate.get("not_emitted") else ""))
 
 
 @hooks_app.command("list")
@@ -411,7 +436,9 @@ def hooks_show(version: Optional[str] = typer.Argument(None, help="Version like 
     version = version or data.active_hook_version()
     if version is None:
         raise HookError("no active hook version; name one: vt hooks show v0001")
-    console.print(_rules_table(version, [r.to_dict() for r in data.rules(version)]))
+    estimate = data.hook_manifest(version).get("estimate")
+    console.print(_rules_table(version, [r.to_dict() for r in data.rules(version)], estimate))
+    console.print(_estimate_text(estimate))
     if code:
         console.print(Syntax(data.hook_source(version), "python", line_numbers=True))
 

@@ -170,8 +170,20 @@ def rules_tab() -> None:
     if not rules:
         st.info(f"{version} has no rules (a pass-through module).")
         return
+    estimate = data.hook_manifest(version).get("estimate") or {}
+    held = estimate.get("per_rule") or {}
+    if estimate.get("folds"):
+        fix, harm, negative = (estimate.get(k) for k in ("fix_rate", "harm_rate", "negative_harm_rate"))
+        columns = st.columns(3)
+        columns[0].metric("Expected held-out fix rate", "-" if fix is None else f"{fix:.0%}")
+        columns[1].metric("Expected harm rate", "-" if harm is None else f"{harm:.1%}")
+        columns[2].metric("Harm on uncorrected outputs", "-" if negative is None else f"{negative:.1%}")
+        st.caption(f"{estimate['folds']}-fold cross-validation of the synthesiser on "
+                   f"{estimate.get('held_out_pairs')} corrected pairs")
     st.dataframe(_frame([{"rule_id": r.rule_id, "kind": r.kind, "target": r.target, "support": r.support,
                           "confidence": round(r.confidence, 3), "priority": r.priority,
+                          "held-out fires": held.get(r.rule_id, {}).get("fires"),
+                          "held-out precision": held.get(r.rule_id, {}).get("precision"),
                           "condition": json.dumps(r.condition, ensure_ascii=False),
                           "action": json.dumps(r.action, ensure_ascii=False)} for r in rules]),
                  hide_index=True, width="stretch")

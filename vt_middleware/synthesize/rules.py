@@ -13,7 +13,7 @@ from .conflicts import ConflictReport, resolve_conflicts
 from .crossval import cross_validate, fold_of
 from .hook_runtime import _apply_rules, _compile_rules
 from .line_edits import mine_line_edits
-from .search import SearchResult, greedy_search
+from .search import SearchResult, generality, greedy_search
 
 logger = logging.getLogger("vt_middleware.synthesize")
 
@@ -67,16 +67,18 @@ CV_MAX_PAIRS = 400  # the self-estimate runs on a fixed sample of this many corr
 def _negatives(negatives: Optional[Sequence[Negative]]) -> List[Tuple[str, Dict[str, Any]]]:
     out = []
     for item in negatives or ():
-        text, context = (item, {}) if isinstance(item, str) else item
-        if not isinstance(text, str) or not isinstance(context, dict):
-            raise DataError("negatives are output strings or (output, context dict) tuples")
+        if isinstance(item, str):
+            item = (item, {})
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], dict)):
+            raise DataError(f"negatives are output strings or (output, context dict) tuples, got {item!r:.60}")
+        text, context = item
         out.append((text, context))
     return out
 
 
 def _variants_pruned(found: List[Dict[str, Any]], keep: int = 2) -> List[Dict[str, Any]]:
     """At most ``keep`` candidates per (kind, source pairs) -- context variants of one edit, the
-    most general (shortest pattern) first -- and per pattern, the best supported (a slot
+    most general first -- and per pattern, the best supported (a slot
     variant beats the literal values it generalises)."""
     def prune(items: List[Dict[str, Any]], group_key: Any, order: Any) -> List[Dict[str, Any]]:
         groups: Dict[Any, List[Dict[str, Any]]] = {}
@@ -84,7 +86,8 @@ def _variants_pruned(found: List[Dict[str, Any]], keep: int = 2) -> List[Dict[st
             groups.setdefault(group_key(candidate), []).append(candidate)
         return [c for group in groups.values() for c in sorted(group, key=order)[:keep]]
 
-    found = prune(found, lambda c: (c["kind"], tuple(c["mined_from"])), lambda c: (len(c.get("pattern") or ""), c["id"]))
+    found = prune(found, lambda c: (c["kind"], tuple(c["mined_from"])),
+                  lambda c: (tuple(-g for g in generality(c)), c["id"]))
     found = prune(found, lambda c: (c["kind"], c.get("pattern") or c["id"]), lambda c: (-len(c["mined_from"]), c["id"]))
     return sorted(found, key=lambda c: c["id"])
 

@@ -7,7 +7,7 @@ and it moves the output *away* when the distance grows. Before the search, a can
 it changes any output that needed no fix (fixed outputs, identical pairs) or more than
 ``max_negative_share`` of the negatives (captured calls nobody corrected). The search then
 repeatedly appends the candidate with the most new exact fixes less its off-path fires (then
-the largest distance gain) that breaks no pair already fixed, is on path for at least ``min_support`` pairs and has
+the largest distance gain, then the most general: see :func:`generality`) that breaks no pair already fixed, is on path for at least ``min_support`` pairs and has
 ``on path / fired >= min_precision`` on the texts as they are at that point -- so the list
 and its order are what reproduce the training fixes, defects combined in one output included.
 """
@@ -48,6 +48,17 @@ class SearchResult:
     chosen: List[Chosen]
     outputs: List[str]  # each training bad output after the chosen rules
     scores: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+
+
+# Line-level rules and normalisers survive other edits on the same text better than phrase rewrites.
+KIND_RANK = {"line_insert": 3, "line_remove": 3, "append": 3, "prepend": 3, "normalize": 2}
+
+
+def generality(candidate: Dict[str, Any]) -> Tuple[int, int, int]:
+    """Higher is more general: the kind's rank, then fewer literal characters to match, then a
+    shorter pattern."""
+    pattern = candidate.get("pattern") or ""
+    return KIND_RANK.get(candidate["kind"], 1), -len(candidate.get("anchor") or pattern), -len(pattern)
 
 
 def _in_scope(candidate: Dict[str, Any], context: Dict[str, Any]) -> bool:
@@ -185,7 +196,9 @@ def greedy_search(
             if gain <= 0:
                 continue
             newly = sum(1 for _, d, _ in found.values() if d == 0)
-            key = (newly - (len(found) - closer), gain, -sum(1 for i, (_, d, _) in found.items() if d > distance[i]))
+            away = sum(1 for i, (_, d, _) in found.items() if d > distance[i])
+            # ties go to the most general candidate: it composes with fixes it was not trained beside
+            key = (newly - (len(found) - closer), gain, -away, *generality(pool[slot][0].candidate))
             if best_key is None or key > best_key:
                 best_key, best = key, slot
         if best is None:
