@@ -83,7 +83,7 @@ def test_store_unavailable_at_start_then_recovers(vt_env, openai_client, monkeyp
 
     monkeypatch.setattr(ExecutionStore, "_open_backend", staticmethod(open_backend))
     ids = _calls(openai_client, "down_at_start", 12)
-    assert vt.flush(30)
+    assert not vt.flush(30)  # journaled, not in the store: flush says so
     stats = vt.capture_stats()
     assert stats["written"] == 0 and stats["journal_pending"] == 12 and stats["dropped"] == 0
     opens["fail"] = False
@@ -109,7 +109,7 @@ def test_store_failing_mid_stream_loses_and_duplicates_nothing(vt_env, openai_cl
     assert vt.flush(30)
     state["down"] = True
     during = _calls(openai_client, "mid_stream", 10)
-    assert vt.flush(30)
+    assert not vt.flush(30)  # journaled, not in the store
     assert vt.capture_stats()["journal_pending"] >= 10
     assert vt.error_counts().get("capture.store:OSError", 0) >= 1
     state["down"] = False
@@ -186,7 +186,7 @@ def test_embedding_model_failing_journals_then_replays_with_vectors(vt_env, open
 
     monkeypatch.setattr(embedding, "get_embedder", lambda name: Broken() if broken["on"] else real_get(name))
     ids = _calls(openai_client, "embed_fail", 8)
-    assert vt.flush(30)
+    assert not vt.flush(30)  # journaled unembedded, not in the store
     assert vt.capture_stats()["journal_pending"] == 8 and stored_ids("embed_fail") == []
     assert vt.error_counts().get("capture.embed:RuntimeError", 0) >= 1
     broken["on"] = False

@@ -1,8 +1,9 @@
-"""Secrets never stored: API keys (sk-..., sk-proj-...), bearer tokens, e-mails and a
+"""Secrets never stored: API keys (sk-..., sk-proj-...), bearer tokens, JWTs anywhere, PEM
+private key blocks, card and phone numbers, AWS/Slack/GitHub/GCP keys, e-mails and a
 configured custom pattern are planted in prompts, outputs (via a hook), function
 arguments, error messages, feedback and evolution inputs; afterwards the raw bytes of
-every artefact (LanceDB files, journal, golden/train JSONL, run records, evolver status,
-generated hooks) and everything the dashboards' data layer returns are searched."""
+every artefact (LanceDB files, journal and its quarantine, golden/train JSONL, run records,
+evolver status, generated hooks and manifests) and everything the dashboards' data layer returns are searched."""
 from __future__ import annotations
 
 import json
@@ -28,9 +29,20 @@ SECRETS: Dict[str, str] = {
     "bearer token": "eyJhbGciOiJIUzI1NiJ9.cGF5bG9hZA.c2lnbmF0dXJl",
     "email": "alice.liddell@wonderland.example",
     "custom pattern": "CUST-482913",
+    "jwt anywhere": "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.Tm90QVJlYWxTaWduYXR1cmU",
+    "pem body": "MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0",
+    "card": "4111 1111 1111 1111",
+    "card dashed": "5555-5555-5555-4444",
+    "phone": "+1 415-555-0132",
+    "aws key": "AKIAIOSFODNN7EXAMPLE",
+    "slack token": "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    "github token": "ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ",
+    "gcp key": "AIzaSyD-1234567890abcdefghijklmnopqrstu",
 }
-SK, PROJ, TOKEN, EMAIL, CUSTOM = SECRETS.values()
-SECRET_TEXT = f"key {SK}, Authorization: Bearer {TOKEN}, mail {EMAIL}, customer {CUSTOM}"
+SK, PROJ, TOKEN, EMAIL, CUSTOM, JWT, PEM_BODY, CARD, CARD2, PHONE, AWS, SLACK, GITHUB, GCP = SECRETS.values()
+PEM = f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\nq83vEi1LzY2Tvd0Xs8Q3PKj\n-----END RSA PRIVATE KEY-----"
+SECRET_TEXT = (f"key {SK}, Authorization: Bearer {TOKEN}, mail {EMAIL}, customer {CUSTOM}, session {JWT}, "
+               f"card {CARD} or {CARD2}, call {PHONE}, aws {AWS}, slack {SLACK}, gh {GITHUB}, gcp {GCP}\n{PEM}")
 
 HOOK = f'''
 def intercept_prompt(user_input, context):
@@ -38,7 +50,7 @@ def intercept_prompt(user_input, context):
 
 
 def intercept_output(model_output, context):
-    return model_output + " reach me at {EMAIL} with {SK}"
+    return model_output + " reach me at {EMAIL} with {SK} or {JWT}, card {CARD}"
 '''
 
 
@@ -143,15 +155,21 @@ def test_planted_secrets_reach_no_artefact(secret_env, openai_client, tmp_path, 
 
     monkeypatch.setattr(FixedLanceStore, "upsert_many", upsert)
     ids = _capture_everything(openai_client, hook_path)
-    assert vt.flush(30)
+    assert not vt.flush(30)  # all journaled, none in the store yet
     assert vt.capture_stats()["journal_pending"] == len(ids)
     assert leaks([secret_env.journal_path]) == []
+    # a corrupt segment someone else left, quoting secrets: its lines are quarantined, redacted
+    (secret_env.journal_path / "seg-1-999999-0.jsonl").write_text(
+        json.dumps({"uuid": "corrupt", "properties": SECRET_TEXT}) + "\n" + SECRET_TEXT + "\n", encoding="utf-8")
     down["on"] = False
     vt.get_runtime().reset()
     from vt_middleware.capture import worker
 
     worker.get_worker().delivery.reset_backoff()
     assert vt.flush(30) and vt.capture_stats()["journal_pending"] == 0
+    quarantine = Path(vt.capture_stats()["quarantine_path"])
+    assert vt.capture_stats()["quarantined"] == 1 + SECRET_TEXT.count("\n") + 1
+    assert "[REDACTED]" in quarantine.read_text(encoding="utf-8") and leaks([quarantine]) == []
     stored = {c.uuid: CallRecord.from_properties(c.properties)
               for name in ("chat_secrets", "tracked_secrets") for page in vt.get_store().iter_calls(name) for c in page}
     errors = [i for i, r in stored.items() if r.function_name == "tracked_secrets" and r.status == "ERROR"]
@@ -170,7 +188,7 @@ def test_planted_secrets_reach_no_artefact(secret_env, openai_client, tmp_path, 
 
     # evolution: golden export, synthesis from pairs that carry secrets, a stage error naming a key
     pairs = [FeedbackPair(input_prompt=f"review {i} by {EMAIL}", bad_output=f"Good food {i}.",
-                          fixed_output=f"Good food {i}. Contact: {EMAIL} {CUSTOM}",
+                          fixed_output=f"Good food {i}. Contact: {EMAIL} {CUSTOM} {PHONE} card {CARD} {JWT}",
                           context={"function_name": "chat_secrets"}) for i in range(8)]
     out = tmp_path / "evolve_out"
     pipeline = TrainingPipeline(_extractor(), gate=None)

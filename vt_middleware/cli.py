@@ -301,6 +301,31 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     console.print(_status_table(info))
 
 
+@app.command()
+@handled
+def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+           journal_path: Optional[Path] = typer.Option(None, help="Capture journal directory (VT_JOURNAL_PATH).")
+           ) -> None:
+    """Check capture's journal: records waiting for the store, records quarantined (could not be
+    read or were rejected by the store), where they are and what to do with them."""
+    from .capture.journal import Journal
+    from .config import get_config
+
+    info = Journal(journal_path or get_config().journal_path).report()
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    table = Table(title="vt doctor", show_header=False)
+    for key in ("journal_path", "segments", "pending_records", "quarantined", "quarantine_path"):
+        table.add_row(key, Text(str(info[key])))
+    for reason, n in info["quarantine_reasons"].items():
+        table.add_row("  reason", Text(f"{n} x {reason}"))
+    for example in info["examples"]:
+        table.add_row("  e.g.", Text(f"{example['segment']} @ byte {example['offset']}: {example['reason']}"))
+    console.print(table)
+    console.print(Text(f"what to do: {info['advice']}"), style="yellow" if info["quarantined"] else "green")
+
+
 def _status_info() -> dict:
     from .config import get_config
     from .api import service as data

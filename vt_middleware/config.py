@@ -74,6 +74,7 @@ class VTConfig(BaseSettings):
     # --- redaction ---------------------------------------------------------
     redact_secrets: bool = True
     redact_emails: bool = True
+    redact_pii: bool = True  # card numbers (Luhn-checked) and phone numbers
     redact_patterns: List[str] = Field(default_factory=list)
 
     # --- hooks / evolution -------------------------------------------------

@@ -151,7 +151,8 @@ class Delivery:
 
     def flush(self, deadline: Optional[float]) -> bool:
         """Wait for queued chunks, then replay until the journal is empty, the store fails,
-        or time is up. True when nothing is left in memory."""
+        or time is up. True only when every record is in the store: nothing in memory and none
+        waiting in the journal (a forked child's journal is its delivery)."""
         self.ready.wait(remaining(deadline))
         with self._cond:
             self._flushers += 1
@@ -170,7 +171,8 @@ class Delivery:
                                                remaining(deadline))
                     if not done or not self.alive():
                         break
-                return self.settled() and not self._held
+                return (self.settled() and not self._held
+                        and (self._journal_only() or not self.journal.has_pending()))
         finally:
             with self._cond:
                 self._flushers -= 1

@@ -81,16 +81,22 @@ def flush(timeout: Optional[float] = None) -> bool:
 
 
 def capture_stats() -> Dict[str, Any]:
-    """Counters of the capture pipeline, plus records waiting in the journal."""
-    worker = _worker
-    if worker is None:
-        stats: Dict[str, Any] = {"enqueued": 0, "written": 0, "journaled": 0, "replayed": 0,
-                                 "dropped": 0, "errors": 0, "queue_depth": 0, "pending": 0}
-        journal = Journal(get_config().journal_path)
-    else:
-        stats = worker.snapshot()
-        journal = worker.journal
-    stats["journal_pending"] = journal.pending_count()
+    """Counters of the capture pipeline, plus records waiting in the journal and records
+    quarantined (``quarantine_path``). Never raises: a failure is reported in ``"error"``."""
+    stats: Dict[str, Any] = {"enqueued": 0, "written": 0, "journaled": 0, "replayed": 0,
+                             "dropped": 0, "errors": 0, "queue_depth": 0, "pending": 0}
+    try:
+        worker = _worker
+        if worker is None:
+            journal = Journal(get_config().journal_path)
+        else:
+            stats = worker.snapshot()
+            journal = worker.journal
+        stats["journal_pending"] = journal.pending_count()
+        stats["quarantined"] = journal.quarantine_count()
+        stats["quarantine_path"] = str(journal.quarantine_path)
+    except Exception as exc:  # noqa: BLE001 - a stats call must never fail the host
+        stats["error"] = f"{type(exc).__name__}: {exc}"
     return stats
 
 
