@@ -32,8 +32,9 @@ def _line(i: int, tag: str) -> bytes:
 
 
 CORRUPT: Dict[str, bytes] = {
-    "random bytes": bytes(random.Random(7).randrange(256) for _ in range(300)).replace(b"\n", b"\x00") + b"\n",
-    "invalid utf-8 inside a line": b'{"uuid": "u-bad-utf8", "properties": {"output": "caf\xe9 \xff"}, "vector": null}\n',
+    "random bytes": bytes(random.Random(7).randrange(256) for _ in range(300)).replace(b"\n", b"-") + b"\n",
+    "invalid utf-8 inside a line": (b'{"uuid": "u-bad-utf8", "properties": {"output": "caf\xe9 \xff"}, '
+                                    b'"vector": null}\n'),
     "wrong shape": b'{"uuid": "u-wrong-shape", "properties": "x", "vector": null}\n',
     "not an object": b'["uuid", "properties"]\n',
     "bad vector": b'{"uuid": "u-bad-vector", "properties": {}, "vector": ["a", 1]}\n',

@@ -95,11 +95,18 @@ def _global(
 def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
           port: int = typer.Option(8000, help="Port."),
           model: Optional[str] = typer.Option(None, help="Default model id (smollm2-135m-instruct or vt-tiny-random)."),
-          data_dir: Path = typer.Option(Path(".vt/server"), help="Where uploaded files and fine-tuned models live.")) -> None:
-    """Serve a local model over OpenAI's API (chat, files, fine-tuning jobs) until Ctrl-C."""
+          data_dir: Path = typer.Option(Path(".vt/server"), help="Where uploaded files and fine-tuned models live."),
+          max_body_bytes: int = typer.Option(1 << 20, help="Largest request body (413 past it)."),
+          max_tokens: int = typer.Option(4096, help="Largest max_tokens (also capped at the model's context)."),
+          max_n: int = typer.Option(8, help="Most choices (n) per request."),
+          max_generation_s: float = typer.Option(120.0, help="Generation stops after this many seconds."),
+          ) -> None:
+    """Serve a local model over OpenAI's API (chat, files, fine-tuning jobs) until Ctrl-C or SIGTERM."""
+    from .server.limits import ServerLimits
     from .server.runner import serve as run_server
 
-    run_server(host=host, port=port, model=model, data_dir=data_dir)
+    run_server(host=host, port=port, model=model, data_dir=data_dir,
+               limits=ServerLimits(max_body_bytes, max_tokens, max_n, max_generation_s))
 
 
 @app.command()

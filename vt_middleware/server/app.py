@@ -3,7 +3,7 @@ fine-tuning jobs (``files.py``, ``fine_tuning.py``). Errors use OpenAI's shape."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +15,7 @@ from .aliases import install_aliases
 from .backends import ChatBackend
 from .chat import APIError
 from .chat import router as chat_router
+from .limits import LimitsMiddleware, ServerLimits
 
 
 def _error(status: int, message: str, type_: str = "invalid_request_error", param: Any = None,
@@ -23,8 +24,9 @@ def _error(status: int, message: str, type_: str = "invalid_request_error", para
         "message": message, "type": type_, "param": param, "code": code}})
 
 
-def create_app(backend: ChatBackend, data_dir: Union[str, Path]) -> FastAPI:
-    """A FastAPI app serving ``backend``; files and jobs live under ``data_dir``."""
+def create_app(backend: ChatBackend, data_dir: Union[str, Path], limits: Optional[ServerLimits] = None) -> FastAPI:
+    """A FastAPI app serving ``backend``; files and jobs live under ``data_dir``; every route
+    goes through ``limits`` (body size, token/choice caps, types, generation time)."""
     from . import files, fine_tuning, responses
 
     data_dir = Path(data_dir)
@@ -37,6 +39,10 @@ def create_app(backend: ChatBackend, data_dir: Union[str, Path]) -> FastAPI:
     app.include_router(files.router)
     app.include_router(fine_tuning.router)
     install_aliases(backend)  # OpenAI base ids the fine-tuning endpoint accepts are served too
+    window = getattr(backend, "context_window", None)
+    app.state.limits = limits = limits or ServerLimits()
+    app.add_middleware(LimitsMiddleware, limits=limits,
+                       context_window=window if callable(window) else (lambda model: None))
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:

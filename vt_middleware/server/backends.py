@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple
 
 from ..errors import ConfigError
 
@@ -107,6 +107,14 @@ class FaultPlan:
             self.fail_next, self.delay_s, self.cut_stream_after = 0, 0.0, None
 
 
+def _should_stop() -> Optional[Callable[[], bool]]:
+    """The running request's stop test (client gone, time limit, shutdown), if any."""
+    from .limits import current_cancel
+
+    cancel = current_cancel()
+    return cancel.is_set if cancel is not None else None
+
+
 class LocalModelBackend:
     """Local transformers models: base ids plus registered fine-tuned adapter dirs."""
 
@@ -148,6 +156,14 @@ class LocalModelBackend:
             raise ConfigError(f"cannot alias {name!r} to unknown model {model_id!r}")
         self._aliases[name] = model_id
 
+    def context_window(self, model_id: str) -> Optional[int]:
+        """Tokens the model attends to, once it is loaded (None before: not worth a load here)."""
+        with self._lock:
+            loaded = self._loaded.get(self._resolve(model_id))
+        config = getattr(loaded[0], "config", None) if loaded else None
+        window = getattr(config, "max_position_embeddings", None)
+        return int(window) if isinstance(window, int) else None
+
     def list_models(self) -> List[str]:
         with self._lock:
             return self._base_ids + list(self._adapters) + list(self._aliases)
@@ -186,7 +202,7 @@ class LocalModelBackend:
 
         model, tokenizer = self.load(params.model)
         out = generate(model, tokenizer, params.messages, max_tokens=params.max_tokens,
-                       temperature=params.temperature, seed=params.seed)
+                       temperature=params.temperature, seed=params.seed, should_stop=_should_stop())
         return Completion(out.text, out.prompt_tokens, out.completion_tokens, out.finish_reason)
 
     def stream(self, params: ChatParams) -> StreamedCompletion:
@@ -195,7 +211,7 @@ class LocalModelBackend:
         model, tokenizer = self.load(params.model)
         prompt_tokens = int(chat_input_ids(tokenizer, params.messages).shape[1])
         pieces = stream_generate(model, tokenizer, params.messages, max_tokens=params.max_tokens,
-                                 temperature=params.temperature)
+                                 temperature=params.temperature, should_stop=_should_stop())
         return StreamedCompletion(
             pieces, lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
             prompt_tokens, params.max_tokens,

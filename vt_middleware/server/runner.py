@@ -6,10 +6,13 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..errors import VTError
 from .backends import ChatBackend, LocalModelBackend
+
+if TYPE_CHECKING:
+    from .limits import ServerLimits
 
 DEFAULT_DATA_DIR = Path(".vt/server")
 
@@ -71,12 +74,13 @@ class LocalServer(ThreadedServer):
     """
 
     def __init__(self, backend: Optional[ChatBackend] = None, host: str = "127.0.0.1", port: int = 0,
-                 data_dir: Union[str, Path] = DEFAULT_DATA_DIR, model: Optional[str] = None) -> None:
+                 data_dir: Union[str, Path] = DEFAULT_DATA_DIR, model: Optional[str] = None,
+                 limits: Optional["ServerLimits"] = None) -> None:
         from .app import create_app
 
         self.backend = backend if backend is not None else LocalModelBackend(default_model=model)
         self.data_dir = Path(data_dir)
-        super().__init__(create_app(self.backend, self.data_dir), host, port)
+        super().__init__(create_app(self.backend, self.data_dir, limits), host, port)
 
     @property
     def base_url(self) -> str:
@@ -87,13 +91,36 @@ class LocalServer(ThreadedServer):
         return self
 
 
+SHUTDOWN_GRACE_S = 5.0
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """On SIGTERM/SIGINT: stop every running generation, then uvicorn's own shutdown
+        (open connections get ``SHUTDOWN_GRACE_S``)."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            from .limits import cancel_all
+
+            cancel_all("server shutting down")
+            super().handle_exit(sig, frame)
+
+    return _Server
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, model: Optional[str] = None,
-          data_dir: Union[str, Path] = DEFAULT_DATA_DIR) -> None:
-    """Serve a local model over OpenAI's API until interrupted (``vt serve``)."""
+          data_dir: Union[str, Path] = DEFAULT_DATA_DIR, limits: Optional["ServerLimits"] = None) -> None:
+    """Serve a local model over OpenAI's API until interrupted (``vt serve``); SIGTERM stops
+    it within seconds, generation included."""
     import uvicorn
 
     from .app import create_app
 
     backend = LocalModelBackend(default_model=model)
-    print(f"vt_middleware local server: http://{host}:{port}/v1  models: {', '.join(backend.list_models())}")
-    uvicorn.run(create_app(backend, data_dir), host=host, port=port, log_level="info")
+    print(f"vt_middleware local server: http://{host}:{port}/v1  models: {', '.join(backend.list_models())}",
+          flush=True)
+    config = uvicorn.Config(create_app(backend, data_dir, limits), host=host, port=port, log_level="info",
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    _server_class()(config).run()

@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import ConfigError, MissingDependencyError
 
@@ -186,13 +186,29 @@ class Generation:
     finish_reason: str
 
 
+def _stopping(should_stop: Optional[Callable[[], bool]]) -> Dict[str, Any]:
+    """``generate`` kwargs that end generation once ``should_stop()`` is true (checked per token)."""
+    if should_stop is None:
+        return {}
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+            return bool(should_stop())
+
+    return {"stopping_criteria": StoppingCriteriaList([_Stop()])}
+
+
 def generate(model: Any, tokenizer: Any, messages: List[Dict[str, Any]], max_tokens: int = 128,
-             temperature: float = 0.0, seed: Optional[int] = None) -> Generation:
-    """Greedy (temperature 0) or sampled completion of a chat."""
+             temperature: float = 0.0, seed: Optional[int] = None,
+             should_stop: Optional[Callable[[], bool]] = None) -> Generation:
+    """Greedy (temperature 0) or sampled completion of a chat; ``should_stop`` ends it early
+    (a client gone, a time limit)."""
     import torch
 
     input_ids = chat_input_ids(tokenizer, messages)
-    kwargs: Dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id}
+    kwargs: Dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id,
+                              **_stopping(should_stop)}
     if temperature and temperature > 0:
         if seed is not None:
             torch.manual_seed(seed)
@@ -203,6 +219,8 @@ def generate(model: Any, tokenizer: Any, messages: List[Dict[str, Any]], max_tok
         output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
     new_tokens = output[0][input_ids.shape[1]:]
     finished = len(new_tokens) < max_tokens or (len(new_tokens) and int(new_tokens[-1]) == tokenizer.eos_token_id)
+    if should_stop is not None and should_stop() and not (len(new_tokens) and int(new_tokens[-1]) == tokenizer.eos_token_id):
+        finished = False  # cut short (time limit, client gone): not a natural stop
     return Generation(
         text=tokenizer.decode(new_tokens, skip_special_tokens=True),
         prompt_tokens=int(input_ids.shape[1]),
@@ -212,17 +230,20 @@ def generate(model: Any, tokenizer: Any, messages: List[Dict[str, Any]], max_tok
 
 
 def stream_generate(model: Any, tokenizer: Any, messages: List[Dict[str, Any]], max_tokens: int = 128,
-                    temperature: float = 0.0) -> Iterator[str]:
-    """Yield text pieces as they are generated (transformers' TextIteratorStreamer)."""
+                    temperature: float = 0.0, should_stop: Optional[Callable[[], bool]] = None) -> Iterator[str]:
+    """Yield text pieces as they are generated (transformers' TextIteratorStreamer); generation
+    also ends when ``should_stop()`` is true or the consumer closes the iterator."""
     import torch
     from transformers import TextIteratorStreamer
 
     input_ids = chat_input_ids(tokenizer, messages)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    closed = threading.Event()
     kwargs: Dict[str, Any] = {
         "max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id, "streamer": streamer,
         "attention_mask": torch.ones_like(input_ids),
         "do_sample": bool(temperature and temperature > 0),
+        **_stopping(lambda: closed.is_set() or bool(should_stop and should_stop())),
     }
     if kwargs["do_sample"]:
         kwargs["temperature"] = temperature
@@ -233,7 +254,10 @@ def stream_generate(model: Any, tokenizer: Any, messages: List[Dict[str, Any]], 
 
     worker = threading.Thread(target=_run, name="vt-generate", daemon=True)
     worker.start()
-    for piece in streamer:
-        if piece:
-            yield piece
+    try:
+        for piece in streamer:
+            if piece:
+                yield piece
+    finally:
+        closed.set()  # the client left mid-stream: the generating thread stops at its next token
     worker.join()
