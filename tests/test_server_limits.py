@@ -166,6 +166,7 @@ def test_sigterm_stops_vt_serve_within_seconds_even_mid_generation(tmp_path):
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+        print(f"vt serve exited {time.monotonic() - sent:.1f} s after SIGTERM, mid-generation")
         assert time.monotonic() - sent < 15
     finally:
         if proc.poll() is None:
