@@ -63,7 +63,9 @@ def main() -> None:
         vt.reset(store_path=promoted / "lance", hooks_dir=promoted / "hooks", state_dir=promoted / "state",
                  journal_path=promoted / "journal")
         version = HookVersionStore(promoted / "hooks").create_version(HOOK, validation={"ok": True})["version"]
-        Promoter(runtime=Runtime()).promote("base", "ft-1", version)
+        promoter = Promoter(runtime=Runtime())
+        promoter.promote("base", "ft-1", version)
+        promoter.flush_files()  # the mirror is written in the background
         mirror = promoted / "lance" / "VTPromotions.latest.json"
         saved = mirror.read_text()
 

@@ -145,6 +145,7 @@ def main() -> None:
     rows.append(("no swaps (before)", before, [], [], [], args.baseline_s))
 
     swap_s: List[float] = []
+    record_s: List[float] = []
     promote_s: List[float] = []
     rollback_s: List[float] = []
     with Load(client, args.threads) as load:
@@ -159,15 +160,18 @@ def main() -> None:
                 promoter.rollback()
                 rollback_s.append(time.perf_counter() - started)
             swap_s.append(promoter.last_swap_s or 0.0)
+            record_s.append(getattr(promoter, "last_record_s", None) or float("nan"))
         time.sleep(0.2)
         duration = time.perf_counter() - t0
     rows.append((f"{args.swaps} promote/rollback", load, swap_s, promote_s, rollback_s, duration))
     with Load(client, args.threads) as after:
         time.sleep(args.baseline_s)
     rows.append(("no swaps (after)", after, [], [], [], args.baseline_s))
-    files_ok = promoter.flush_files(10)
+    files_ok = promoter.flush_files(10) if hasattr(promoter, "flush_files") else "n/a"
     recorded = len(promoter.promotion_history())
     proc.kill()
+    proc.wait()
+    proc.stdout.close()
     vt.reset()
 
     print(f"\nhot swap under load: {args.threads} threads via vt.wrap -> local server in a child process "
@@ -185,6 +189,8 @@ def main() -> None:
               f"{pct(swaps, .5) * 1e6 if swaps else float('nan'):>12.1f}{ops}")
     print(f"served by model during swaps: {dict(sorted(rows[1][1].served.items()))}; "
           f"rows recorded: {recorded}; derived files flushed: {files_ok}")
+    print(f"store record write inside them: p50 {pct(record_s, .5) * 1e3:.2f} ms, "
+          f"p99 {pct(record_s, .99) * 1e3:.2f} ms")
     print("promote/rollback = the whole operation (hook version check, store record, swap); "
           "the mirror and ACTIVE files are written after it, in the background")
     quiet = before.latencies + after.latencies

@@ -10,12 +10,18 @@ import ast
 from pathlib import Path
 from typing import Dict, Iterator, List, Set
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "vt_middleware"
 
 # A stage never imports a stage above it. Root modules (config, errors, health, ...) are leaves.
-LAYERS = ["store", "runtime", "capture", "select", "synthesize", "train", "evolve", "dashboards"]
-# Packages checked against LAYERS strictly: every import of theirs goes to a leaf or a lower stage.
-STRICT = {"runtime"}
+LAYERS = ["store", "runtime", "capture", "select", "synthesize", "train", "evolve"]
+# Above every stage: the package's own API (``import vt_middleware``), the user-facing tools, the
+# standalone server and the seed-compatible re-export modules.
+TOP = {"vt_middleware", "dashboards", "api", "cli", "server", "extractor", "synthesizer", "pipeline", "dashboard",
+       "cost_guard"}
+# Stages that still import one above them; strict xfail: fixing one makes its test say so.
+KNOWN_UPWARD = {"select": "select/export.py imports train.jsonl / train.tokens (ChatML validation, token counts)"}
 
 
 def module_name(path: Path) -> str:
@@ -57,12 +63,12 @@ def imported_modules(path: Path) -> Iterator[str]:
 
 def unit(module: str) -> str:
     """The package a module belongs to: ``vt_middleware.runtime.sync`` -> ``runtime``; a root
-    module (``vt_middleware.config``) is its own unit; the package itself is ``api``."""
+    module (``vt_middleware.config``) is its own unit; so is the package itself."""
     parts = module.split(".")
     if parts[0] != "vt_middleware":
         return ""
     if len(parts) == 1:
-        return "api"
+        return "vt_middleware"
     candidate = PACKAGE / parts[1]
     return parts[1] if candidate.is_dir() or (PACKAGE / f"{parts[1]}.py").exists() else ""
 
@@ -72,7 +78,7 @@ def package_graph() -> Dict[str, Set[str]]:
     for path in sorted(PACKAGE.rglob("*.py")):
         source = unit(module_name(path))
         for target in map(unit, imported_modules(path)):
-            if target and target != source and target != "api":
+            if target and target != source:
                 graph.setdefault(source, set()).add(target)
     return graph
 
@@ -120,17 +126,23 @@ def test_the_walker_sees_function_level_and_relative_imports(tmp_path):
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+# Cycles still to break, between top-level peers: api/service.py and api/runs.py import
+# dashboards.monitor while dashboards/data.py re-exports api.service.
+KNOWN_CYCLES = [["api", "dashboards"]]
+
+
 def test_no_import_cycle_between_packages():
+    assert [cycle for cycle in cycles(package_graph()) if cycle not in KNOWN_CYCLES] == []
+
+
+@pytest.mark.xfail(strict=True, reason="api <-> dashboards: " + ", ".join("/".join(c) for c in KNOWN_CYCLES))
+def test_known_cycles_are_broken():
     assert cycles(package_graph()) == []
 
 
-def test_strict_packages_import_only_leaves_and_lower_stages():
-    graph = package_graph()
-    wrong = {}
-    for package in STRICT:
-        above = set(LAYERS[LAYERS.index(package):]) | {"api", "cli", "server"}
-        bad = sorted(target for target in graph.get(package, ()) if target in above or target in
-                     {"extractor", "synthesizer", "pipeline", "dashboard"})
-        if bad:
-            wrong[package] = bad
-    assert wrong == {}
+@pytest.mark.parametrize("stage", [
+    pytest.param(stage, marks=pytest.mark.xfail(strict=True, reason=KNOWN_UPWARD[stage]))
+    if stage in KNOWN_UPWARD else stage for stage in LAYERS])
+def test_each_stage_imports_only_leaves_and_lower_stages(stage):
+    above = set(LAYERS[LAYERS.index(stage) + 1:]) | TOP
+    assert sorted(target for target in package_graph().get(stage, ()) if target in above) == []

@@ -104,7 +104,8 @@ class Promoter:
         if live.hooks is not None:
             self._hooks[(None, live.hooks.version)] = live.hooks
         self.files = DerivedFiles(self.config, self.hooks_dir)
-        self.last_swap_s: Optional[float] = None
+        self.last_swap_s: Optional[float] = None  # the runtime's reference swap alone
+        self.last_record_s: Optional[float] = None  # writing the record row
         self.auto_rollbacks: List[str] = []
 
     @property
@@ -147,7 +148,7 @@ class Promoter:
                             run_id=run_id, reason=reason)
             if record:
                 try:
-                    self.store.record_promotion(row)
+                    self._record(row)
                 except Exception as exc:
                     raise StoreError(f"promotion {state.promotion_id} could not be recorded, nothing was "
                                      f"made live: {type(exc).__name__}: {exc}") from exc
@@ -178,7 +179,7 @@ class Promoter:
             recorded = False
             if record:
                 try:
-                    self.store.record_promotion(row)
+                    self._record(row)
                     recorded = True
                 except Exception as exc:  # noqa: BLE001 - counted (raised when strict, before any change)
                     record_internal_error("runtime.rollback.record", exc)
@@ -283,6 +284,11 @@ class Promoter:
         if row is not None:
             self._applied_at_ns = max(self._applied_at_ns, int(row.get("at_ns") or 0))
         return pair
+
+    def _record(self, row: Dict[str, Any]) -> None:
+        started = time.perf_counter()
+        self.store.record_promotion(row)
+        self.last_record_s = time.perf_counter() - started
 
     def _row(self, action: str, state: PairState, stack: List[PairState], **extra: Any) -> Dict[str, Any]:
         at_ns = max(time.time_ns(), self._applied_at_ns + 1)
