@@ -208,3 +208,17 @@ def test_capture_journals_while_weaviate_fails_and_replays_exactly_once(weaviate
     assert vt.capture_stats()["journal_pending"] == 0
     stored = sorted(c.uuid for page in vt.get_store().iter_calls("outage") for c in page)
     assert stored == sorted(r.run_id for r in records)
+
+
+def test_feedback_update_and_delete_in_weaviate_mode(weaviate_env):
+    store = vt.get_store()
+    keep, edit, drop = (FeedbackPair(f"q{i}", f"bad {i}", f"fixed {i}") for i in range(3))
+    for pair in (keep, edit, drop):
+        store.add_feedback(pair)
+    edit.fixed_output = "fixed again"
+    assert store.update_feedback(edit).fixed_output == "fixed again"
+    assert store.delete_feedback(drop.pair_id) and not store.delete_feedback(drop.pair_id)
+    stored = {p.pair_id: p.fixed_output for p in store.list_feedback()}
+    assert stored == {keep.pair_id: "fixed 0", edit.pair_id: "fixed again"}
+    total, calls = store.page_calls(None, 0, 10)  # no page_rows here: the scan fallback
+    assert (total, calls) == (0, [])
