@@ -240,3 +240,29 @@ def test_pooled_run_ids_are_unique_across_threads_and_a_fork(tmp_path):
         thread.join()
     assert len(set(taken)) == len(taken) == 2400
     assert all(len(i) == 36 and i[14] == "4" and i[19] in "89ab" for i in taken)  # uuid4 strings
+
+
+def test_minilm_capture_embeds_in_a_child_process_with_the_same_vectors(tmp_path):
+    import os
+
+    import numpy as np
+
+    from vt_middleware.store.embed_process import get_process_embedder
+    from vt_middleware.store.embedding import get_embedder
+
+    vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", capture_embedding_model="minilm",
+             strict=True)
+    try:
+        records = [_record(i, "minilm_child") for i in range(6)]
+        for record in records:
+            worker.submit(record)
+        assert vt.flush(120)
+        child = get_process_embedder("minilm")._proc
+        assert child is not None and child.pid != os.getpid() and child.poll() is None
+        rows = {c.uuid: c for page in vt.get_store().iter_calls("minilm_child", include_vector=True) for c in page}
+        expected = get_embedder("minilm").embed([r.embedding_text() for r in records])
+        assert len(rows) == 6
+        for record, vector in zip(records, expected):
+            assert np.allclose(rows[record.run_id].vector, vector, atol=1e-5)
+    finally:
+        vt.reset()

@@ -51,6 +51,9 @@ class VTConfig(BaseSettings):
     # capture_embedding_model: the vectors stored with every captured call (selection).
     embedding_model: str = "minilm"
     capture_embedding_model: str = "static"
+    # A capture model heavier than "static"/"hash" runs in a child process (nice 10, one
+    # inference thread), off the app's cores and GIL; False: in the app's process.
+    capture_embedding_process: bool = True
     embedding_dim: int = 384
 
     # --- capture -----------------------------------------------------------

@@ -26,6 +26,7 @@ _MAX_BACKOFF_S = 30.0
 _REPLAY_CHECK_S = 1.0
 _IDLE_TICK_S = 0.25
 
+IN_PROCESS_EMBEDDERS = ("static", "hash")  # microseconds a text: a child process would cost more
 STAT_NAMES = ("written", "journaled", "replayed", "dropped", "errors", "batches", "held", "embedded",
               "embed_cache_hits")
 
@@ -232,11 +233,9 @@ class Delivery:
     # -- the delivery thread ------------------------------------------------------------------
     def _run(self) -> None:
         try:  # warm up (imports, store, model) now, not inside the exit flush
-            from ..store.embedding import get_embedder
-
             if not self._journal_only():
                 self.store()
-            get_embedder(self.config.capture_embedding_model)
+            self._embedder()
         except Exception as exc:  # noqa: BLE001 - the first batch reports it again
             report("capture.warmup", exc)
         try:
@@ -329,11 +328,20 @@ class Delivery:
             self._own_store = executions_module().ExecutionStore(self.config)
         return self._own_store
 
-    def _embed(self, items: List[Item], texts: Optional[List[str]] = None) -> None:
-        """Fill in missing vectors (in place); identical texts are embedded once."""
+    def _embedder(self) -> Any:
+        """The capture embedder: in this process when cheap, else in a child process."""
         from ..store.embedding import get_embedder
 
-        self._vectors.fill(items, get_embedder(self.config.capture_embedding_model), texts)
+        name = self.config.capture_embedding_model
+        if self.config.capture_embedding_process and name not in IN_PROCESS_EMBEDDERS:
+            from ..store.embed_process import get_process_embedder
+
+            return get_process_embedder(name)
+        return get_embedder(name)
+
+    def _embed(self, items: List[Item], texts: Optional[List[str]] = None) -> None:
+        """Fill in missing vectors (in place); identical texts are embedded once."""
+        self._vectors.fill(items, self._embedder(), texts)
         with self._cond:
             self.stats["embedded"] = self._vectors.embedded
             self.stats["embed_cache_hits"] = self._vectors.hits
