@@ -73,9 +73,11 @@ class _Api:
     """One API family (chat completions, Responses): how its input becomes messages, how a
     result is hooked and read, which state follows its streams."""
 
-    def __init__(self, default_name: str, param_keys: frozenset, messages: Callable[[Dict[str, Any]], List[Any]],
-                 put_messages: Callable[[Dict[str, Any], Dict[str, Any], List[Any], List[Any]], None],
-                 structured: Callable[[Dict[str, Any]], bool], read: Any, hook: Any, stream_state: Any) -> None:
+    def __init__(self, default_name: str, param_keys: frozenset,
+                 messages: Optional[Callable[[Dict[str, Any]], List[Any]]],
+                 put_messages: Optional[Callable[[Dict[str, Any], Dict[str, Any], List[Any], List[Any]], None]],
+                 structured: Optional[Callable[[Dict[str, Any]], bool]], read: Any, hook: Any,
+                 stream_state: Any) -> None:
         self.default_name, self.param_keys, self.messages, self.put_messages = (default_name, param_keys, messages,
                                                                                put_messages)
         self.structured, self.read, self.hook, self.stream_state = structured, read, hook, stream_state
@@ -87,7 +89,8 @@ def _begin(api: _Api, function_name: Optional[str], kwargs: Dict[str, Any], conf
     Runs on every call, so helpers are inlined (each call costs microseconds once the
     caches are cold after the HTTP round trip)."""
     pair = get_runtime().current()
-    messages = api.messages(kwargs)
+    chat = api is CHAT  # the common case: its helpers inlined
+    messages = list(kwargs.get("messages") or []) if chat else api.messages(kwargs)
     model = kwargs.get("model")
     routed = None if model is None else pair.routes.get(model, model)
     tracked = tracked_call()
@@ -110,30 +113,22 @@ def _begin(api: _Api, function_name: Optional[str], kwargs: Dict[str, Any], conf
     for message in messages:
         flat = type(message) is dict and {*map(type, message.values())} <= STR_ONLY
         recorded.append(message.copy() if flat else to_jsonable(message, limit))
+    if chat:
+        fmt = kwargs.get("response_format")
+        structured = structured or (type(fmt) is dict and fmt.get("type") in _JSON_FORMATS)
+        send = {**kwargs, "messages": sent}  # a list even when the caller passed an iterator
+    else:
+        structured = structured or api.structured(kwargs)
+        send = {**kwargs}
+        api.put_messages(send, kwargs, messages, sent)
     call = ChatCall(pair, name, "openai", messages, model, routed, prompt, params,
-                    tracked[1] if tracked else None, recorded,
-                    structured=structured or api.structured(kwargs))
-    send = {**kwargs}
-    api.put_messages(send, kwargs, messages, sent)
+                    tracked[1] if tracked else None, recorded, structured=structured)
     if "model" in kwargs:
         send["model"] = routed
     return call, send
 
 
 # -- chat completions ---------------------------------------------------------------------
-def _chat_messages(kwargs: Dict[str, Any]) -> List[Any]:
-    return list(kwargs.get("messages") or [])
-
-
-def _chat_put(send: Dict[str, Any], kwargs: Dict[str, Any], messages: List[Any], sent: List[Any]) -> None:
-    send["messages"] = sent  # a list even when the caller passed an iterator
-
-
-def _chat_structured(kwargs: Dict[str, Any]) -> bool:
-    fmt = kwargs.get("response_format")
-    return type(fmt) is dict and fmt.get("type") in _JSON_FORMATS
-
-
 def _read_completion(result: Any) -> Tuple[Optional[str], Optional[str], Optional[str], Any, Dict[str, Any]]:
     """(output, raw_output, model_used, usage, extra) of a ``ChatCompletion`` (worker thread;
     the SDK's response objects are not mutated after they are returned). Tool calls are kept
@@ -188,7 +183,7 @@ def _responses_put(send: Dict[str, Any], kwargs: Dict[str, Any], messages: List[
         responses_api.send_input(send, kwargs, sent)
 
 
-CHAT = _Api(DEFAULT_FUNCTION, _CHAT_PARAM_KEYS, _chat_messages, _chat_put, _chat_structured,
+CHAT = _Api(DEFAULT_FUNCTION, _CHAT_PARAM_KEYS, None, None, None,  # inlined in _begin
             _read_completion, _hook_completion, ChatStreamState)
 RESPONSES = _Api(responses_api.RESPONSES_FUNCTION, responses_api.RESPONSES_PARAM_KEYS, responses_api.input_messages,
                  _responses_put, responses_api.is_structured, responses_api.read_response, _hook_response,
@@ -230,8 +225,14 @@ class _Attempt:
 
     def settle(self, result: Any, is_async: bool) -> Any:
         t_back = perf_counter_ns()
-        if self.call is not None:
-            if self.raw is not None:
+        call = self.call
+        if call is not None:
+            if self.raw is None and call.pair.hooks is None and self.send.get("stream") is not True:
+                try:  # the common case, inline
+                    call.finish(response=result, read=self.api.read)
+                except Exception as exc:  # noqa: BLE001
+                    record_internal_error(_COMPONENT, exc)
+            elif self.raw is not None:
                 proxy = _AsyncRawResponse if is_async and self.raw == "stream" else _RawResponse
                 result = proxy(result, self, is_async)
             else:
@@ -247,7 +248,7 @@ class _Attempt:
             if self.send.get("stream") is True:
                 state = self.api.stream_state(call)
                 return AsyncRecordingStream(result, state) if is_async else RecordingStream(result, state)
-            if call.pair.hooks is None:  # the common case, inline
+            if call.pair.hooks is None:
                 call.finish(response=result, read=self.api.read)
             else:
                 self.api.hook(call, result, self.parse_as)
