@@ -383,3 +383,22 @@ def test_ten_thousand_pairs_are_synthesised_with_a_bounded_self_estimate():
     training = synth.last_estimate["training"]
     assert training["pairs"] == 10_000 and training["exact_fixed"] >= 9_900 and len(rules) <= 10
     assert synth.last_estimate["sampled_pairs"] == 400  # the k-fold estimate runs on a fixed sample
+
+
+def test_uncorrected_captured_calls_are_the_negatives(vt_env):
+    import vt_middleware as vt
+    from vt_middleware.synthesize.negatives import uncorrected_outputs
+
+    @vt.track(function_name="shop")
+    def answer(question: str) -> str:
+        return f"The colour of {question} is red."
+
+    run_ids = []
+    for item in ("mug", "lamp", "tent"):
+        answer(item)
+        run_ids.append(vt.last_run_id())
+    vt.flush(10)
+    pair = vt.feedback(run_ids[0], fixed_output="The color of mug is red.")
+    negatives = uncorrected_outputs("shop", [pair])
+    assert sorted(text for text, _ in negatives) == ["The colour of lamp is red.", "The colour of tent is red."]
+    assert all(context["function_name"] == "shop" and "question" in context["user_input"] for _, context in negatives)

@@ -210,9 +210,15 @@ def synthesize(function_name: Optional[str] = typer.Option(None, "--function", "
     if not pairs:
         raise DataError(f"no feedback pairs{' for ' + function_name if function_name else ''} in "
                         f"{get_config().store_path}; record corrections with vt.feedback(run_id, fixed_output)")
-    with console.status(f"synthesising rules from {len(pairs)} feedback pairs ..."):
+    from .synthesize.negatives import uncorrected_outputs
+
+    names = sorted({p.context.get("function_name") for p in pairs
+                    if isinstance(p.context, dict) and isinstance(p.context.get("function_name"), str)})
+    negatives = [item for name in names for item in uncorrected_outputs(name, pairs)]
+    with console.status(f"synthesising rules from {len(pairs)} feedback pairs and {len(negatives)} uncorrected "
+                        "outputs ..."):
         result = synthesize_version(pairs, get_config().hooks_dir, activate=activate,
-                                    min_support=min_support, min_confidence=min_confidence)
+                                    min_support=min_support, min_confidence=min_confidence, negatives=negatives)
     console.print(_rules_table(result.version, [r.to_dict() for r in result.rules], result.estimate))
     console.print(_estimate_text(result.estimate))
     state = "active" if result.activated else "not active"
