@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import libcst as cst
 
 from ..errors import HookError
+from ..runtime.hook_dir import write_atomic
 from ..types import Rule
 from .hook_runtime import pattern_is_linear
 from .hook_stream import stream_class
@@ -240,22 +240,6 @@ def build_module(
         return CodegenResult("ok", code=code, rule_count=len(ordered))
     except Exception as exc:  # noqa: BLE001 - reported in the result (codemod style)
         return CodegenResult("error", errors=[f"{type(exc).__name__}: {exc}"])
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class HookScriptGenerator:
