@@ -87,6 +87,19 @@ def test_body_over_the_limit_is_413_declared_or_streamed(limited):
     assert _post(limited, None, content=b"[1, 2]", headers={"content-type": "application/json"}).status_code == 400
 
 
+def test_uploads_have_their_own_limit_and_are_not_buffered(limited, tmp_path):
+    line = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+    data = line * (2 * 1024 * 1024 // len(line))  # 2 MiB: over the JSON limit, under the upload limit
+    ok = httpx.post(f"{limited.base_url}/files", files={"file": ("big.jsonl", data)}, data={"purpose": "fine-tune"},
+                    timeout=60)
+    assert ok.status_code == 200, ok.text
+    small = ServerLimits(max_upload_bytes=1024)
+    with LocalServer(limited.backend, data_dir=tmp_path, limits=small) as server:
+        refused = httpx.post(f"{server.base_url}/files", files={"file": ("big.jsonl", data)},
+                             data={"purpose": "fine-tune"}, timeout=60)
+    assert refused.status_code == 413 and "over the limit of 1024 bytes" in refused.json()["error"]["message"]
+
+
 def test_generation_stops_at_the_time_limit(limited):
     start = time.monotonic()
     body = _post(limited, {**CHAT, "max_tokens": 1000}).json()

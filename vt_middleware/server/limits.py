@@ -32,7 +32,8 @@ _TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 class ServerLimits:
     """Configurable limits (``vt serve --max-body-bytes ...``)."""
 
-    max_body_bytes: int = 1 << 20
+    max_body_bytes: int = 1 << 20  # JSON requests
+    max_upload_bytes: int = 512 << 20  # multipart uploads (/v1/files), streamed through, not buffered
     max_tokens: int = 4096
     max_n: int = 8
     max_generation_s: float = 120.0
@@ -90,9 +91,13 @@ class LimitsMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.limits.max_body_bytes:
-            await _error(send, 413, f"request body of {declared} bytes is over the limit of "
-                                    f"{self.limits.max_body_bytes} bytes", "body")
+        upload = headers.get("content-type", "").startswith("multipart/")
+        limit = self.limits.max_upload_bytes if upload else self.limits.max_body_bytes
+        if declared.isdigit() and int(declared) > limit:
+            await _error(send, 413, f"request body of {declared} bytes is over the limit of {limit} bytes", "body")
+            return
+        if upload:
+            await self.app(scope, _counting(receive, limit), send)
             return
         chunks: List[bytes] = []
         size = 0
@@ -188,6 +193,19 @@ def validate_common(data: Dict[str, Any], limits: ServerLimits,
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             return f"{name} must be a number, got {json.dumps(value)[:40]}", name
     return None
+
+
+def _counting(receive: Receive, limit: int) -> Receive:
+    """``receive`` that ends the request (as a disconnect) once more than ``limit`` bytes came."""
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        return {"type": "http.disconnect"} if seen > limit else message
+
+    return counted
 
 
 def _is_int(value: Any) -> bool:

@@ -123,4 +123,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, model: Optional[str] = None
           flush=True)
     config = uvicorn.Config(create_app(backend, data_dir, limits), host=host, port=port, log_level="info",
                             timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
-    _server_class()(config).run()
+    try:
+        _server_class()(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown (as uvicorn.run does, done)
+        pass
