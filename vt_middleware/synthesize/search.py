@@ -1,9 +1,11 @@
 """Choosing the emitted rules: every candidate scored on every training text, then a greedy
 search for the ordered list that fixes the most pairs exactly.
 
-A candidate *fires* on a text when it changes it; the fire is *on path* when its edit lies on
-a shortest token edit path to the fix (edit distance before = the rule's edit + what is left),
-and it moves the output *away* when the distance grows. Before the search, a candidate is dropped when
+A candidate *fires* on a text when it changes it; the fire is *on path* when it moves the text
+closer to the fix and its edit lies on a shortest token edit path to the fix (distance before =
+the rule's edit + what is left) or, where two neighbouring defects give edit distance a cheaper
+path, removes only tokens the fix removes and adds only tokens it adds (:func:`consistent`); it
+moves the output *away* when the distance grows. Before the search, a candidate is dropped when
 it changes any output that needed no fix (fixed outputs, identical pairs) or more than
 ``max_negative_share`` of the negatives (captured calls nobody corrected). The search then
 repeatedly appends the candidate with the most new exact fixes less its off-path fires (then
@@ -13,6 +15,7 @@ and its order are what reproduce the training fixes, defects combined in one out
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -91,6 +94,16 @@ class _Compiled:
         return _apply_one(self.candidate, self.regex, text, context)
 
 
+def consistent(before: Sequence[str], after: Sequence[str], fixed: Sequence[str]) -> bool:
+    """True when the tokens a rule removed are ones the fix removes and those it added are ones
+    the fix adds (as multisets): its edit is part of the fix even where edit distance finds a
+    cheaper path through two neighbouring defects."""
+    have, got, want = Counter(before), Counter(after), Counter(fixed)
+    removed, added = have - got, got - have
+    to_remove, to_add = have - want, want - have
+    return all(to_remove[t] >= n for t, n in removed.items()) and all(to_add[t] >= n for t, n in added.items())
+
+
 def harm_counts(compiled: _Compiled, texts: Sequence[Text]) -> int:
     """How many of ``texts`` the rule changes."""
     anchor, quick, scope = compiled.anchor, compiled.quick, compiled.scope
@@ -147,7 +160,9 @@ def greedy_search(
         if left >= distance[index]:
             return after, left, False
         budget = distance[index] - left
-        return after, left, token_distance(current_tokens[index], after_tokens, budget) == budget
+        if token_distance(current_tokens[index], after_tokens, budget) == budget:
+            return after, left, True
+        return after, left, consistent(current_tokens[index], after_tokens, fixed_tokens[index])
 
     # Kept: changes no output that needed no fix, few enough negatives, and on path for at
     # least min_support pairs now (normalisers stay: they may apply once other rules ran).
