@@ -237,12 +237,10 @@ def diff_text(bad: str, fixed: str) -> str:
 
 
 def promotions() -> List[Dict[str, Any]]:
-    """Promotion and rollback rows of the store, oldest first (model + hook pairs made live)."""
-    from ..store.executions import get_store
+    """Promotion and rollback rows of the record, oldest first (model + hook pairs made live)."""
+    from ..runtime.live import promotion_history
 
-    rows = [r for r in get_store().promotions() if r.get("action") in ("promote", "rollback")]
-    rows.sort(key=lambda r: int(r.get("at_ns") or 0))
-    return rows
+    return promotion_history()
 
 
 def gate_results() -> List[Dict[str, Any]]:
