@@ -133,8 +133,8 @@ def _calls(bare: Any, wrapped: Any, calls: int, label: str) -> List[tuple]:
 def _per_chunk(bare: Any, wrapped: Any, chunks: int, streams: int, label: str) -> List[tuple]:
     """Own time per chunk of the wrapper's stream proxy, on chunks fetched beforehand."""
     from vt_middleware.capture import openai_wrapper
-    from vt_middleware.capture.openai_streams import ChatStreamState, RecordingStream, ResponseStreamState
     from vt_middleware.capture.openai_responses import read_response
+    from vt_middleware.capture.openai_streams import ChatStreamState, RecordingStream, ResponseStreamState
 
     class _Fetched:  # a fetched stream: iterates copies of its chunks
         def __init__(self, items: List[Any]) -> None:

@@ -466,3 +466,22 @@ def test_raw_response_of_a_stream_parses_to_the_hooked_stream(streaming, client)
     text = "".join(ch.choices[0].delta.content or "" for ch in raw.parse() if ch.choices)
     assert text == ANSWER[len(OPENER):] + SUFFIX
     assert _record(last_run_id()).output == text
+
+
+@pytest.mark.parametrize("method", ["chat.create(stream)", "responses.stream"])
+def test_generated_stream_processor_gives_what_intercept_output_gives(vt_env, tmp_path, client, method):
+    from vt_middleware.synthesize import build_module
+    from vt_middleware.types import Rule
+
+    rules = [Rule("opener", "drop the opener", {"scope": None, "pattern": r"Sure!\ ", "anchor": "Sure! "},
+                  {"parts": []}, priority=90, kind="remove", sources=["a", "b"], support=2),
+             Rule("rating", "end with the rating", {"scope": None, "pattern": r"Rating:\ 2/5"},
+                  {"parts": [["lit", "Rating: 2/5", ""]], "separator": " "}, priority=20, kind="append",
+                  sources=["a", "b"], support=2)]
+    built = build_module(rules, version="v0003")
+    assert built.ok and "def intercept_output_stream" in built.code
+    _activate(tmp_path, built.code, "v0003")
+    expected = vt.get_runtime().current().hooks.module.intercept_output(ANSWER, {})
+    assert expected == ANSWER[len(OPENER):] + SUFFIX
+    assert SYNC[method](client) == expected
+    assert _record(last_run_id()).output == expected
