@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Dict, Iterable, List
 
+import httpx
 import openai
 import pytest
 
@@ -223,3 +224,19 @@ def test_planted_secrets_reach_no_artefact(secret_env, openai_client, tmp_path, 
     }
     found = [leak for name, view in views.items() for leak in leaks_in(view, f"dashboards.{name}")]
     assert found == []
+
+    # the management API's read routes
+    from vt_middleware.api.app import create_app
+    from vt_middleware.server.runner import ThreadedServer
+
+    answered = {}
+    with ThreadedServer(create_app(token="t0ken")) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        client.headers["Authorization"] = "Bearer t0ken"
+        for path in ("/calls?limit=100", "/feedback", "/runs", "/stats", "/golden", "/rules", "/hooks/versions",
+                     "/promotions", "/pipeline/status"):
+            response = client.get(path)
+            if response.status_code == 200:
+                answered[path] = response.json()
+    assert {"/calls?limit=100", "/feedback", "/runs"} <= set(answered)
+    assert "[REDACTED]" in json.dumps(answered["/calls?limit=100"])  # the calls are there, redacted
+    assert [leak for path, body in answered.items() for leak in leaks_in(body, f"api {path}")] == []
