@@ -114,6 +114,8 @@ def test_fine_tunable_base_ids_are_served_for_chat_and_listed(openai_client):
         model="gpt-4o-mini-2024-07-18", max_tokens=4, messages=[{"role": "user", "content": "hi"}]
     )
     assert reply.model == "gpt-4o-mini-2024-07-18" and reply.choices[0].message.content is not None
+    response = openai_client.responses.create(model="gpt-4o-mini-2024-07-18", input="hi", max_output_tokens=16)
+    assert response.model == "gpt-4o-mini-2024-07-18" and isinstance(response.output_text, str)
     with pytest.raises(Exception, match="does not exist"):
         openai_client.chat.completions.create(
             model="no-such-model", max_tokens=4, messages=[{"role": "user", "content": "hi"}]
