@@ -36,6 +36,7 @@ import synth_eval_independent as independent  # noqa: E402
 import synth_families as own  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from synth_families import load_hook  # noqa: E402
 
 from vt_middleware.synthesize import (  # noqa: E402
     FeedbackDiffAnalyzer,
@@ -80,14 +81,6 @@ def previous_miner():
         (folder / f"{name}.py").write_text(source, encoding="utf-8")
     sys.path.insert(0, str(folder.parent))
     return importlib.import_module("prev_synth.analyzer"), importlib.import_module("prev_synth.rules")
-
-
-def load_hook(rules):
-    built = build_module(rules, version="bench")
-    assert built.ok, built.errors
-    namespace: dict = {}
-    exec(compile(built.code, "<hook>", "exec"), namespace)
-    return namespace
 
 
 def context_of(pair):

@@ -22,7 +22,8 @@ from __future__ import annotations
 import random
 from typing import Callable, Dict, List, Tuple
 
-from vt_middleware.types import FeedbackPair
+from vt_middleware.synthesize import build_module
+from vt_middleware.types import FeedbackPair, Rule
 
 PRODUCTS = ["blender", "kettle", "desk lamp", "office chair", "toaster", "router", "backpack", "rain jacket",
             "monitor", "keyboard", "speaker", "camera", "heater", "mixer", "drill", "scanner", "tent", "mug"]
@@ -119,3 +120,12 @@ def mixed_goods(n: int, seed: int = 1) -> List[Tuple[str, dict]]:
         prompt, good, _ = _answer(rng)
         out.append((good, {"function_name": "shop_answer", "user_input": prompt}))
     return out
+
+
+def load_hook(rules: List[Rule], version: str = "v9999") -> dict:
+    """The generated module for ``rules``, executed into a namespace (fails on a build error)."""
+    result = build_module(rules, version=version)
+    assert result.ok, result.errors
+    namespace: dict = {}
+    exec(compile(result.code, "<hook>", "exec"), namespace)
+    return namespace

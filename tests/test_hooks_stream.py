@@ -6,8 +6,9 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from synth_families import load_hook
 
-from vt_middleware.synthesize import FeedbackDiffAnalyzer, RuleSetSynthesizer, build_module
+from vt_middleware.synthesize import FeedbackDiffAnalyzer, RuleSetSynthesizer
 from vt_middleware.synthesize.codegen import check_rule
 from vt_middleware.synthesize.hook_runtime import pattern_is_linear
 from vt_middleware.synthesize.slots import NUMBER_PATTERN
@@ -45,12 +46,7 @@ PIECES = st.sampled_from(["As an AI, ", "USD 12", "USD 1,234.5", "2026-03-07", "
 TEXT = st.lists(st.one_of(PIECES, st.text(max_size=6)), max_size=14).map("".join)
 
 
-def load(rules):
-    result = build_module(rules, version="v0001")
-    assert result.ok, result.errors
-    namespace: dict = {}
-    exec(compile(result.code, "<hook>", "exec"), namespace)
-    return namespace
+load = load_hook
 
 
 def chunked(text, cuts):
@@ -148,3 +144,26 @@ def test_calls_past_the_time_budget_get_the_raw_output_and_flag_the_rule():
     assert stats["budget_exceeded"] == 3 and stats["flagged_rules"] == ["r-usd"]
     hook["OUTPUT_BUDGET_S"] = 10.0
     assert hook["intercept_output"]("USD 5", {}) == "USD 5"  # a flagged rule stays out
+
+
+@pytest.fixture(scope="module")
+def learned_hook():
+    """Rules synthesised from shop answers with 1-4 defects (line, typed, slot and window rules)."""
+    from synth_families import make_mixed
+
+    data = make_mixed(120, seed=61)
+    rules = RuleSetSynthesizer().synthesize(FeedbackDiffAnalyzer().analyze_many([p for p, _ in data]))
+    return load(rules), make_mixed(40, seed=62)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 39), st.lists(st.integers(0, 600), max_size=16), st.booleans())
+def test_learned_rules_stream_like_whole_outputs(learned_hook, index, cuts, fixed):
+    hook, items = learned_hook
+    pair = items[index][0]
+    text = pair.fixed_output if fixed else pair.bad_output
+    context = {"function_name": "shop_answer", "user_input": pair.input_prompt}
+    stream = hook["intercept_output_stream"](context)
+    streamed = "".join(stream.feed(piece) for piece in chunked(text, cuts)) + stream.finish()
+    assert streamed == hook["intercept_output"](text, context)

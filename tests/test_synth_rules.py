@@ -4,11 +4,16 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from scripted_backend import ScriptedBackend
 from synth_data import FAMILIES, good_outputs, make_pairs
+from synth_families import load_hook
+
 from vt_middleware.errors import DataError
-from vt_middleware.synthesize import FeedbackDiffAnalyzer, RuleSetSynthesizer, build_module, resolve_conflicts
+from vt_middleware.synthesize import (
+    FeedbackDiffAnalyzer,
+    RuleSetSynthesizer,
+    resolve_conflicts,
+)
 from vt_middleware.synthesize.rules import eval_context
 from vt_middleware.synthesize.slots import learn_input_slot
 from vt_middleware.types import FeedbackPair, Rule
@@ -26,12 +31,7 @@ def split(analyzer):
     return analyzer.analyze_many(train), data[70:]
 
 
-def load(rules):
-    result = build_module(rules, version="v9999")
-    assert result.ok, result.errors
-    namespace: dict = {}
-    exec(compile(result.code, "<hook>", "exec"), namespace)
-    return namespace
+load = load_hook
 
 
 def test_analyze_reports_distance_similarity_and_word_segments(analyzer):
