@@ -49,6 +49,12 @@ _SECRET_PATTERNS: List[Tuple[str, str]] = [
         r"\1" + REDACTED,
     ),
 ]
+# lower-case strings one of which text must contain for the rule of the same index to run
+_TRIGGERS: List[Tuple[str, ...]] = [
+    ("private key",), ("sk-",), ("eyj",), ("bearer",), ("a3t", "akia", "asia", "abia", "acca"),
+    ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), ("xox",), ("aiza", "ya29."), ("hf_",),
+    ("k_live_", "k_test_"), ("key", "secret", "token", "passw", "pwd"),
+]
 _EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"
 _CARD = r"(?<![\d.,])\d(?:[ \-]?\d){12,60}(?![\d])"  # a run; _card finds the card in it
 _PHONE = (r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}(?!\w)"  # +CC ...
@@ -69,7 +75,9 @@ _SECRET_KEY = re.compile(
 )
 
 Rule = Tuple[Pattern[str], Replacement]
-_compiled: Optional[Tuple[int, List[Rule], Optional[Pattern[str]]]] = None
+# per config: our rules with their triggers (None: always run), detect-secrets' rules and their combined search
+_Plan = Tuple[List[Tuple[Rule, Optional[Tuple[str, ...]]]], List[Rule], Optional[Pattern[str]]]
+_compiled: Optional[Tuple[int, List[Rule], Optional[Pattern[str]], _Plan]] = None
 _plugin_patterns: Optional[List[Pattern[str]]] = None
 
 
@@ -172,34 +180,44 @@ def _any_rule(rules: List[Rule]) -> Optional[Pattern[str]]:
         return None
 
 
-def _compile(config: VTConfig) -> Tuple[int, List[Rule], Optional[Pattern[str]]]:
-    """Compiled rules for ``config`` (recompiled only when the config object changes)."""
+def _compile(config: VTConfig) -> Tuple[int, List[Rule], Optional[Pattern[str]], _Plan]:
+    """Compiled rules for ``config`` (recompiled only when the config object changes): all of
+    them, their combined search, and the plan :func:`redact` follows when that search hits."""
     global _compiled
     if _compiled is not None and _compiled[0] == id(config):
         return _compiled
-    rules: List[Rule] = []
+    own: List[Tuple[Rule, Optional[Tuple[str, ...]]]] = []
+    plugins: List[Rule] = []
     if config.redact_secrets:
-        rules += [(re.compile(p), r) for p, r in _SECRET_PATTERNS]
-        rules += [(p, _secret_span) for p in detect_secrets_patterns()]
+        own += [((re.compile(p), r), t) for (p, r), t in zip(_SECRET_PATTERNS, _TRIGGERS)]
+        plugins = [(p, _secret_span) for p in detect_secrets_patterns()]
     if config.redact_emails:
-        rules.append((re.compile(_EMAIL), REDACTED_EMAIL))
+        own.append(((re.compile(_EMAIL), REDACTED_EMAIL), ("@",)))
     if config.redact_pii:
-        rules += [(re.compile(_CARD), _card), (re.compile(_PHONE), _phone)]
-    rules += [(re.compile(p), REDACTED) for p in config.redact_patterns]
-    _compiled = (id(config), rules, _any_rule(rules))
+        own += [((re.compile(_CARD), _card), None), ((re.compile(_PHONE), _phone), None)]
+    own += [((re.compile(p), REDACTED), None) for p in config.redact_patterns]
+    rules = [rule for rule, _ in own] + plugins
+    _compiled = (id(config), rules, _any_rule(rules), (own, plugins, _any_rule(plugins)))
     return _compiled
 
 
 def redact(text: str, config: Optional[VTConfig] = None) -> str:
     """``text`` with keys, tokens, private keys, ``key=value`` secrets, e-mails, card and
-    phone numbers (as configured) and the configured extra patterns replaced by markers."""
+    phone numbers (as configured) and the configured extra patterns replaced by markers.
+    Text no rule matches costs one combined search; otherwise each of our rules runs only
+    where its trigger string occurs, and detect-secrets' patterns only where one matches."""
     if not text:
         return text
-    _, rules, any_rule = _compile(config or get_config())
+    _, _, any_rule, (own, plugins, any_plugin) = _compile(config or get_config())
     if any_rule is not None and any_rule.search(text) is None:
         return text
-    for pattern, replacement in rules:
-        text = pattern.sub(replacement, text)
+    lowered = text.lower()
+    for (pattern, replacement), triggers in own:
+        if triggers is None or any(t in lowered for t in triggers):
+            text = pattern.sub(replacement, text)
+    if plugins and (any_plugin is None or any_plugin.search(text) is not None):
+        for pattern, replacement in plugins:
+            text = pattern.sub(replacement, text)
     return text
 
 
