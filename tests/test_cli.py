@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from vt_middleware.cli import app
 
-COMMANDS = ["serve", "demo", "dashboard", "extract", "synthesize", "train", "evolve", "status", "hooks"]
+COMMANDS = ["serve", "demo", "dashboard", "extract", "synthesize", "train", "evolve", "status", "hooks", "doctor"]
 HOOK_COMMANDS = ["list", "show", "rollback"]
 REPO = Path(__file__).resolve().parents[1]
 
