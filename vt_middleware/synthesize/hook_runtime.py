@@ -487,6 +487,9 @@ def _apply_one(rule, regex, text, context):
     return text
 
 
+_ANCHORED = frozenset(("replace", "remove", "line_remove", "line_insert"))
+
+
 def _in_scope(rule, scope):
     return rule["scope"] is None or rule["scope"] == scope
 
@@ -497,6 +500,9 @@ def _apply_rules(entries, text, context, only=None, budget=None):
     scope = context.get("function_name")
     start = time.perf_counter() if budget is not None else 0.0
     for rule, regex in entries:
+        anchor = rule.get("anchor")
+        if anchor and anchor not in text and rule["kind"] in _ANCHORED:
+            continue  # the literal every match holds is absent: the rule cannot change the text
         if only is not None and rule["id"] not in only:
             continue
         if not _in_scope(rule, scope):
