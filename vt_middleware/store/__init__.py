@@ -19,12 +19,14 @@ IMPORT_LOCK = threading.RLock()
 
 
 def executions_module() -> ModuleType:
-    """``vt_middleware.store.executions``, imported once under ``IMPORT_LOCK``."""
-    with IMPORT_LOCK:
-        return importlib.import_module("vt_middleware.store.executions")
+    """``vt_middleware.store.executions`` (its VectorWave imports and its first store use
+    take ``IMPORT_LOCK`` inside). Not imported while holding ``IMPORT_LOCK``: a thread
+    importing the module directly holds the module's import lock and then waits for
+    ``IMPORT_LOCK``, so holding them the other way round deadlocks both threads."""
+    return importlib.import_module("vt_middleware.store.executions")
 
 
-def get_store() -> "ExecutionStore":
+def get_store() -> ExecutionStore:
     """The process-wide store for the current config (see ``executions.get_store``)."""
     return executions_module().get_store()
 
