@@ -10,7 +10,7 @@ import pytest
 from swap_load import make_version, swap_storm, tagged_fine_tunes
 
 import vt_middleware as vt
-from vt_middleware.evolve.swap import Promoter, get_promoter, promote, promotion_history
+from vt_middleware.evolve.swap import PairState, Promoter, get_promoter, promote, promotion_history
 from vt_middleware.runtime.active import Runtime, get_runtime
 from vt_middleware.runtime.hook_dir import HookDir
 from vt_middleware.synthesize.versions import HookVersionStore
@@ -272,16 +272,14 @@ def test_a_live_version_that_cannot_load_falls_back_to_the_last_that_validated(v
     import os
     import shutil
 
-    good, rejected = make_version(vt_env.hooks_dir, "good"), make_version(vt_env.hooks_dir, "rejected")
+    good, never_live = make_version(vt_env.hooks_dir, "good"), make_version(vt_env.hooks_dir, "never-live")
     HookVersionStore(vt_env.hooks_dir).create_version("x = 1\n", validation={"ok": False})  # v3 failed validation
     live = make_version(vt_env.hooks_dir, "live")
-    promoter = Promoter(runtime=Runtime(), instance_id="elsewhere")
-    promoter.promote("base", "ft-1", good)
-    promoter.promote("base", "ft-2", live)
-    assert promoter.flush_files(10)
-    rejected_folder = vt_env.hooks_dir / rejected
-    os.chmod(rejected_folder / "manifest.json", 0o644)
-    (rejected_folder / "manifest.json").write_text('{"validation": {"ok": false}}')  # now: failed validation
+    promote_elsewhere("elsewhere", "base", "ft-1", good)
+    second = Promoter(runtime=Runtime(), instance_id="elsewhere-2")
+    second.sync_from_store()  # live before: good
+    second.promote("base", "ft-2", live)
+    assert second.flush_files(10)
     if damage == "missing":
         shutil.rmtree(vt_env.hooks_dir / live)
     else:
@@ -289,9 +287,15 @@ def test_a_live_version_that_cannot_load_falls_back_to_the_last_that_validated(v
         (vt_env.hooks_dir / live / "hook.py").write_text("def intercept_prompt(:\n")
     vt.reset(**{**vt_env.model_dump(), "strict": False})  # a restart
     pair = get_runtime().current()
+    # the version live before it (validated), not the newer one that validated but never went live
     assert pair.hook_version == good and pair.hooks.apply_output("x", {}) == "x [hook:good]"
     assert pair.route("base") == "ft-2"  # the record's routes still apply
     assert vt.error_counts().get("runtime.load_hooks:HookError") == 1
+
+    # with no earlier live version: the newest older one that validated
+    fresh = Promoter(runtime=Runtime(), instance_id="fresh")
+    fallback = fresh.serving_hooks(PairState({}, live, str(vt_env.hooks_dir.absolute())))
+    assert fallback is not None and fallback.version == never_live
 
 
 def test_periodic_sync_converges_without_a_restart(vt_env):

@@ -24,7 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from ..config import PerConfig, VTConfig, get_config
 from ..errors import ConfigError, StoreError
@@ -174,7 +174,7 @@ class Promoter:
                 return {"rolled_back": False, "reason": "nothing to roll back to", **self._state.to_row()}
             target, stack = stack[-1], stack[:-1]
             replaced = self._state.hook_version
-            hooks = self.serving_hooks(target)
+            hooks = self.serving_hooks(target, stack)
             row = self._row("rollback", target, stack, reason=reason)
             recorded = False
             if record:
@@ -195,10 +195,9 @@ class Promoter:
                 return None
             if int(latest.get("at_ns") or 0) <= self._applied_at_ns or latest.get("instance_id") == self.instance_id:
                 return None
-            state = PairState.from_row(latest)
-            hooks = self.serving_hooks(state)
-            self._swap(hooks, dict(state.routes), f"sync:{state.promotion_id}", latest, state,
-                       rollback_stack(latest))
+            state, stack = PairState.from_row(latest), rollback_stack(latest)
+            hooks = self.serving_hooks(state, stack)
+            self._swap(hooks, dict(state.routes), f"sync:{state.promotion_id}", latest, state, stack)
         self.files.submit(latest, mirror=True)
         return latest
 
@@ -225,9 +224,10 @@ class Promoter:
         return self.files.flush(timeout)
 
     # --- hooks -------------------------------------------------------------------------------
-    def serving_hooks(self, state: PairState) -> Optional[LoadedHooks]:
+    def serving_hooks(self, state: PairState, earlier: Sequence[PairState] = ()) -> Optional[LoadedHooks]:
         """The hooks to serve for ``state``: its version, or, when that cannot be loaded here,
-        the newest older version that validated (None when there is none). Counted and logged."""
+        the last version that validated: first those live before it (``earlier``, its rollback
+        stack), then the newest older ones in the folder (None when there is none). Counted and logged."""
         if state.hook_version is None:
             return None
         cached = self._hooks.get((state.hooks_dir, state.hook_version))
@@ -238,7 +238,11 @@ class Promoter:
             return self._load(folder, state.hook_version)
         except Exception as exc:  # noqa: BLE001 - raised when strict, else served by a fallback
             record_internal_error("runtime.load_hooks", exc)
-        for candidate in HookDir(folder).fallbacks(state.hook_version):
+        hook_dir = HookDir(folder)
+        live_before = [e.hook_version for e in reversed(earlier) if e.hook_version and (e.hooks_dir or folder) == folder]
+        candidates = [v for v in live_before if v != state.hook_version and hook_dir.validated(v)]
+        candidates += [v for v in hook_dir.fallbacks(state.hook_version) if v not in candidates]
+        for candidate in candidates:
             try:
                 hooks = self._load(folder, candidate)
             except Exception as exc:  # noqa: BLE001 - try the next older one
