@@ -1,12 +1,15 @@
 """A model backend for the real local server whose answers a test scripts (for behaviour no
 offline model shows reliably: proposing rules as JSON, being derailed by added guidance,
-calling tools). The server turns its answers into OpenAI's wire format, streamed or not."""
+calling tools, a fine-tuned model that fixes what its base model gets wrong). The server turns its answers into OpenAI's wire format, streamed or not."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, List, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from vt_middleware.server.backends import Completion, FaultPlan, StreamedCompletion
+
+
+Answer = Callable[[List[Dict[str, Any]]], Union[str, Completion]]
 
 
 def tool_call(name: str, **arguments: Any) -> Completion:
@@ -17,12 +20,14 @@ def tool_call(name: str, **arguments: Any) -> Completion:
 class ScriptedBackend:
     """Serves ``model`` (and ``more_models``); each chat is answered by ``answer(messages)`` (text, or a
     :class:`Completion` with ``tool_calls``) and recorded. ``messages`` are the raw messages
-    sent (tool calls and tool results included); streams send the text word by word."""
+    sent (tool calls and tool results included); streams send the text word by word.
+    ``others`` serves more model ids, each with its own answer."""
 
-    def __init__(self, answer: Callable[[List[Dict[str, Any]]], Union[str, Completion]],
-                 model: str = "scripted", *more_models: str) -> None:
+    def __init__(self, answer: Answer, model: str = "scripted", *more_models: str,
+                 others: Optional[Dict[str, Answer]] = None) -> None:
         self.answer, self.model, self.faults = answer, model, FaultPlan()
-        self.models = [model, *more_models]
+        self.others = dict(others or {})
+        self.models = [model, *more_models, *self.others]
         self.requests: List[List[Dict[str, Any]]] = []
         self.params: List[Any] = []
 
@@ -35,7 +40,7 @@ class ScriptedBackend:
     def complete(self, params: Any) -> Completion:
         self.requests.append(params.messages)
         self.params.append(params)
-        out = self.answer(params.raw_messages or params.messages)
+        out = self.others.get(params.model, self.answer)(params.raw_messages or params.messages)
         return out if isinstance(out, Completion) else Completion(out, 10, 10)
 
     def stream(self, params: Any) -> StreamedCompletion:

@@ -126,8 +126,9 @@ def test_full_run_trains_evaluates_promotes_and_records(vt_env, trainer, tmp_pat
     assert fine_tuned and fine_tuned.startswith("ft:")
     assert Path(result["golden_data_path"]).exists() and Path(result["hook_script_path"]).exists()
     assert result["steady"] + result["anomalies"] >= 1 and 2 <= result["golden_examples"] <= 12
-    assert result["train_examples"] + result["holdout_examples"] == result["golden_examples"]
     assert result["holdout_examples"] >= 1
+    # these corrections carry no captured request, so only golden rows fine-tune
+    assert result["train_examples"] == result["golden_examples"] - result["holdout_examples"]
     assert {r["kind"] for r in result["rules"]} and result["feedback_pairs"] == len(feedback())
     assert result["cost"]["usd"] == 0.0 and result["cost"]["model"] == TINY_ID
     assert fine_tuned in [m.id for m in trainer.client.models.list().data]
@@ -135,14 +136,15 @@ def test_full_run_trains_evaluates_promotes_and_records(vt_env, trainer, tmp_pat
     # the gate judged candidate vs incumbent on held-out data, model side included
     gate = result["gate"]
     assert gate["metrics"]["model_evaluated"] is True and gate["metrics"]["n_feedback"] >= 1
-    assert gate["metrics"]["candidate"]["model"] == fine_tuned
+    assert gate["metrics"]["rows"]["both"]["model"] == fine_tuned
     assert gate["metrics"]["incumbent"]["model"] == TINY_ID
-    assert result["promoted"] == gate["promote"]
+    assert set(gate["metrics"]["rows"]) == {"incumbent", "hooks", "model", "both"}
+    assert gate["metrics"]["rows"]["model"]["model"] == fine_tuned
+    assert gate["metrics"]["rows"]["hooks"]["model"] == TINY_ID
+    assert result["promoted"] == gate["promote"] and result["promoted_parts"] == gate["parts"]
     live = get_runtime().current()
-    if result["promoted"]:
-        assert live.route(TINY_ID) == fine_tuned and live.hook_version == result["hook_version"]
-    else:
-        assert live.route(TINY_ID) == TINY_ID and live.hooks is None
+    assert live.route(TINY_ID) == (fine_tuned if "model" in gate["parts"] else TINY_ID)
+    assert live.hook_version == (result["hook_version"] if "hooks" in gate["parts"] else None)
 
     # held-out golden examples were not trained on
     out = tmp_path / "out"
@@ -165,7 +167,8 @@ def test_full_run_trains_evaluates_promotes_and_records(vt_env, trainer, tmp_pat
         assert record["stages"][name]["duration_s"] >= 0
     assert record["stages"]["promote"]["status"] == ("succeeded" if result["promoted"] else "skipped")
     assert record["decision"]["promoted"] == result["promoted"]
-    assert record["decision"]["reason"] == gate["reason"] and record["decision"]["metrics"]
+    assert record["decision"]["reason"] == gate["reason"] and record["decision"]["metrics"]["rows"]
+    assert record["decision"]["parts"] == (gate["parts"] if result["promoted"] else [])
     assert record["result"]["train"]["fine_tuned_model"] == fine_tuned
     assert list_runs(function_name=FUNCTION)[0]["run_id"] == result["run_id"]
 
@@ -224,10 +227,62 @@ def test_unreachable_server_is_recorded(vt_env, tmp_path):
     _failing_run(TrainingPipeline(make_extractor(), trainer=dead), tmp_path, TrainingError, "unreachable", "prepare")
 
 
-def test_missing_api_key_message_passes_through(monkeypatch):
+def test_missing_api_key_message_passes_through(vt_env, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        TrainingPipeline(make_extractor, trainer=OpenAITrainer())
+        TrainingPipeline(make_extractor(), trainer=OpenAITrainer())
+
+
+def test_fine_tuning_set_is_golden_rows_plus_corrections_without_held_out_requests():
+    from vt_middleware.evolve.stages import training_rows
+
+    def ask(text: str) -> list:
+        return [{"role": "system", "content": "Summarise."}, {"role": "user", "content": text}]
+
+    def pair(text: str, fixed: str) -> FeedbackPair:
+        return FeedbackPair(text, "bad", fixed, context={"messages": ask(text)})
+
+    golden = [{"messages": ask(t) + [{"role": "assistant", "content": f"as answered: {t}"}]} for t in "abcd"]
+    corrected, held = [pair("a", "fixed a"), pair("e", "fixed e")], [pair("b", "fixed b")]
+    rows = training_rows(golden, corrected, held, repeats=2)
+    answers = [r["messages"][-1]["content"] for r in rows]
+    # "a" is corrected (its fix replaces the answer), "b" is held out (never trained on)
+    assert answers == ["as answered: c", "as answered: d", "fixed a", "fixed a", "fixed e", "fixed e"]
+    assert all(r["messages"][:-1] == ask(r["messages"][-1]["content"][-1]) for r in rows)
+    assert training_rows(golden, corrected, held, repeats=0) == [golden[0]] + golden[2:]  # held out only
+
+
+def test_a_second_run_on_the_same_pipeline_is_refused_while_one_runs(vt_env, tmp_path):
+    import threading
+
+    from vt_middleware.evolve.pipeline import PipelineBusyError
+    from vt_middleware.store.executions import get_store
+
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowExtractor(StoreExtractor):
+        def select_steady_state(self, function_name: str) -> List[CallRecord]:
+            entered.set()
+            assert release.wait(30)
+            return super().select_steady_state(function_name)
+
+    pipeline = TrainingPipeline(SlowExtractor(get_store()), synthesizer_output_dir=vt_env.hooks_dir)
+    results: Dict[str, Any] = {}
+    first = threading.Thread(target=lambda: results.update(first=pipeline.run(
+        FUNCTION, feedback_pairs=feedback(), output_dir=str(tmp_path / "a"))))
+    first.start()
+    try:
+        assert entered.wait(30)
+        with pytest.raises(PipelineBusyError, match=f"already running {pipeline.last_run_id}"):
+            pipeline.run(FUNCTION, feedback_pairs=feedback(), output_dir=str(tmp_path / "b"))
+    finally:
+        release.set()
+        first.join(120)
+    assert results["first"]["status"] == "succeeded" and results["first"]["promoted"]
+    # once it ended the same object runs again; each run has its own record
+    second = pipeline.run(FUNCTION, feedback_pairs=feedback(), output_dir=str(tmp_path / "b"))
+    assert second["run_id"] != results["first"]["run_id"] and pipeline.last_result is second
+    assert [r["run_id"] for r in list_runs(function_name=FUNCTION)] == [second["run_id"], results["first"]["run_id"]]
 
 
 def test_bad_function_name_is_rejected(vt_env, tmp_path):

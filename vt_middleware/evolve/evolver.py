@@ -15,10 +15,13 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 from ..errors import ConfigError
 from .run_records import error_text, write_json_atomic
+
+if TYPE_CHECKING:
+    from .pipeline import TrainingPipeline
 
 logger = logging.getLogger("vt_middleware.evolve")
 
@@ -52,7 +55,7 @@ def _iso(ts: Optional[float]) -> Optional[str]:
 class Evolver:
     """Closes the loop for one function in a running app (``vt.Evolver``)."""
 
-    def __init__(self, pipeline: Any, function_name: str, every: Union[str, float, None] = None,
+    def __init__(self, pipeline: "TrainingPipeline", function_name: str, every: Union[str, float, None] = None,
                  min_new_calls: Optional[int] = 200, min_new_feedback: Optional[int] = None, *,
                  output_dir: Optional[Union[str, Path]] = None, check_interval: float = 5.0,
                  backoff_base_s: float = 30.0, backoff_max_s: float = 3600.0, sync: bool = True,
@@ -164,13 +167,14 @@ class Evolver:
     def _after_run(self, started: float, trigger: str, result: Optional[Dict[str, Any]],
                    error: Optional[BaseException]) -> None:
         now = time.time()
-        run_id = (result or {}).get("run_id") or getattr(self.pipeline, "last_run_id", None)
+        run_id = (result or {}).get("run_id") or self.pipeline.last_run_id
         with self._state_lock:
             self._runs += 1
             self._last_run = {"run_id": run_id, "trigger": trigger, "started_at": _iso(started),
                               "finished_at": _iso(now), "duration_s": round(now - started, 3),
                               "status": "failed" if error else "succeeded",
                               "promoted": bool(result and result.get("promoted")),
+                              "parts": list((result or {}).get("promoted_parts") or []),
                               "reason": ((result or {}).get("gate") or {}).get("reason")}
             if error is not None:
                 self._failures += 1
@@ -250,9 +254,9 @@ class Evolver:
                 self._stop.wait(self.check_interval)
 
     def _sync(self) -> None:
-        promoter = getattr(self.pipeline, "promoter", None)
-        if promoter is not None and hasattr(promoter, "sync_from_store"):
-            promoter.sync_from_store()
+        sync = getattr(self.pipeline.promoter, "sync_from_store", None)  # promoters sharing a store have it
+        if callable(sync):
+            sync()
 
     # --- status --------------------------------------------------------------------------------
     def next_trigger_at(self) -> Optional[float]:
@@ -268,7 +272,7 @@ class Evolver:
 
             {function_name, state: idle|running|backoff|stopping|stopped, runs, failures,
              consecutive_failures, promotions, last_run: {run_id, trigger, started_at, finished_at,
-             duration_s, status, promoted, reason}, last_error, next_trigger_at (ISO or null),
+             duration_s, status, promoted, parts, reason}, last_error, next_trigger_at (ISO or null),
              next_trigger_in_s, backoff_s, new_calls, new_feedback,
              triggers: {every_s, min_new_calls, min_new_feedback}, updated_at}
         """

@@ -1,27 +1,33 @@
-"""Evaluation gate: is the candidate (new model and/or new hooks) better than the incumbent?
+"""Evaluation gate: which parts of a candidate (new model, new hooks) beat the incumbent?
 
-Both are scored on held-out data the candidate never trained or synthesised on:
+Everything is scored on held-out data the candidate never trained or synthesised on, in four
+rows (an ablation): ``incumbent`` (live model, live hooks), ``hooks`` (live model, new hooks),
+``model`` (new model, live hooks) and ``both``. Rows a candidate does not change are left out.
+Per row:
 
-- **model side** (when an OpenAI-compatible ``client`` is given): each held-out golden input and
-  each held-out feedback prompt goes through the contender's pair -- prompt hook, its model,
-  output hook -- and the answer's embedding is compared with the reference output
-  (``similarity``, mean cosine).
-- **hook side** on held-out feedback pairs: the contender's output hook applied to the bad
-  output; ``exact_rate`` (became exactly the fix), ``fix_rate`` (moved closer to the fix) and
-  ``hook_similarity``; plus ``preserve_rate``: share of held-out golden (good) outputs the hook
-  leaves unchanged, a guard against rules that damage good answers.
+- **model side** (when an OpenAI-compatible ``client`` is given): each held-out request goes
+  through the row's pair -- prompt hook, its model, output hook -- and the answer's embedding is
+  compared with the reference: ``similarity_corrected`` on held-out corrections (the reference
+  is the human's fix), ``similarity_accepted`` on held-out golden answers (the answer the app
+  gave and nobody corrected), ``similarity`` over both.
+- **hook side** on held-out feedback pairs: the row's output hook applied to the bad output;
+  ``exact_rate`` (became exactly the fix), ``fix_rate`` (moved closer to the fix) and
+  ``hook_similarity``; plus ``preserve_rate``: share of held-out good answers (golden answers
+  and the fixes themselves) the hook leaves unchanged, a guard against rules that damage them.
 
-``score`` is the mean of ``similarity`` and ``hook_similarity`` (those measured). The candidate
-is promoted only if its score beats the incumbent's by ``margin`` and its preserve rate is at
-least ``min_preserve_rate``; the decision always says why. All LLM calls run inside
-``suppress_capture()`` so the evolver never logs its own calls.
+``score`` is the mean of the measured ``similarity_corrected``, ``similarity_accepted`` and
+``hook_similarity``. New hooks are promoted when their row beats the incumbent by ``margin``
+with a preserve rate of at least ``min_preserve_rate``. A new model is promoted only if it
+beats the incumbent on its own, or adds at least ``margin`` to the new hooks; of the rows that
+qualify, the best is promoted (ties: fewer parts). The decision always says why. All LLM calls
+run inside ``suppress_capture()`` so the evolver never logs its own calls.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -29,8 +35,18 @@ from ..errors import VTError
 from ..runtime.active import ActivePair
 from ..runtime.hooks import LoadedHooks
 from ..types import FeedbackPair
+from .protocols import AnswerCache, JSONDict
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+    from ..store.embedding import Embedder
 
 T = TypeVar("T")
+ROWS = ("incumbent", "hooks", "model", "both")
+ROW_LABELS = {"incumbent": "incumbent", "hooks": "new hooks only", "model": "new model only",
+              "both": "new model + new hooks"}
+_PARTS = {"hooks": ("hooks",), "model": ("model",), "both": ("model", "hooks")}
 
 
 class GateError(VTError):
@@ -41,7 +57,7 @@ class GateError(VTError):
 class GateConfig:
     """Knobs of the evaluation gate."""
 
-    margin: float = 0.01  # candidate score must exceed the incumbent's by this much
+    margin: float = 0.01  # a promoted row's score must exceed the one it replaces by this much
     holdout_fraction: float = 0.25
     min_preserve_rate: float = 0.9
     max_eval_items: int = 16  # per source (golden, feedback), keeps a gate run short
@@ -64,17 +80,26 @@ class Contender:
 
 @dataclass
 class GateDecision:
+    """What to promote and why; ``metrics["rows"]`` holds the ablation."""
+
     promote: bool
     reason: str
-    metrics: Dict[str, Any] = field(default_factory=dict)
+    metrics: JSONDict = field(default_factory=dict)
+    promote_model: bool = False
+    promote_hooks: bool = False
 
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+    @property
+    def parts(self) -> List[str]:
+        """The promoted parts, in promotion order: ``[]``, ``["model"]``, ``["hooks"]`` or both."""
+        return [name for name, on in (("model", self.promote_model), ("hooks", self.promote_hooks)) if on]
+
+    def to_dict(self) -> JSONDict:
+        return {**asdict(self), "parts": self.parts}
 
 
 @dataclass
 class EvalItem:
-    messages: List[Dict[str, Any]]
+    messages: List[JSONDict]
     reference: str
     source: str  # "golden" | "feedback"
 
@@ -91,7 +116,7 @@ def split_holdout(items: Sequence[T], fraction: float, key: Callable[[T], str]) 
     return [i for i in items if id(i) not in held], [i for i in items if id(i) in held]
 
 
-def golden_key(example: Dict[str, Any]) -> str:
+def golden_key(example: JSONDict) -> str:
     return json.dumps(example.get("messages", example), sort_keys=True, ensure_ascii=False)
 
 
@@ -99,7 +124,15 @@ def feedback_key(pair: FeedbackPair) -> str:
     return f"{pair.input_prompt}\x00{pair.bad_output}\x00{pair.fixed_output}"
 
 
-def golden_items(examples: Sequence[Dict[str, Any]]) -> List[EvalItem]:
+def request_messages(pair: FeedbackPair) -> List[JSONDict]:
+    """The request a correction answers: the captured call's messages, else its prompt."""
+    messages = pair.context.get("messages") if isinstance(pair.context, dict) else None
+    if isinstance(messages, list) and any(isinstance(m, dict) and m.get("role") == "user" for m in messages):
+        return [dict(m) for m in messages if isinstance(m, dict)]
+    return [{"role": "user", "content": pair.input_prompt}]
+
+
+def golden_items(examples: Sequence[JSONDict]) -> List[EvalItem]:
     """ChatML examples -> (prompt messages, last assistant reference)."""
     items = []
     for example in examples:
@@ -110,21 +143,69 @@ def golden_items(examples: Sequence[Dict[str, Any]]) -> List[EvalItem]:
 
 
 def feedback_items(pairs: Sequence[FeedbackPair]) -> List[EvalItem]:
-    return [EvalItem([{"role": "user", "content": p.input_prompt}], p.fixed_output, "feedback") for p in pairs]
+    return [EvalItem(request_messages(p), p.fixed_output, "feedback") for p in pairs]
+
+
+def ablation(candidate: Contender, incumbent: Contender) -> Dict[str, Contender]:
+    """The rows to score: incumbent, and whichever of hooks / model / both the candidate changes."""
+    new_hooks = candidate.hooks is not incumbent.hooks
+    new_model = candidate.model != incumbent.model
+    rows = {"incumbent": Contender("incumbent", incumbent.model, incumbent.hooks)}
+    if new_hooks:
+        rows["hooks"] = Contender("hooks", incumbent.model, candidate.hooks)
+    if new_model:
+        rows["model"] = Contender("model", candidate.model, incumbent.hooks)
+    if new_hooks and new_model:
+        rows["both"] = Contender("both", candidate.model, candidate.hooks)
+    return rows
+
+
+def decide(rows: Dict[str, JSONDict], config: GateConfig) -> Tuple[Optional[str], str]:
+    """The row to promote (``"hooks"``, ``"model"``, ``"both"`` or None) and why, from scored rows."""
+    inc = rows["incumbent"]["score"]
+    margin = config.margin
+    verdicts: List[str] = []
+    qualified: Dict[str, float] = {}
+    for name in ("hooks", "model", "both"):
+        row = rows.get(name)
+        if row is None:
+            continue
+        label, score = ROW_LABELS[name], row["score"]
+        delta = score - inc
+        if "hooks" in _PARTS[name] and row["preserve_rate"] < config.min_preserve_rate:
+            verdicts.append(f"{label}: change {1 - row['preserve_rate']:.0%} of held-out good outputs "
+                            f"(allowed {1 - config.min_preserve_rate:.0%})")
+            continue
+        if delta < margin:
+            verdicts.append(f"{label}: score {score:.4f} is not better than the incumbent's {inc:.4f} "
+                            f"by the margin {margin} (delta {delta:+.4f})")
+            continue
+        if name == "both" and "model" not in qualified:
+            added = score - rows["hooks"]["score"]
+            if "hooks" not in qualified or added < margin:
+                verdicts.append(f"{label}: the new model adds {added:+.4f} to the new hooks (margin {margin}) "
+                                f"and does not beat the incumbent on its own")
+                continue
+        verdicts.append(f"{label}: score {score:.4f} beats the incumbent's {inc:.4f} by {delta:+.4f} "
+                        f"(margin {margin})")
+        qualified[name] = score
+    if not qualified:
+        return None, "; ".join(verdicts) + "; keeping the incumbent"
+    best = max(qualified, key=lambda n: (round(qualified[n], 6), -len(_PARTS[n])))
+    return best, f"promote {' + '.join(_PARTS[best])}: " + "; ".join(verdicts)
 
 
 class EvaluationGate:
-    """Scores candidate vs incumbent on held-out data and decides promotion."""
+    """Scores the ablation rows of a candidate on held-out data and decides what to promote."""
 
-    def __init__(self, client: Any = None, config: Optional[GateConfig] = None, embedder: Any = None,
-                 function_name: str = "") -> None:
+    def __init__(self, client: Optional["OpenAI"] = None, config: Optional[GateConfig] = None,
+                 embedder: Optional["Embedder"] = None) -> None:
         self.client = client
         self.config = config or GateConfig()
         self._embedder = embedder
-        self.function_name = function_name
 
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> "Embedder":
         if self._embedder is None:
             from ..config import get_config
             from ..store.embedding import get_embedder
@@ -133,64 +214,66 @@ class EvaluationGate:
         return self._embedder
 
     def evaluate(self, candidate: Contender, incumbent: Contender,
-                 golden_holdout: Sequence[Dict[str, Any]] = (),
-                 feedback_holdout: Sequence[FeedbackPair] = (),
-                 cache: Optional[Dict[Tuple[str, str], str]] = None) -> GateDecision:
-        """Score both contenders and decide. Raises :class:`GateError` if the model server fails.
+                 golden_holdout: Sequence[JSONDict] = (), feedback_holdout: Sequence[FeedbackPair] = (),
+                 cache: Optional[AnswerCache] = None, *, function_name: str = "") -> GateDecision:
+        """Score the ablation rows and decide. Raises :class:`GateError` if the model server fails.
         ``cache`` ((model, messages) -> answer) lets a second evaluation reuse the answers of a
-        first one (generation is deterministic at temperature 0)."""
+        first one (generation is deterministic at temperature 0); ``function_name`` is the
+        context the hooks see (their rules are scoped by it)."""
         cfg = self.config
         golden = golden_items(golden_holdout)[: cfg.max_eval_items]
         feedback = list(feedback_holdout)[: cfg.max_eval_items]
-        model_items = golden + feedback_items(feedback)
         if candidate.model == incumbent.model and candidate.hooks is incumbent.hooks:
             return GateDecision(False, "candidate is the incumbent (no new model or hooks)", {})
-        if not model_items:
+        if not golden and not feedback:
             return GateDecision(False, "no held-out data to evaluate on; keeping the incumbent", {})
+        contenders = ablation(candidate, incumbent)
         use_model = self.client is not None and (candidate.model or incumbent.model) is not None
         cache = {} if cache is None else cache
-        scores = {}
-        for contender in (incumbent, candidate):
-            metrics: Dict[str, Any] = {"model": contender.model, "hook_version": contender.hook_version}
-            if use_model and model_items:
-                metrics["similarity"] = self._model_similarity(contender, model_items, cache)
-            if feedback:
-                metrics.update(self._hook_metrics(contender, feedback))
-            metrics["preserve_rate"] = self._preserve_rate(contender, golden)
-            measured = [metrics[k] for k in ("similarity", "hook_similarity") if k in metrics]
-            metrics["score"] = float(np.mean(measured)) if measured else None
-            scores[contender.name] = metrics
-        cand, inc = scores[candidate.name], scores[incumbent.name]
-        summary = {"candidate": cand, "incumbent": inc, "margin": cfg.margin,
-                   "n_golden": len(golden), "n_feedback": len(feedback), "model_evaluated": use_model}
-        if cand["score"] is None:
+        rows = {name: self.score(c, golden, feedback, cache, function_name, use_model)
+                for name, c in contenders.items()}
+        top = "both" if "both" in rows else next(n for n in rows if n != "incumbent")
+        summary: JSONDict = {"rows": rows, "candidate": rows[top], "incumbent": rows["incumbent"],
+                             "margin": cfg.margin, "n_golden": len(golden), "n_feedback": len(feedback),
+                             "model_evaluated": use_model}
+        if rows[top]["score"] is None:
             return GateDecision(False, "nothing measurable: no model client and no held-out feedback", summary)
-        delta = cand["score"] - inc["score"]
-        summary["delta"] = round(delta, 6)
-        if cand["preserve_rate"] < cfg.min_preserve_rate:
-            return GateDecision(False, f"candidate hooks change {1 - cand['preserve_rate']:.0%} of held-out good "
-                                       f"outputs (allowed {1 - cfg.min_preserve_rate:.0%}); keeping the incumbent",
-                                summary)
-        if delta < cfg.margin:
-            return GateDecision(False, f"candidate score {cand['score']:.4f} is not better than the incumbent's "
-                                       f"{inc['score']:.4f} by the margin {cfg.margin} (delta {delta:+.4f}); "
-                                       f"keeping the incumbent", summary)
-        return GateDecision(True, f"candidate score {cand['score']:.4f} beats the incumbent's {inc['score']:.4f} "
-                                  f"by {delta:+.4f} (margin {cfg.margin})", summary)
+        chosen, reason = decide(rows, cfg)
+        summary["chosen"] = chosen
+        if chosen is None:
+            summary["delta"] = round(rows[top]["score"] - rows["incumbent"]["score"], 6)
+            return GateDecision(False, reason, summary)
+        summary["candidate"] = rows[chosen]
+        summary["delta"] = round(rows[chosen]["score"] - rows["incumbent"]["score"], 6)
+        return GateDecision(True, reason, summary, promote_model="model" in _PARTS[chosen],
+                            promote_hooks="hooks" in _PARTS[chosen])
 
-    # --- metrics -----------------------------------------------------------------------
-    def _context(self, contender: Contender, messages: List[Dict[str, Any]],
-                 function_name: Optional[str] = None) -> Dict[str, Any]:
-        return {"function_name": function_name or self.function_name, "model": contender.model,
-                "messages": messages}
+    # --- rows -------------------------------------------------------------------------
+    def score(self, contender: Contender, golden: Sequence[EvalItem], feedback: Sequence[FeedbackPair],
+              cache: AnswerCache, function_name: str = "", use_model: bool = True) -> JSONDict:
+        """One row's metrics (see the module docstring)."""
+        metrics: JSONDict = {"model": contender.model, "hook_version": contender.hook_version}
+        corrected = feedback_items(feedback)
+        if use_model and self.client is not None and contender.model is not None:
+            sims = {}
+            for key, items in (("similarity_corrected", corrected), ("similarity_accepted", list(golden))):
+                if items:
+                    outputs = self.answers(contender, items, cache, function_name)
+                    sims[key] = self._similarities(outputs, [i.reference for i in items])
+                    metrics[key] = round(float(np.mean(sims[key])), 6)
+            metrics["similarity"] = round(float(np.mean(np.concatenate(list(sims.values())))), 6)
+        if feedback:
+            metrics.update(self._hook_metrics(contender, feedback, function_name))
+        good = list(golden) + corrected
+        metrics["preserve_rate"] = self._preserve_rate(contender, good, function_name)
+        measured = [metrics[k] for k in ("similarity_corrected", "similarity_accepted", "hook_similarity")
+                    if k in metrics]
+        metrics["score"] = round(float(np.mean(measured)), 6) if measured else None
+        return metrics
 
-    def _similarities(self, outputs: Sequence[str], references: Sequence[str]) -> np.ndarray:
-        vectors = self.embedder.embed(list(outputs) + list(references))
-        n = len(outputs)
-        return np.sum(vectors[:n] * vectors[n:], axis=1)  # rows are L2-normalised
-
-    def _model_similarity(self, contender: Contender, items: Sequence[EvalItem],
-                          cache: Dict[Tuple[str, str], str]) -> float:
+    def answers(self, contender: Contender, items: Sequence[EvalItem], cache: AnswerCache,
+                function_name: str = "") -> List[str]:
+        """The answers the contender's pair gives: prompt hook, its model, output hook."""
         from ..call_context import suppress_capture
         from ..capture.record import apply_prompt_hook
 
@@ -198,7 +281,7 @@ class EvaluationGate:
         outputs = []
         with suppress_capture():
             for item in items:
-                context = self._context(contender, item.messages)
+                context = _context(contender, item.messages, function_name)
                 messages = apply_prompt_hook(pair, item.messages, context).messages
                 model = contender.model or ""
                 key = (model, json.dumps(messages, sort_keys=True, ensure_ascii=False))
@@ -206,15 +289,22 @@ class EvaluationGate:
                     cache[key] = self._generate(model, messages)
                 text = cache[key]
                 outputs.append(contender.hooks.apply_output(text, context) if contender.hooks else text)
-        return round(float(np.mean(self._similarities(outputs, [i.reference for i in items]))), 6)
+        return outputs
 
-    def _generate(self, model: str, messages: List[Dict[str, Any]]) -> str:
+    def _similarities(self, outputs: Sequence[str], references: Sequence[str]) -> np.ndarray:
+        vectors = self.embedder.embed(list(outputs) + list(references))
+        n = len(outputs)
+        return np.sum(vectors[:n] * vectors[n:], axis=1)  # rows are L2-normalised
+
+    def _generate(self, model: str, messages: List[JSONDict]) -> str:
         import openai
 
+        if self.client is None:
+            raise GateError("evaluation needs a client to generate answers")
         try:
             response = self.client.chat.completions.create(
-                model=model, messages=messages, max_tokens=self.config.max_tokens,
-                temperature=self.config.temperature)
+                model=model, messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
+                max_tokens=self.config.max_tokens, temperature=self.config.temperature)
         except openai.APIConnectionError as exc:
             where = getattr(self.client, "base_url", "the model server")
             raise GateError(f"evaluation failed: the model server at {where} is unreachable "
@@ -224,14 +314,13 @@ class EvaluationGate:
                             f"{exc.status_code}: {exc.message}") from exc
         return response.choices[0].message.content or ""
 
-    def _hook_metrics(self, contender: Contender, pairs: Sequence[FeedbackPair]) -> Dict[str, float]:
+    def _hook_metrics(self, contender: Contender, pairs: Sequence[FeedbackPair], function_name: str) -> JSONDict:
         hooked = []
         for pair in pairs:
             text = pair.bad_output
             if contender.hooks is not None:
-                messages = [{"role": "user", "content": pair.input_prompt}]
-                scope = pair.context.get("function_name") or pair.context.get("function")
-                text = contender.hooks.apply_output(text, self._context(contender, messages, scope))
+                scope = pair.context.get("function_name") or pair.context.get("function") or function_name
+                text = contender.hooks.apply_output(text, _context(contender, request_messages(pair), scope))
             hooked.append(text)
         fixed = [p.fixed_output for p in pairs]
         after = self._similarities(hooked, fixed)
@@ -241,9 +330,13 @@ class EvaluationGate:
         return {"exact_rate": round(float(np.mean(exact)), 6), "fix_rate": round(float(np.mean(improved)), 6),
                 "hook_similarity": round(float(np.mean(after)), 6)}
 
-    def _preserve_rate(self, contender: Contender, golden: Sequence[EvalItem]) -> float:
-        if contender.hooks is None or not golden:
+    def _preserve_rate(self, contender: Contender, good: Sequence[EvalItem], function_name: str) -> float:
+        if contender.hooks is None or not good:
             return 1.0
-        kept = [contender.hooks.apply_output(i.reference, self._context(contender, i.messages)) == i.reference
-                for i in golden]
+        kept = [contender.hooks.apply_output(i.reference, _context(contender, i.messages, function_name))
+                == i.reference for i in good]
         return round(float(np.mean(kept)), 6)
+
+
+def _context(contender: Contender, messages: List[JSONDict], function_name: str) -> JSONDict:
+    return {"function_name": function_name, "model": contender.model, "messages": messages}

@@ -17,7 +17,8 @@ stage, so a dashboard sees a run in progress). Schema::
                     "error": null | "ErrorType: message"}
       },
       "result": {...},                            # what TrainingPipeline.run returned
-      "decision": {"promoted": bool, "reason": "...", "metrics": {...}}
+      "decision": {"promoted": bool, "parts": ["model", "hooks"],   # what was promoted
+                   "reason": "...", "metrics": {...}}       # metrics["rows"]: the gate's ablation
     }
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..types import utc_now_iso
 
@@ -77,7 +78,8 @@ class RunRecorder:
         self.data: Dict[str, Any] = {
             "run_id": self.run_id, "function_name": function_name, "started_at": utc_now_iso(),
             "finished_at": None, "status": "running", "trigger": trigger, "stages": {},
-            "result": {}, "decision": {"promoted": False, "reason": "not evaluated yet", "metrics": {}},
+            "result": {},
+            "decision": {"promoted": False, "parts": [], "reason": "not evaluated yet", "metrics": {}},
         }
         self.save()
 
@@ -101,8 +103,15 @@ class RunRecorder:
                      duration_s=round(time.perf_counter() - self._t0.get(stage, time.perf_counter()), 4))
         self.save()
 
-    def decide(self, promoted: bool, reason: str, metrics: Optional[Dict[str, Any]] = None) -> None:
-        self.data["decision"] = {"promoted": promoted, "reason": reason, "metrics": metrics or {}}
+    def stage_update(self, stage: str, result: Dict[str, Any]) -> None:
+        """Publish a running stage's partial result (e.g. the training job id)."""
+        self.data["stages"].setdefault(stage, {"status": "running"})["result"] = result
+        self.save()
+
+    def decide(self, promoted: bool, reason: str, metrics: Optional[Dict[str, Any]] = None,
+               parts: Sequence[str] = ()) -> None:
+        self.data["decision"] = {"promoted": promoted, "parts": list(parts), "reason": reason,
+                                 "metrics": metrics or {}}
         self.save()
 
     def finish(self, status: str, result: Dict[str, Any]) -> None:
