@@ -1,37 +1,40 @@
-"""vt_middleware offline demo: an LLM app that improves itself while it runs.
+"""vt_middleware offline demo: an LLM app that evolves itself while it serves requests.
 
     python examples/demo.py            # SmolLM2-135M on CPU, a few minutes
     python examples/demo.py --quick    # tiny random model, fewer requests (smoke run)
 
 1. Starts the local OpenAI-compatible server (vt_middleware.server) on SmolLM2-135M.
-2. Runs the sample app ``generate_review_summary(review)`` through ``vt.wrap(OpenAI(...))``
-   over a stream of product reviews; every call is captured into LanceDB under ``--dir``.
-   The app's prompt carries a chatty example answer, so the model opens with filler.
-3. A scripted reviewer corrects the answers, with two systematic fixes a real reviewer of this
-   app would make: remove filler phrases ("Sure! Here is a summary:", "As an AI language model,")
-   and end with the review's star rating as a "Rating: N/5" line (N from the review's prompt).
-   Corrections are stored with ``vt.feedback(run_id, fixed_output)``.
-4. Runs one evolution cycle (TrainingPipeline: extract, synthesize, prepare, LoRA train,
-   evaluate, promote) with the rich CLI dashboard. On SmolLM2 the learned prompt guidance derails
-   the 135M model, so the gate rejects the first candidate and promotes its output rules alone.
-5. Replays held-out reviews (never corrected) and prints quality before vs after: the share of
-   answers the reviewer would not need to fix, and the embedding similarity to the reviewer's
-   corrected answers. The "before" answers are asked without capture (no hooks or routes are
-   active yet, so the wrapped app would send the same request), so the held-out reviews never
-   reach the logs that the evolution cycle learns from.
+2. The sample app ``generate_review_summary(review)`` runs through ``vt.wrap(OpenAI(...))`` and
+   serves a stream of product reviews from several threads; every call is captured into
+   LanceDB under ``--dir``.
+3. A scripted reviewer reads every answer and corrects the ones that break the support team's
+   policy, about one in five: a 1-star review is a complaint about an order, and its summary
+   must open with the complaint's category ("Main complaint: overheating.", a judgement that
+   differs per review and is not in the text: no text rule can write it) and end with the
+   order number (``Order: #4821``, read from the request). Corrections are stored with
+   ``vt.feedback(run_id, fixed_output)``.
+4. ``vt.Evolver`` runs in its background thread, triggered by the arriving corrections: it
+   selects golden data, synthesises hooks, fine-tunes a LoRA adapter, gates the candidate on
+   held-out data (four rows: incumbent, new hooks only, new model only, both) and hot-swaps
+   the parts that passed, while the app keeps serving.
+5. Prints the calls served before and after the swap, the swap moment, the failed calls
+   (none), and, on held-out reviews that were never captured, the four-row ablation: the share
+   of answers the reviewer would leave as they are and the similarity to the reviewer's answer.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import queue
 import random
-import re
 import shutil
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -46,181 +49,408 @@ FUNCTION = "generate_review_summary"
 PRODUCTS = ["blender", "kettle", "desk lamp", "office chair", "toaster", "standing desk", "wifi router", "backpack",
             "rain jacket", "monitor", "keyboard", "speaker", "camera", "heater", "stand mixer", "pillow"]
 PROS = ["is sturdy", "is very quiet", "looks elegant", "was easy to set up", "feels well made", "is fast"]
-CONS = ["the cable is short", "it scratches easily", "the manual is confusing", "it is a bit heavy",
-        "support was slow", "it runs hot"]
-FILLERS = ("Sure! Here is a summary:", "Sure, here is a summary:", "Sure!", "Certainly!", "As an AI language model,",
-           "Here is a summary of the review:", "Here's a summary:", "Here is a summary:")
-SYSTEM = "You are a friendly assistant. You summarise product reviews in one or two sentences."
-# The developer's example answer is chatty; the model copies its opening.
+# complaint -> its category, as the support team files it (not a phrase of the review)
+COMPLAINTS = {"the cable is short": "cable length", "it scratches easily": "durability",
+              "the manual is confusing": "instructions", "it is a bit heavy": "weight",
+              "support was slow": "customer service", "it runs hot": "overheating"}
+SYSTEM = "You are a helpful assistant. You summarise product reviews in one sentence."
 EXAMPLE = [{"role": "user", "content": "Summarise this review (4 stars): The mug looks elegant, but it leaks."},
-           {"role": "assistant", "content": "Here is a summary: The mug looks elegant, but it leaks."}]
+           {"role": "assistant", "content": "The mug looks elegant, but it leaks."}]
+STAR_WEIGHTS = (20, 15, 20, 25, 20)  # 1..5 stars: one review in five is a complaint
 
 
-def make_reviews(n: int, seed: int = 7) -> List[Dict[str, Any]]:
+@dataclass
+class Settings:
+    model: str
+    live: int  # corrections that trigger the evolution run
+    held_out: int
+    threads: int
+    after_calls: int  # calls served after the swap before the demo stops
+    steps: int
+    epochs: int
+    lr: float
+    repeats: int
+    max_tokens: int = 40
+    max_wait_s: float = 1200.0
+    temperature: float = 0.0
+    pace_s: float = 0.0  # pause between one thread's requests
+    prompt_rules: bool = True
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    from vt_middleware.train.local_models import SMOLLM2_ID, TINY_ID
+
+    if args.quick:
+        # the tiny random model says nothing at temperature 0; sampled, it says random words
+        base = Settings(TINY_ID, live=6, held_out=6, threads=3, after_calls=9, steps=2, epochs=1, lr=2e-4,
+                        repeats=1, max_tokens=12, max_wait_s=300.0, temperature=1.0, pace_s=0.1,
+                        prompt_rules=False)  # it cannot read guidance
+    else:
+        base = Settings(SMOLLM2_ID, live=16, held_out=12, threads=3, after_calls=12, steps=24, epochs=2,
+                        lr=1e-3, repeats=3, pace_s=1.0)
+    if args.train_steps:
+        base.steps = args.train_steps
+    if args.corrections:
+        base.live = args.corrections
+    return base
+
+
+# --- the app's traffic and its reviewer ------------------------------------------------------
+def make_reviews(n: int, seed: int) -> List[Dict[str, Any]]:
     rng = random.Random(seed)
     reviews = []
     for i in range(n):
-        stars = rng.randint(1, 5)
-        product = rng.choice(PRODUCTS)
-        text = f"The {product} {rng.choice(PROS)}, but {rng.choice(CONS)}."
-        reviews.append({"id": i, "stars": stars, "product": product, "text": text})
+        stars = rng.choices(range(1, 6), weights=STAR_WEIGHTS)[0]
+        complaint = rng.choice(list(COMPLAINTS))
+        reviews.append({"id": f"{seed}-{i}", "stars": stars, "product": rng.choice(PRODUCTS),
+                        "pro": rng.choice(PROS), "complaint": complaint, "order": rng.randint(1000, 9999)})
     return reviews
 
 
 def prompt_of(review: Dict[str, Any]) -> str:
-    return f"Summarise this review ({review['stars']} stars): {review['text']}"
+    text = f"The {review['product']} {review['pro']}, but {review['complaint']}."
+    if review["stars"] == 1:
+        return f"Summarise this review (1 star, order #{review['order']}): {text}"
+    return f"Summarise this review ({review['stars']} stars): {text}"
+
+
+def messages_of(review: Dict[str, Any]) -> List[Dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, *EXAMPLE, {"role": "user", "content": prompt_of(review)}]
 
 
 def reviewer_fix(output: str, review: Dict[str, Any]) -> str:
-    """The scripted reviewer: drop filler openings, end with the review's rating line."""
+    """The reviewer's answer: a complaint opens with its category and ends with its order number."""
+    if review["stars"] != 1:
+        return output
     text = output.strip()
-    changed = True
-    while changed:
-        changed = False
-        for filler in FILLERS:
-            if text.lower().startswith(filler.lower()):
-                text, changed = text[len(filler):].lstrip(), True
-    text = re.sub(r"\n*Rating: \d/5\s*$", "", text).rstrip()
-    return f"{text}\n\nRating: {review['stars']}/5"
+    opening = f"Main complaint: {COMPLAINTS[review['complaint']]}. "
+    closing = f"\n\nOrder: #{review['order']}"
+    text = text[len(opening):] if text.startswith(opening) else text
+    text = text[: -len(closing)].rstrip() if text.endswith(closing.strip()) else text
+    return f"{opening}{text}{closing}"
 
 
-def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
+@dataclass
+class Traffic:
+    """What the serving threads saw (guarded by ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    calls: List[Dict[str, Any]] = field(default_factory=list)
+    failed: List[str] = field(default_factory=list)
+    corrections: int = 0
+    swaps: List[Dict[str, Any]] = field(default_factory=list)
+    t0: float = field(default_factory=time.monotonic)
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.t0, 2)
+
+
+def serve(client: Any, cfg: Settings, reviews: "queue.Queue[Dict[str, Any]]", traffic: Traffic,
+          reviewed: "queue.Queue[tuple]", stop: threading.Event) -> None:
+    """One app thread: answer reviews until told to stop."""
+    from vt_middleware.call_context import last_run_id
+
+    while not stop.wait(cfg.pace_s):
+        review = reviews.get()
+        started = traffic.now()
+        try:
+            answer = client.chat.completions.create(model=cfg.model, max_tokens=cfg.max_tokens, seed=0,
+                                                    temperature=cfg.temperature, messages=messages_of(review))
+        except Exception as exc:  # noqa: BLE001 - the demo counts failed calls; it expects none
+            with traffic.lock:
+                traffic.failed.append(f"{type(exc).__name__}: {exc}")
+            continue
+        text = answer.choices[0].message.content or ""
+        with traffic.lock:
+            traffic.calls.append({"started": started, "ended": traffic.now(), "model": answer.model,
+                                  "thread": threading.current_thread().name, "review": review["id"]})
+        reviewed.put((last_run_id(), text, review))
+
+
+def review_answers(reviewed: "queue.Queue[tuple]", traffic: Traffic, stop: threading.Event) -> None:
+    """The reviewer: reads every answer, stores a correction where the policy needs one."""
+    import vt_middleware as vt
+
+    while not stop.is_set() or not reviewed.empty():
+        try:
+            run_id, text, review = reviewed.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        fixed = reviewer_fix(text, review)
+        if fixed != text and run_id:
+            vt.flush(10.0)  # the correction names a captured call: let it land first
+            vt.feedback(run_id, fixed)
+            with traffic.lock:
+                traffic.corrections += 1
+
+
+# --- the demo ------------------------------------------------------------------------------------
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="vt_middleware offline demo (see the module docstring).")
     parser.add_argument("--dir", default=".vt-demo", help="store, hooks and state of the demo (default .vt-demo)")
     parser.add_argument("--quick", action="store_true", help="tiny random model and fewer requests (smoke run)")
-    parser.add_argument("--requests", type=int, default=None, help="requests in the stream (default 40, quick 16)")
-    parser.add_argument("--train-steps", type=int, default=None, help="LoRA steps (default 12, quick 2)")
+    parser.add_argument("--corrections", type=int, default=None,
+                        help="corrections that trigger the evolution run (default 16, quick 6)")
+    parser.add_argument("--train-steps", type=int, default=None, help="LoRA steps (default 24, quick 2)")
     parser.add_argument("--keep", action="store_true", help="keep earlier demo data instead of starting fresh")
     return parser.parse_args(argv)
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     from openai import OpenAI
     from rich.console import Console
 
     import vt_middleware as vt
-    from vt_middleware.call_context import last_run_id
-    from vt_middleware.dashboard import CLIDashboard
-    from vt_middleware.evolve.gate import EvaluationGate, GateConfig
-    from vt_middleware.evolve.pipeline import TrainingPipeline
     from vt_middleware.server.runner import LocalServer
-    from vt_middleware.train import LocalTrainer
-    from vt_middleware.train.local_models import SMOLLM2_ID, TINY_ID
 
     console = Console()
+    cfg = settings(args)
     root = Path(args.dir)
     if root.exists() and not args.keep:
         shutil.rmtree(root)
-    model = TINY_ID if args.quick else SMOLLM2_ID
-    n_requests = args.requests or (16 if args.quick else 40)
-    steps = args.train_steps or (2 if args.quick else 12)
     vt.configure(store_path=root / "lance", journal_path=root / "journal", hooks_dir=root / "hooks",
                  state_dir=root / "state")
-    started = time.monotonic()
-    console.rule(f"vt_middleware demo · model {model} · {n_requests} requests · data in {root}")
-
-    server = LocalServer(model=model, data_dir=root / "server").start()
+    console.rule(f"vt_middleware demo · model {cfg.model} · {cfg.threads} app threads · data in {root}")
+    traffic = Traffic()
+    server = LocalServer(model=cfg.model, data_dir=root / "server").start()
     raw_client = OpenAI(base_url=server.base_url, api_key="local", max_retries=0)
     client = vt.wrap(OpenAI(base_url=server.base_url, api_key="local", max_retries=0), function_name=FUNCTION)
-
-    def generate_review_summary(review: Dict[str, Any], via: Any = client) -> Tuple[str, str]:
-        """The sample app: one chat call per review; returns (answer, run_id)."""
-        answer = via.chat.completions.create(
-            model=model, max_tokens=40, temperature=0.0,
-            messages=[{"role": "system", "content": SYSTEM}, *EXAMPLE, {"role": "user", "content": prompt_of(review)}])
-        return answer.choices[0].message.content or "", last_run_id() or ""
-
+    vt.get_runtime().subscribe(lambda old, new: traffic.swaps.append(
+        {"t": traffic.now(), "generation": new.generation, "hook_version": new.hook_version,
+         "routes": dict(new.routes)}))
+    evolver = make_evolver(cfg, root, server, raw_client, traffic, console)
+    stop = threading.Event()
+    reviews: "queue.Queue[Dict[str, Any]]" = queue.Queue()
+    for review in make_reviews(2000, seed=7):
+        reviews.put(review)
+    reviewed: "queue.Queue[tuple]" = queue.Queue()
+    workers = [threading.Thread(target=serve, name=f"app-{i}", daemon=True,
+                                args=(client, cfg, reviews, traffic, reviewed, stop))
+               for i in range(cfg.threads)]
+    workers.append(threading.Thread(target=review_answers, name="reviewer", daemon=True,
+                                    args=(reviewed, traffic, stop)))
     try:
-        reviews = make_reviews(n_requests)
-        n_held = max(4, n_requests // 4)
-        live, held_out = reviews[:-n_held], reviews[-n_held:]
-
-        console.print(f"[bold]1. Before:[/] held-out quality of the base model on {len(held_out)} reviews")
-        before = [generate_review_summary(r, via=raw_client)[0] for r in held_out]
-
-        console.print(f"[bold]2. Live traffic:[/] {len(live)} requests, the reviewer corrects every answer")
-        with console.status("serving requests ...") as status:
-            for i, review in enumerate(live, 1):
-                output, run_id = generate_review_summary(review)
-                vt.flush()
-                fixed = reviewer_fix(output, review)
-                if fixed != output and run_id:
-                    vt.feedback(run_id, fixed)
-                status.update(f"serving requests ... {i}/{len(live)}")
-        vt.flush()
-        console.print(f"   stored {len(vt.get_store().list_feedback(FUNCTION))} corrections")
-
-        console.print("[bold]3. One evolution cycle[/]")
-        dashboard = CLIDashboard(console)
-        trainer = LocalTrainer(root / "models", base_model=model, epochs=1, max_steps=steps, batch_size=2,
-                               max_length=256).register_with(server.backend)
-        pipeline = TrainingPipeline(make_extractor(), synthesizer_output_dir=root / "hooks", trainer=trainer,
-                                    monitor=dashboard, base_model=model, eval_client=raw_client,
-                                    gate=EvaluationGate(config=GateConfig(max_eval_items=6, max_tokens=40)),
-                                    poll_interval=0.5, train_timeout=900)
-        cycle_started = time.monotonic()
-        try:
-            result = pipeline.run(FUNCTION, output_dir=str(root / "evolve"))
-        except Exception as exc:  # noqa: BLE001 - show the table and the reason, then fail
-            dashboard.summary(pipeline.last_result)
-            console.print(f"[red]evolution failed: {type(exc).__name__}: {exc}[/]")
+        console.print(f"[bold]serving[/]: {cfg.threads} threads answer reviews; the reviewer corrects what breaks "
+                      f"the policy; the evolver runs after {cfg.live} corrections")
+        evolver.start()
+        for worker in workers:
+            worker.start()
+        result = wait_for_evolution(evolver, traffic, cfg, console)
+        stop.set()
+        for worker in workers:
+            worker.join(120)
+        evolver.stop(60)
+        vt.flush(30.0)
+        if result is None:
+            console.print(f"[red]the evolution run failed: {evolver.status()['last_error']}[/]")
             return 1
-        cycle_s = time.monotonic() - cycle_started
-        dashboard.summary(result)
-
-        console.print(f"[bold]4. After:[/] the same {len(held_out)} held-out reviews through the evolved app")
-        after = [generate_review_summary(r)[0] for r in held_out]
-        report = quality_report(held_out, before, after)
-        report["evolution"] = {"promoted": bool(result.get("promoted")),
-                               "gate_reason": (result.get("gate") or {}).get("reason"),
-                               "rules": [r.get("description") for r in result.get("rules") or []],
-                               "cycle_s": round(cycle_s, 1), "total_s": round(time.monotonic() - started, 1)}
-        print_report(console, report, result, root)
+        report = build_report(cfg, traffic, result, raw_client, root)
+        print_report(console, report, root)
         (root / "demo_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-        return 0
+        return 0 if report["traffic"]["failed"] == 0 and report["swap"] else 1
     finally:
-        vt.flush()
+        stop.set()
+        evolver.stop(5)
+        vt.flush(5.0)
         server.stop()
 
 
-def make_extractor() -> Any:
+def make_evolver(cfg: Settings, root: Path, server: Any, raw_client: Any, traffic: Traffic, console: Any) -> Any:
+    import vt_middleware as vt
+    from vt_middleware.dashboards.monitor import PipelineMonitor
+    from vt_middleware.evolve.gate import EvaluationGate, GateConfig
+    from vt_middleware.evolve.pipeline import TrainingPipeline
     from vt_middleware.extractor import DensityBasedExtractor
-    from vt_middleware.store.executions import get_store
+    from vt_middleware.train import LocalTrainer
 
-    return DensityBasedExtractor(get_store(), epsilon=0.3, top_k=50)
+    class StageLines(PipelineMonitor):
+        """The evolver's stages as lines between the app's traffic."""
+
+        def on_stage_start(self, stage: str, total: Optional[int] = None) -> None:
+            console.print(f"[dim]{traffic.now():7.1f}s[/] evolver: {stage} …")
+
+        def on_stage_complete(self, stage: str, result: Optional[Dict[str, Any]] = None) -> None:
+            brief = (result or {}).get("reason") if (result or {}).get("skipped") else _brief(stage, result or {})
+            console.print(f"[dim]{traffic.now():7.1f}s[/] evolver: {stage} [green]done[/] {brief}")
+
+        def on_stage_error(self, stage: str, error: Any) -> None:
+            console.print(f"[dim]{traffic.now():7.1f}s[/] evolver: {stage} [red]failed[/]: {error}")
+
+    trainer = LocalTrainer(root / "models", base_model=cfg.model, epochs=cfg.epochs, max_steps=cfg.steps,
+                           batch_size=2, lr=cfg.lr, max_length=160).register_with(server.backend)
+    pipeline = TrainingPipeline(
+        DensityBasedExtractor(vt.get_store(), epsilon=0.3, top_k=24), synthesizer_output_dir=root / "hooks",
+        trainer=trainer, monitor=StageLines(), base_model=cfg.model, eval_client=raw_client,
+        gate=EvaluationGate(config=GateConfig(max_eval_items=8, max_tokens=cfg.max_tokens,
+                                              temperature=cfg.temperature, seed=0)),
+        synthesis_options={"prompt_rules": cfg.prompt_rules},
+        correction_repeats=cfg.repeats, poll_interval=0.5, train_timeout=1800)
+    return vt.Evolver(pipeline, FUNCTION, min_new_calls=None, min_new_feedback=cfg.live, check_interval=1.0,
+                      sync=False, output_dir=root / "evolve")
 
 
-def quality_report(reviews: List[Dict[str, Any]], before: List[str], after: List[str]) -> Dict[str, Any]:
-    """Fix rate (answers the reviewer leaves as they are) and similarity to the corrected answers."""
+def _brief(stage: str, result: Dict[str, Any]) -> str:
+    if stage == "extract":
+        return f"{result.get('golden_examples')} golden, {result.get('train')} to train on"
+    if stage == "synthesize":
+        return f"{result.get('rules')} rules ({result.get('hook_version')})"
+    if stage == "train":
+        metrics = result.get("metrics") or {}
+        return f"{result.get('fine_tuned_model')} (loss {metrics.get('first_train_loss', 0):.2f} → " \
+               f"{metrics.get('final_train_loss', 0):.2f})"
+    if stage in ("evaluate", "promote"):
+        return " + ".join(result.get("parts") or []) or "nothing"
+    return ""
+
+
+def wait_for_evolution(evolver: Any, traffic: Traffic, cfg: Settings, console: Any) -> Optional[Dict[str, Any]]:
+    """Serve until the evolver's first run ended and ``after_calls`` calls were served after the swap."""
+    from vt_middleware.evolve.run_records import load_run
+
+    result = None
+    deadline = time.monotonic() + cfg.max_wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = evolver.status()
+        if result is None and status["runs"] >= 1:
+            evolver.stop(0)  # one cycle is the story; the app keeps serving
+            run = load_run(status["last_run"]["run_id"])
+            if status["last_run"]["status"] != "succeeded":
+                return None
+            result = run["result"]
+            if not result.get("promoted"):
+                return result
+            console.print(f"[dim]{traffic.now():7.1f}s[/] [bold]swapped[/] {' + '.join(result['promoted_parts'])} "
+                          f"while serving; {len(traffic.calls)} calls so far")
+        if result is not None:
+            swap_t = traffic.swaps[-1]["t"] if traffic.swaps else None
+            with traffic.lock:
+                after = [c for c in traffic.calls if swap_t is not None and c["started"] > swap_t]
+            if len(after) >= cfg.after_calls:
+                return result
+    console.print(f"[red]no evolution run ended within {cfg.max_wait_s:.0f}s[/]")
+    return result
+
+
+def build_report(cfg: Settings, traffic: Traffic, result: Dict[str, Any], raw_client: Any,
+                 root: Path) -> Dict[str, Any]:
+    swap = traffic.swaps[-1] if traffic.swaps else None
+    calls = sorted(traffic.calls, key=lambda c: c["started"])
+    before = [c for c in calls if swap is None or c["ended"] <= swap["t"]]
+    after = [c for c in calls if swap is not None and c["started"] > swap["t"]]
+    spanning = [c for c in calls if swap is not None and c["started"] <= swap["t"] < c["ended"]]
+    pool = make_reviews(cfg.held_out * 8, seed=99)  # a different stream: never served, never captured
+    n_complaints = (2 * cfg.held_out) // 3  # most held-out reviews are complaints: that is where the fixes show
+    held = ([r for r in pool if r["stars"] == 1][:n_complaints]
+            + [r for r in pool if r["stars"] != 1][: cfg.held_out - n_complaints])
+    return {
+        "model": cfg.model,
+        "traffic": {"calls": len(calls), "before_swap": len(before), "after_swap": len(after),
+                    "spanning_swap": len(spanning), "failed": len(traffic.failed), "errors": traffic.failed[:3],
+                    "corrections": traffic.corrections, "threads": cfg.threads,
+                    "models_after": sorted({c["model"] for c in after})},
+        "swap": swap,
+        "evolution": {"run_id": result.get("run_id"), "promoted_parts": result.get("promoted_parts"),
+                      "gate_reason": (result.get("gate") or {}).get("reason"),
+                      "gate_rows": (result.get("gate") or {}).get("metrics", {}).get("rows"),
+                      "rules": [r.get("description") for r in result.get("rules") or []],
+                      "train": {k: (result.get("train") or {}).get(k) for k in ("fine_tuned_model", "status")},
+                      "loss": _loss(result), "steps": cfg.steps, "epochs": cfg.epochs,
+                      "train_examples": result.get("train_examples"),
+                      "cycle_s": (load_duration(result, root))},
+        "held_out": ablation(cfg, held, result, raw_client),
+        "total_s": traffic.now(),
+    }
+
+
+def _loss(result: Dict[str, Any]) -> Optional[List[float]]:
+    curve = ((result.get("train") or {}).get("metrics") or {}).get("train_loss_curve") or []
+    return [round(curve[0], 3), round(curve[-1], 3)] if curve else None
+
+
+def load_duration(result: Dict[str, Any], root: Path) -> Optional[float]:
+    from vt_middleware.evolve.run_records import load_run
+
+    record = load_run(result["run_id"], root / "state")
+    return round(sum(s.get("duration_s") or 0 for s in record["stages"].values()), 1)
+
+
+def ablation(cfg: Settings, held: List[Dict[str, Any]], result: Dict[str, Any], raw_client: Any) -> Dict[str, Any]:
+    """The four rows on held-out reviews nobody captured, plus the live app after the swap."""
+    import vt_middleware as vt
+    from vt_middleware.evolve.gate import ROW_LABELS, Contender, EvalItem, EvaluationGate, GateConfig
+    from vt_middleware.runtime.hooks import LoadedHooks
     from vt_middleware.store.embedding import get_embedder
 
-    references = [reviewer_fix(b, r) for b, r in zip(before, reviews)]
+    gate = EvaluationGate(client=raw_client, config=GateConfig(max_tokens=cfg.max_tokens, temperature=cfg.temperature,
+                                                               seed=0))
+    items = [EvalItem(messages_of(r), "", "feedback") for r in held]
+    hooks = (LoadedHooks.from_file(Path(result["hook_script_path"]), result["hook_version"])
+             if result.get("hook_version") else None)
+    tuned = (result.get("train") or {}).get("fine_tuned_model") or cfg.model
+    cache: Dict[Any, str] = {}
+    rows = {"incumbent": Contender("incumbent", cfg.model, None), "hooks": Contender("hooks", cfg.model, hooks),
+            "model": Contender("model", tuned, None), "both": Contender("both", tuned, hooks)}
+    live = vt.get_runtime().current()  # what the app serves now, after the swap
+    rows["live"] = Contender("live", live.route(cfg.model), live.hooks)
+    answers = {name: gate.answers(c, items, cache, FUNCTION) for name, c in rows.items()}
+    references = [reviewer_fix(a, r) for a, r in zip(answers["incumbent"], held)]
     embedder = get_embedder("minilm")
     ref = embedder.embed(references)
-    sim = lambda outs: float((embedder.embed(outs) * ref).sum(axis=1).mean())  # noqa: E731
-    ok = lambda outs: sum(reviewer_fix(o, r).strip() == o.strip() for o, r in zip(outs, reviews)) / len(reviews)  # noqa: E731
-    return {"n": len(reviews), "before": {"fix_rate": ok(before), "similarity": sim(before)},
-            "after": {"fix_rate": ok(after), "similarity": sim(after)},
-            "examples": [{"review": prompt_of(r), "before": b, "after": a} for r, b, a in zip(reviews[:2], before, after)]}
+    table = {}
+    for name, outs in answers.items():
+        ok = [reviewer_fix(o, r).strip() == o.strip() for o, r in zip(outs, held)]
+        table[ROW_LABELS.get(name, "live app after the swap")] = {"no_correction": round(sum(ok) / len(held), 3),
+                                             "similarity": round(float((embedder.embed(outs) * ref).sum(1).mean()), 4)}
+    complaints = sum(r["stars"] == 1 for r in held)
+    return {"n": len(held), "complaints": complaints, "rows": table,
+            "examples": [{"review": prompt_of(r), "before": b, "after": a}
+                         for r, b, a in zip(held[:2], answers["incumbent"], answers["live"])]}
 
 
-def print_report(console: Any, report: Dict[str, Any], result: Dict[str, Any], root: Path) -> None:
+def print_report(console: Any, report: Dict[str, Any], root: Path) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Held-out quality ({report['n']} reviews never corrected)")
-    for column in ("", "before", "after"):
+    t, swap, evo = report["traffic"], report["swap"], report["evolution"]
+    console.rule("what happened")
+    console.print(f"calls served: {t['calls']} from {t['threads']} threads · before the swap {t['before_swap']} · "
+                  f"in flight across it {t['spanning_swap']} · after it {t['after_swap']} · "
+                  f"[bold]failed calls: {t['failed']}[/]")
+    if swap:
+        console.print(f"swap at {swap['t']:.1f}s: generation {swap['generation']}, hooks {swap['hook_version']}, "
+                      f"routes {swap['routes'] or '{}'}; calls after it answered by {', '.join(t['models_after'])}")
+    promoted = " + ".join(evo["promoted_parts"] or []) or "nothing"
+    console.print(f"corrections stored: {t['corrections']} · promoted: {promoted}"
+                  f" · evolution cycle {evo['cycle_s']}s · LoRA {evo['steps']} steps, {evo['epochs']} epochs on "
+                  f"{evo['train_examples']} examples, loss {evo['loss']}")
+    console.print(f"gate: {evo['gate_reason']}")
+    for rule in evo["rules"]:
+        console.print(f"  rule: {rule}")
+    gate_rows = Table(title="Gate ablation (held-out split of the captured calls and corrections)")
+    for column in ("row", "score", "similarity to corrections", "similarity to accepted answers", "hook exact fixes"):
+        gate_rows.add_column(column)
+    from vt_middleware.evolve.gate import ROW_LABELS
+
+    for name, row in (evo["gate_rows"] or {}).items():
+        gate_rows.add_row(ROW_LABELS[name], _fmt(row.get("score")), _fmt(row.get("similarity_corrected")),
+                          _fmt(row.get("similarity_accepted")), _fmt(row.get("exact_rate")))
+    console.print(gate_rows)
+    held = report["held_out"]
+    table = Table(title=f"Held-out reviews never captured ({held['n']}, {held['complaints']} complaints)")
+    for column in ("", "answers needing no correction", "similarity to the reviewer's answer"):
         table.add_column(column)
-    table.add_row("answers needing no correction", f"{report['before']['fix_rate']:.0%}", f"{report['after']['fix_rate']:.0%}")
-    table.add_row("similarity to corrected answer", f"{report['before']['similarity']:.3f}", f"{report['after']['similarity']:.3f}")
+    for name, row in held["rows"].items():
+        table.add_row(name, f"{row['no_correction']:.0%}", f"{row['similarity']:.3f}")
     console.print(table)
-    for example in report["examples"]:
+    for example in held["examples"]:
         console.print(f"[dim]{example['review']}[/]\n  before: {example['before']!r}\n  after:  {example['after']!r}")
-    console.print(f"promoted: {result.get('promoted')} · hook version {result.get('hook_version')} · "
-                  f"fine-tuned model {(result.get('train') or {}).get('fine_tuned_model')}")
-    evolution = report["evolution"]
-    console.print(f"evolution cycle {evolution['cycle_s']:.0f}s · whole demo {evolution['total_s']:.0f}s")
-    console.print(f"explore it: vt --store-path {root}/lance --hooks-dir {root}/hooks --state-dir {root}/state dashboard")
+    console.print(f"whole demo {report['total_s']:.0f}s · explore it: vt --store-path {root}/lance "
+                  f"--hooks-dir {root}/hooks --state-dir {root}/state dashboard")
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

@@ -300,7 +300,8 @@ def test_feedback_on_captured_calls_learns_a_rating_read_from_each_calls_input(v
     client = vt.wrap(OpenAI(base_url=local_server.base_url, api_key="sk-local", max_retries=0), function_name="rate")
 
     def ask(prompt: str) -> str:
-        answer = client.chat.completions.create(model=TINY_ID, max_tokens=4, temperature=0.0,
+        # sampled: the tiny random model says random words (greedy, it only says newlines)
+        answer = client.chat.completions.create(model=TINY_ID, max_tokens=6, temperature=1.0,
                                                 messages=[{"role": "user", "content": prompt}])
         return answer.choices[0].message.content or ""
 

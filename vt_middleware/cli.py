@@ -113,14 +113,14 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
 @handled
 def demo(quick: bool = typer.Option(False, "--quick", help="Tiny model and few requests (a smoke run)."),
          demo_dir: Path = typer.Option(Path(".vt-demo"), "--dir", help="Where the demo keeps its store and state."),
-         requests: Optional[int] = typer.Option(None, help="Requests in the sample stream."),
+         corrections: Optional[int] = typer.Option(None, help="Corrections that trigger the evolution run."),
          keep: bool = typer.Option(False, help="Keep the previous demo data instead of starting fresh.")) -> None:
-    """Run the offline demo: local model server, sample app, feedback, one evolution cycle."""
+    """Run the offline demo: the sample app serves from several threads while the evolver learns and hot-swaps."""
     if not DEMO_SCRIPT.exists():
         _fail(f"the demo script is not at {DEMO_SCRIPT} (run from a source checkout of vt_middleware)")
     argv = [sys.executable, str(DEMO_SCRIPT), "--dir", str(demo_dir)]
     argv += ["--quick"] if quick else []
-    argv += ["--requests", str(requests)] if requests else []
+    argv += ["--corrections", str(corrections)] if corrections else []
     argv += ["--keep"] if keep else []
     raise typer.Exit(subprocess.call(argv))
 

@@ -6,7 +6,8 @@ from .run_records import RunRecorder, list_runs, load_run, runs_dir
 from .swap import Promoter, get_promoter, promote, promotion_history, rollback, sync_from_store
 
 __all__ = [
-    "TrainingPipeline", "PipelineBusyError", "Evolver", "parse_interval", "EvaluationGate", "GateConfig", "GateDecision",
+    "TrainingPipeline", "PipelineBusyError", "Evolver", "parse_interval", "EvaluationGate", "GateConfig",
+    "GateDecision",
     "GateError", "Contender", "split_holdout", "Promoter", "get_promoter", "promote", "rollback",
     "sync_from_store", "promotion_history", "RunRecorder", "load_run", "list_runs", "runs_dir",
 ]

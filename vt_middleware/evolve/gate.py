@@ -63,6 +63,7 @@ class GateConfig:
     max_eval_items: int = 16  # per source (golden, feedback), keeps a gate run short
     max_tokens: int = 64
     temperature: float = 0.0
+    seed: Optional[int] = None  # sent with each generation (a sampled model answers reproducibly)
 
 
 @dataclass
@@ -198,14 +199,14 @@ def decide(rows: Dict[str, JSONDict], config: GateConfig) -> Tuple[Optional[str]
 class EvaluationGate:
     """Scores the ablation rows of a candidate on held-out data and decides what to promote."""
 
-    def __init__(self, client: Optional["OpenAI"] = None, config: Optional[GateConfig] = None,
-                 embedder: Optional["Embedder"] = None) -> None:
+    def __init__(self, client: Optional[OpenAI] = None, config: Optional[GateConfig] = None,
+                 embedder: Optional[Embedder] = None) -> None:
         self.client = client
         self.config = config or GateConfig()
         self._embedder = embedder
 
     @property
-    def embedder(self) -> "Embedder":
+    def embedder(self) -> Embedder:
         if self._embedder is None:
             from ..config import get_config
             from ..store.embedding import get_embedder
@@ -301,10 +302,11 @@ class EvaluationGate:
 
         if self.client is None:
             raise GateError("evaluation needs a client to generate answers")
+        extra = {} if self.config.seed is None else {"seed": self.config.seed}
         try:
             response = self.client.chat.completions.create(
                 model=model, messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
-                max_tokens=self.config.max_tokens, temperature=self.config.temperature)
+                max_tokens=self.config.max_tokens, temperature=self.config.temperature, **extra)
         except openai.APIConnectionError as exc:
             where = getattr(self.client, "base_url", "the model server")
             raise GateError(f"evaluation failed: the model server at {where} is unreachable "
@@ -325,8 +327,8 @@ class EvaluationGate:
         fixed = [p.fixed_output for p in pairs]
         after = self._similarities(hooked, fixed)
         before = self._similarities([p.bad_output for p in pairs], fixed)
-        exact = [h.strip() == f.strip() for h, f in zip(hooked, fixed)]
-        improved = [e or a > b + 1e-6 for e, a, b in zip(exact, after, before)]
+        exact = [h.strip() == f.strip() for h, f in zip(hooked, fixed, strict=True)]
+        improved = [e or a > b + 1e-6 for e, a, b in zip(exact, after, before, strict=True)]
         return {"exact_rate": round(float(np.mean(exact)), 6), "fix_rate": round(float(np.mean(improved)), 6),
                 "hook_similarity": round(float(np.mean(after)), 6)}
 

@@ -56,7 +56,7 @@ class TrainingPipeline:
     def __init__(self, extractor: Extractor, synthesizer_output_dir: Optional[str | os.PathLike[str]] = None,
                  trainer: Optional[Trainer] = None, monitor: Optional[Monitor] = None, gate: Optional[Gate] = None,
                  *, base_model: Optional[str] = None, hyperparameters: Optional[Dict[str, Any]] = None,
-                 eval_client: Optional["OpenAI"] = None, promoter: Optional[Promoter] = None,
+                 eval_client: Optional[OpenAI] = None, promoter: Optional[Promoter] = None,
                  auto_promote: bool = True, min_train_examples: int = 1, correction_repeats: int = 1,
                  train_timeout: Optional[float] = 3600.0, poll_interval: float = 1.0,
                  synthesis_options: Optional[Dict[str, Any]] = None,
@@ -137,7 +137,7 @@ class TrainingPipeline:
         result: JSONDict = {
             "run_id": record.run_id, "function_name": function_name, "status": "running",
             "train": {"status": "skipped", "fine_tuned_model": None}, "golden_data_path": None,
-            "hook_script_path": None, "hook_version": None, "steady": 0, "anomalies": 0,
+            "hook_script_path": None, "hook_version": None, "hook_estimate": None, "steady": 0, "anomalies": 0,
             "golden_examples": 0, "train_examples": 0, "holdout_examples": 0, "feedback_pairs": 0,
             "rules": [], "cost": None, "gate": None, "promoted": False, "promoted_parts": [], "skipped": {},
             "run_dir": str(record.folder),

@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, DataError
 from ..runtime.hooks import LoadedHooks
@@ -119,8 +119,8 @@ def training_rows(golden: Sequence[JSONDict], corrections: Sequence[FeedbackPair
             continue  # no captured request: the real input is unknown, so it does not train
         messages = _chat(request_messages(pair))
         if any(m["role"] == "user" for m in messages) and pair.fixed_output.strip():
-            fixed[_prompt_key(messages)] = {"messages": messages + [{"role": "assistant",
-                                                                     "content": pair.fixed_output}]}
+            answer = {"role": "assistant", "content": pair.fixed_output}
+            fixed[_prompt_key(messages)] = {"messages": [*messages, answer]}
     rows = [r for r in golden if _prompt_key(list(r.get("messages") or [])[:-1]) not in held | set(fixed)]
     return rows + [row for row in fixed.values() for _ in range(repeats)]
 
@@ -177,16 +177,30 @@ def synthesize_hooks(ctx: RunContext, pairs: Sequence[FeedbackPair], **overrides
     """Synthesise, validate and load a hook version; ``StageSkipped`` when nothing generalised."""
     from ..synthesize import pipeline as synthesis
 
-    options = {**ctx.parts.synthesis_options, **overrides}
+    options = {"negatives": negatives(ctx), **ctx.parts.synthesis_options, **overrides}
     made = synthesis.synthesize_version(pairs, ctx.parts.hooks_dir, activate=False, **options)
     ctx.result.update(hook_script_path=made.hook_path, hook_version=made.version,
-                      rules=[r.to_dict() for r in made.rules])
+                      rules=[r.to_dict() for r in made.rules], hook_estimate=made.estimate)
     if not made.rules:
         raise StageSkipped(f"no rule generalised from {len(pairs)} feedback pair(s); "
                            f"hook version {made.version} is a pass-through and is not a candidate")
     if not made.validation.get("ok", True):
         raise StageSkipped(f"hook version {made.version} failed validation: {made.validation}")
     return LoadedHooks.from_file(Path(made.hook_path), made.version)
+
+
+def negatives(ctx: RunContext) -> List[Tuple[str, JSONDict]]:
+    """The training answers (accepted or corrected) as (output, context): a rule must leave them be."""
+    seen, out = set(), []
+    for row in ctx.golden_train:
+        messages = list(row.get("messages") or [])
+        if not messages or messages[-1].get("role") != "assistant" or not isinstance(messages[-1].get("content"), str):
+            continue
+        key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+        if key not in seen:
+            seen.add(key)
+            out.append((messages[-1]["content"], {"function_name": ctx.function_name, "messages": messages[:-1]}))
+    return out
 
 
 def training_skip_reason(ctx: RunContext) -> Optional[str]:
@@ -285,7 +299,7 @@ def _judge(ctx: RunContext, hooks: Optional[LoadedHooks]) -> GateDecision:
 def _retry_without_prompt_rules(ctx: RunContext, decision: GateDecision) -> GateDecision:
     """Prompt rules can derail a small model: judge the output rules alone. Keeps the first
     candidate (and its decision) unless the output-only hooks pass."""
-    kept = {k: ctx.result[k] for k in ("hook_script_path", "hook_version", "rules")}
+    kept = {k: ctx.result.get(k) for k in ("hook_script_path", "hook_version", "rules", "hook_estimate")}
     ctx.log(f"gate: {decision.reason}; trying the candidate without prompt rules")
     try:
         fallback: Optional[LoadedHooks] = synthesize_hooks(ctx, ctx.feedback_train, prompt_rules=False)
