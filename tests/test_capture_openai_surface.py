@@ -429,7 +429,7 @@ def test_record_only_streams_send_the_models_text_and_store_the_hooked_copy(plai
 
 def test_tool_using_calls_export_as_valid_fine_tuning_examples(plain, client, tmp_path):
     from vt_middleware.select.export import write_chat_jsonl
-    from vt_middleware.train.jsonl import read_chat_examples
+    from vt_middleware.chatml import read_chat_examples
 
     ask = [{"role": "user", "content": "weather in Paris?"}]
     call = client.chat.completions.create(messages=ask, tools=TOOLS_CHAT, **M).choices[0].message.tool_calls[0]

@@ -10,7 +10,7 @@ import pytest
 
 import vt_middleware as vt
 from synth_data import make_pairs
-from vt_middleware.dashboards.monitor import STAGES, PipelineMonitor
+from vt_middleware.dashboards import STAGES, PipelineMonitor
 from vt_middleware.errors import ConfigError, DataError, TrainingError
 from vt_middleware.evolve.run_records import list_runs, load_run
 from vt_middleware.pipeline import OpenAITrainer, TrainingPipeline

@@ -132,7 +132,7 @@ def test_cost_guard_counts_prices_and_raises_the_trainers_error(tmp_path):
     from vt_middleware import cost_guard
     from vt_middleware.errors import BudgetExceededError, ConfigError, DataError
     from vt_middleware.train import BudgetExceededError as TrainBudgetError
-    from vt_middleware.train.tokens import count_chat_tokens
+    from vt_middleware.tokens import count_chat_tokens
 
     assert cost_guard.BudgetExceededError is TrainBudgetError is BudgetExceededError
     rows = [

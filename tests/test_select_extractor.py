@@ -12,7 +12,7 @@ from vt_middleware.extractor import DensityBasedExtractor
 from vt_middleware.select.sources import ArraySource
 from benchmarks.synthetic_calls import make_calls
 from vt_middleware.store.executions import GOLDEN, get_store
-from vt_middleware.train.jsonl import read_chat_examples, validate_chat_jsonl
+from vt_middleware.chatml import read_chat_examples, validate_chat_jsonl
 from vt_middleware.types import STATUS_SUCCESS, CallRecord, FeedbackPair
 
 FN = "generate_review_summary"

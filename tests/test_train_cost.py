@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from vt_middleware.errors import BudgetExceededError, ConfigError, DataError, MissingDependencyError
-from vt_middleware.train import cost, tokens
-from vt_middleware.train.jsonl import validate_chat_jsonl
+from vt_middleware import tokens
+from vt_middleware.train import cost
+from vt_middleware.chatml import validate_chat_jsonl
 
 
 def _example(user: str = "Summarise: great product", answer: str = "Positive.") -> dict:
@@ -30,7 +31,7 @@ def test_tiktoken_works_offline_from_bundled_files(tmp_path):
         "def no_net(*a, **k): raise OSError('network disabled in this test')\n"
         "socket.socket.connect = no_net\n"
         "socket.create_connection = no_net\n"
-        "from vt_middleware.train.tokens import ensure_offline_encodings\n"
+        "from vt_middleware.tokens import ensure_offline_encodings\n"
         "ensure_offline_encodings()\n"
         "import tiktoken\n"
         "print(tiktoken.encoding_for_model('gpt-4o-mini-2024-07-18').encode('hello world'),"
@@ -48,7 +49,7 @@ def test_tiktoken_works_offline_from_bundled_files(tmp_path):
 def test_offline_encodings_fill_tiktokens_default_cache_without_touching_the_environment(tmp_path):
     code = (
         "import os\n"
-        "from vt_middleware.train.tokens import count_tokens\n"
+        "from vt_middleware.tokens import count_tokens\n"
         "before = dict(os.environ)\n"
         "print(count_tokens('hello world', 'gpt-4o-mini'), dict(os.environ) == before)\n"
     )

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from vt_middleware.dashboards.monitor import PipelineMonitor
+from vt_middleware.dashboards import PipelineMonitor
 from vt_middleware.errors import ConfigError, DataError, TrainingError
 from vt_middleware.train.local_models import TINY_ID, generate, load_local_model, load_tokenizer, read_adapter_manifest
 from vt_middleware.train.local_trainer import IGNORE_INDEX, LocalTrainer, encode_chat_example

@@ -1,7 +1,7 @@
 """Seed-compatible cost guard: ``from vt_middleware.cost_guard import check_budget, ...``.
 
 A thin door into :mod:`vt_middleware.train.cost` (prices, epochs, the estimate) and
-:mod:`vt_middleware.train.tokens` (offline tiktoken counts); the trainers use the same
+:mod:`vt_middleware.tokens` (offline tiktoken counts); the trainers use the same
 functions and raise the same :class:`BudgetExceededError`.
 """
 
@@ -14,7 +14,7 @@ from typing import Optional, Union
 from .errors import BudgetExceededError, ConfigError
 from .train.cost import check_budget as _check_estimate
 from .train.cost import estimate_from_counts, training_price
-from .train.jsonl import validate_chat_jsonl
+from .chatml import validate_chat_jsonl
 from .types import CostEstimate
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"

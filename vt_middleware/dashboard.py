@@ -1,5 +1,5 @@
 """Seed-compatible names: ``from vt_middleware.dashboard import CLIDashboard``."""
 from .dashboards.cli_dashboard import CLIDashboard
-from .dashboards.monitor import STAGES, PipelineMonitor
+from .evolve.monitor import STAGES, PipelineMonitor
 
 __all__ = ["CLIDashboard", "PipelineMonitor", "STAGES"]

@@ -3,7 +3,7 @@
 :func:`build_pipeline` assembles a :class:`~vt_middleware.evolve.pipeline.TrainingPipeline`
 from :class:`RunOptions` (extractor over the configured store, optional trainer, gate).
 :class:`RunManager` runs one cycle at a time in a background thread and reports its state
-(the monitor's :meth:`~vt_middleware.dashboards.monitor.PipelineMonitor.summary`).
+(the monitor's :meth:`~vt_middleware.evolve.monitor.PipelineMonitor.summary`).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class RunManager:
 
     def start(self, options: RunOptions) -> Dict[str, Any]:
         """Start a cycle; :class:`BusyError` while one runs. Returns the job's status."""
-        from ..dashboards.monitor import PipelineMonitor
+        from ..evolve.monitor import PipelineMonitor
 
         options.check()
         with self._lock:

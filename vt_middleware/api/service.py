@@ -44,7 +44,7 @@ def evolver_status() -> Optional[Dict[str, Any]]:
 
 def stage_rows(run: Dict[str, Any]) -> List[Dict[str, Any]]:
     """One row per stage of ``run``, in pipeline order, for a table."""
-    from ..dashboards.monitor import STAGES
+    from ..evolve.monitor import STAGES
 
     stages = run.get("stages") or {}
     order = [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]

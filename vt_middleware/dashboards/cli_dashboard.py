@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from rich.markup import escape
 
-from .monitor import STAGES, PipelineMonitor
+from ..evolve.monitor import STAGES, PipelineMonitor
 
 _STATUS_STYLE = {"running": "cyan", "succeeded": "green", "skipped": "yellow", "failed": "bold red"}
 _STATUS_MARK = {"running": "…", "succeeded": "✓", "skipped": "–", "failed": "✗"}

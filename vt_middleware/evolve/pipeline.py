@@ -1,7 +1,7 @@
 """TrainingPipeline: extract -> synthesize -> prepare -> train (+wait) -> evaluate -> promote.
 
 Each stage (a function of :mod:`.stages` over the run's :class:`~.stages.RunContext`) is
-reported to the monitor (``dashboards.monitor.PipelineMonitor`` callbacks, stage names from
+reported to the monitor (``evolve.monitor.PipelineMonitor`` callbacks, stage names from
 ``STAGES``) and to the run record (``run_records.py``). A failing stage is recorded, reported
 and re-raised with its own clear message; a stage with nothing to do (no golden data, no
 feedback, no trainer) is marked ``skipped`` with the reason.

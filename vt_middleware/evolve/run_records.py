@@ -10,7 +10,7 @@ stage, so a dashboard sees a run in progress). Schema::
       "finished_at": null | "...",
       "status": "running" | "succeeded" | "failed",
       "trigger": "manual" | "schedule" | "calls" | "feedback" | ...,
-      "stages": {                                 # names from dashboards.monitor.STAGES
+      "stages": {                                 # names from evolve.monitor.STAGES
         "<stage>": {"status": "running" | "succeeded" | "skipped" | "failed",
                     "started_at": "...", "duration_s": 1.23,
                     "result": {...} | null,       # small JSON summary

@@ -14,7 +14,7 @@ each example is ``{"messages": [system?, user, ..., assistant]}`` where
 Identical examples are written once; ``val_fraction`` splits off a deterministic
 validation file (``<stem>.val.jsonl``). Calls that cannot be used (no output, no input,
 over the per-example token limit) are skipped with their reason in the report; the
-written files are checked by :func:`vt_middleware.train.jsonl.validate_chat_jsonl`.
+written files are checked by :func:`vt_middleware.chatml.validate_chat_jsonl`.
 """
 from __future__ import annotations
 
@@ -165,8 +165,8 @@ def write_chat_jsonl(records: Sequence[Tuple[str, CallRecord]], path: Any,
                      corrections: Optional[Mapping[str, str]] = None,
                      val_fraction: Optional[float] = None, model: Optional[str] = None) -> ExportReport:
     """Write ``(uuid, record)`` pairs as deduplicated, validated ChatML JSONL."""
-    from ..train.jsonl import validate_chat_jsonl
-    from ..train.tokens import count_chat_tokens, max_example_tokens
+    from ..chatml import validate_chat_jsonl
+    from ..tokens import count_chat_tokens, max_example_tokens
 
     if val_fraction is not None and not 0.0 < float(val_fraction) < 1.0:
         raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")

@@ -18,7 +18,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from ..errors import DataError
-from ..train.jsonl import validate_chat_jsonl
+from ..chatml import validate_chat_jsonl
 
 router = APIRouter()
 

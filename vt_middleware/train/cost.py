@@ -7,7 +7,7 @@ from typing import Dict, Optional, Union
 
 from ..errors import BudgetExceededError, ConfigError
 from ..types import CostEstimate
-from .jsonl import validate_chat_jsonl
+from ..chatml import validate_chat_jsonl
 from .local_models import BASE_MODEL_IDS
 
 # USD per 1M training tokens (OpenAI price list, supervised fine-tuning).

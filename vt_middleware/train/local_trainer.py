@@ -24,9 +24,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 from ..errors import ConfigError, DataError, TrainingError
 from .base import TERMINAL_STATUSES, BaseTrainer, logger
 from .cost import resolve_epochs
-from .jsonl import read_chat_examples, validate_chat_jsonl
+from ..chatml import read_chat_examples, validate_chat_jsonl
 from .local_models import BASE_MODEL_IDS, SMOLLM2_ID, load_base_model, load_tokenizer, write_adapter_manifest
-from .tokens import content_text
+from ..tokens import content_text
 
 IGNORE_INDEX = -100
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")

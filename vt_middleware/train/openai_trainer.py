@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Union
 from ..errors import ConfigError, DataError, TrainingError
 from .base import BaseTrainer
 from .cost import CostEstimate, check_budget, estimate_from_counts, resolve_epochs
-from .jsonl import ValidationReport, validate_chat_jsonl
+from ..chatml import ValidationReport, validate_chat_jsonl
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping
 
-from ..errors import MissingDependencyError
+from .errors import MissingDependencyError
 
 BLOB_URLS = {
     "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-from ..errors import DataError
+from .errors import DataError
 from .tokens import content_text, count_chat_tokens, max_example_tokens
 
 ROLES = ("system", "user", "assistant", "tool", "function")
