@@ -258,7 +258,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def make_evolver(cfg: Settings, root: Path, server: Any, raw_client: Any, traffic: Traffic, console: Any) -> Any:
     import vt_middleware as vt
-    from vt_middleware.dashboards.monitor import PipelineMonitor
+    from vt_middleware.dashboards import PipelineMonitor
     from vt_middleware.evolve.gate import EvaluationGate, GateConfig
     from vt_middleware.evolve.pipeline import TrainingPipeline
     from vt_middleware.extractor import DensityBasedExtractor

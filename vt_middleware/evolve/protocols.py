@@ -1,7 +1,7 @@
 """What the evolution pipeline needs from its collaborators, as structural types.
 
 Any object with these methods fits: the seed-compatible ``DensityBasedExtractor``, the
-trainers of ``vt_middleware.train``, ``dashboards.monitor.PipelineMonitor`` and its
+trainers of ``vt_middleware.train``, ``evolve.monitor.PipelineMonitor`` and its
 dashboards, :class:`~.swap.Promoter` and :class:`~.gate.EvaluationGate`.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ AnswerCache = Dict[Tuple[str, str], str]  # (model, messages as JSON) -> answer
 
 
 class Monitor(Protocol):
-    """Receives a run's progress (stage names: ``dashboards.monitor.STAGES``)."""
+    """Receives a run's progress (stage names: ``evolve.monitor.STAGES``)."""
 
     def on_stage_start(self, stage: str, total: Optional[int] = None) -> None: ...
 
