@@ -1,6 +1,7 @@
 """Rule synthesis: mine candidates from diffs, score them on the pairs, keep the strong ones."""
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections import Counter
@@ -178,9 +179,12 @@ class RuleSetSynthesizer:
                           item.closer / item.fired if item.fired else 0.0, item.sources)
                  for index, item in enumerate(result.chosen)]
         recency = {d["pair_id"]: str(d.get("created_at") or "") for d in diffs}
-        rules, self.last_report = resolve_conflicts(rules, recency)
+        # The search verified the list in order, so a rule sharing another's trigger stays (each
+        # fixes its own pairs where it runs); the report still names such pairs of rules.
+        _, self.last_report = resolve_conflicts([copy.deepcopy(r) for r in rules], recency)
         self.last_estimate["training"] = {
-            "pairs": len(changed), "exact_fixed": sum(out == d["fixed_output"] for d, out in zip(changed, result.outputs)),
+            "pairs": len(changed),
+            "exact_fixed": sum(out == d["fixed_output"] for d, out in zip(changed, result.outputs)),
             "rules": total, "negatives": len(negative_texts),
             "negative_harm_rate": round(sum(self._changes(rules, t, c) for t, c in negative_texts)
                                         / len(negative_texts), 4) if negative_texts else None,

@@ -9,8 +9,9 @@ moves the output *away* when the distance grows. Before the search, a candidate 
 it changes any output that needed no fix (fixed outputs, identical pairs) or more than
 ``max_negative_share`` of the negatives (captured calls nobody corrected). The search then
 repeatedly appends the candidate with the most new exact fixes less its off-path fires (then
-the largest distance gain, then the most general: see :func:`generality`) that breaks no pair already fixed, is on path for at least ``min_support`` pairs and has
-``on path / fired >= min_precision`` on the texts as they are at that point -- so the list
+the largest distance gain, then the most general: see :func:`generality`) that breaks no pair
+already fixed, is on path for at least ``min_support`` pairs and has ``on path / fired >=
+min_precision`` on the texts as they are at that point -- so the list
 and its order are what reproduce the training fixes, defects combined in one output included.
 """
 from __future__ import annotations
@@ -102,6 +103,13 @@ def consistent(before: Sequence[str], after: Sequence[str], fixed: Sequence[str]
     removed, added = have - got, got - have
     to_remove, to_add = have - want, want - have
     return all(to_remove[t] >= n for t, n in removed.items()) and all(to_add[t] >= n for t, n in added.items())
+
+
+def moves_toward(before: str, after: str, fixed: str) -> bool:
+    """True when ``after`` is closer to ``fixed`` than ``before`` by token edit distance, or the
+    change is :func:`consistent` with the fix."""
+    old, new, target = tokenize(before), tokenize(after), tokenize(fixed)
+    return token_distance(new, target) < token_distance(old, target) or consistent(old, new, target)
 
 
 def harm_counts(compiled: _Compiled, texts: Sequence[Text]) -> int:

@@ -2,8 +2,9 @@
 
 Checks, in order: the source parses (libcst and ast), compiles, imports in
 isolation under a throwaway module name, and -- applied to the training pairs --
-each rule reproduces the fixes it claims (every source pair gets closer to its
-fixed output with that rule alone). Whole-hook effects on the pairs are reported.
+each rule reproduces the fixes it claims (with that rule alone, every source pair
+moves toward its fixed output: closer by token edit distance, or only removing and
+adding tokens the fix removes and adds). Whole-hook effects on the pairs are reported.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import libcst as cst
 from ..runtime.hooks import import_hook_file
 from ..types import Rule
 from .rules import eval_context
+from .search import moves_toward
 
 
 def validate_hook(path: str | Path, rules: Sequence[Rule], diffs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -57,8 +59,7 @@ def validate_hook(path: str | Path, rules: Sequence[Rule], diffs: Sequence[Dict[
                 else:
                     bad, fixed = diff["bad_output"], diff["fixed_output"]
                     after = module.apply_rules(bad, context, [rule.rule_id], "output")
-                    before = Levenshtein.distance(bad, fixed)
-                    ok = bool(before) and Levenshtein.distance(after, fixed, score_cutoff=before - 1) < before
+                    ok = after != bad and moves_toward(bad, after, fixed)
                 if not ok:
                     failed.append(rule.rule_id)
                     break
