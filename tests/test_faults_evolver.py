@@ -9,6 +9,7 @@ from typing import Any, Dict, List
 import pytest
 
 import vt_middleware as vt
+from store_data import AllCallsExtractor
 from synth_data import make_pairs
 from vt_middleware.call_context import last_run_id
 from vt_middleware.evolve.evolver import Evolver
@@ -26,30 +27,6 @@ FUNCTION = "evolver_faults"
 
 class InjectedCrash(RuntimeError):
     pass
-
-
-class StoreExtractor:
-    """Seed extractor interface over the real store: every successful call is golden."""
-
-    def _calls(self, function_name: str) -> List[CallRecord]:
-        records = [CallRecord.from_properties(c.properties)
-                   for page in vt.get_store().iter_calls(function_name) for c in page]
-        return [r for r in records if r.status == "SUCCESS" and (r.output or "").strip()]
-
-    def select_steady_state(self, function_name: str) -> List[CallRecord]:
-        return self._calls(function_name)
-
-    def select_anomalies(self, function_name: str) -> List[CallRecord]:
-        return []
-
-    def extract_golden_data(self, function_name: str, output_path: str) -> str:
-        import json
-
-        with open(output_path, "w", encoding="utf-8") as handle:
-            for call in self._calls(function_name):
-                messages = list(call.inputs["messages"]) + [{"role": "assistant", "content": call.output}]
-                handle.write(json.dumps({"messages": messages}) + "\n")
-        return output_path
 
 
 def _store_feedback() -> None:
@@ -101,7 +78,7 @@ def test_crash_in_each_stage_is_contained_and_the_next_run_recovers(stage, vt_en
     _store_feedback()
     call_ids = _seed_calls(openai_client) + _seed_golden()
     trainer = OpenAITrainer(client=openai_client, max_budget_usd=1.0, model=TINY_ID)
-    pipeline = TrainingPipeline(StoreExtractor(), trainer=trainer, promoter=Promoter(),
+    pipeline = TrainingPipeline(AllCallsExtractor(), trainer=trainer, promoter=Promoter(),
                                 gate=EvaluationGate(), min_train_examples=1000 if stage not in ("prepare", "train") else 1)
     pipeline.gate.client = None  # hooks-only gate: no slow model generations in a fault test
     target, attribute = _targets(pipeline)[stage]
@@ -149,7 +126,7 @@ def test_crash_in_each_stage_is_contained_and_the_next_run_recovers(stage, vt_en
 def test_evolver_thread_survives_store_errors_in_its_trigger_check(vt_env, monkeypatch):
     import time
 
-    pipeline = TrainingPipeline(StoreExtractor(), promoter=Promoter())
+    pipeline = TrainingPipeline(AllCallsExtractor(), promoter=Promoter())
     evolver = Evolver(pipeline, FUNCTION, min_new_calls=1, check_interval=0.05, sync=False)
     store = vt.get_store()
     real_count = type(store).count

@@ -9,6 +9,7 @@ from typing import Any, Dict, List
 import pytest
 
 import vt_middleware as vt
+from store_data import AllCallsExtractor
 from synth_data import make_pairs
 from vt_middleware.dashboards import STAGES, PipelineMonitor
 from vt_middleware.errors import ConfigError, DataError, TrainingError
@@ -21,42 +22,10 @@ from vt_middleware.types import STATUS_SUCCESS, CallRecord, FeedbackPair
 FUNCTION = "review_summary"
 
 
-class StoreExtractor:
-    """The seed extractor interface over the real store, used only while
-    ``vt_middleware.extractor.DensityBasedExtractor`` has not landed: every successful call."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def _calls(self, function_name: str) -> List[CallRecord]:
-        records = [CallRecord.from_properties(c.properties)
-                   for page in self.store.iter_calls(function_name) for c in page]
-        return [r for r in records if r.status == STATUS_SUCCESS and r.output]
-
-    def select_steady_state(self, function_name: str) -> List[CallRecord]:
-        return self._calls(function_name)
-
-    def select_anomalies(self, function_name: str) -> List[CallRecord]:
-        return []
-
-    def extract_golden_data(self, function_name: str, output_path: str) -> str:
-        calls = self._calls(function_name)
-        if not calls:
-            raise DataError(f"no logged calls of {function_name!r} to select golden data from")
-        with open(output_path, "w", encoding="utf-8") as handle:
-            for call in calls:
-                messages = list(call.inputs["messages"]) + [{"role": "assistant", "content": call.output}]
-                handle.write(json.dumps({"messages": messages}) + "\n")
-        return output_path
-
-
 def make_extractor() -> Any:
+    from vt_middleware.extractor import DensityBasedExtractor
     from vt_middleware.store.executions import get_store
 
-    try:
-        from vt_middleware.extractor import DensityBasedExtractor
-    except ImportError:
-        return StoreExtractor(get_store())
     # 12 seeded calls: most have no neighbour at epsilon 0.3, so keep singleton anomalies too
     return DensityBasedExtractor(get_store(), epsilon=0.3, top_k=50, min_group_size=1)
 
@@ -260,7 +229,7 @@ def test_a_second_run_on_the_same_pipeline_is_refused_while_one_runs(vt_env, tmp
 
     entered, release = threading.Event(), threading.Event()
 
-    class SlowExtractor(StoreExtractor):
+    class SlowExtractor(AllCallsExtractor):
         def select_steady_state(self, function_name: str) -> List[CallRecord]:
             entered.set()
             assert release.wait(30)

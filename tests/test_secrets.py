@@ -71,30 +71,9 @@ def leaks_in(obj: object, where: str) -> List[str]:
     return [f"{name} in {where}" for name, secret in SECRETS.items() if secret in text]
 
 
-class StoreExtractor:
-    """Golden export in the seed's shape (ChatML JSONL) from the stored calls."""
-
-    def select_steady_state(self, function_name: str) -> List[CallRecord]:
-        return [CallRecord.from_properties(c.properties) for page in vt.get_store().iter_calls(function_name)
-                for c in page]
-
-    def select_anomalies(self, function_name: str) -> List[CallRecord]:
-        return []
-
-    def extract_golden_data(self, function_name: str, output_path: str) -> str:
-        with open(output_path, "w", encoding="utf-8") as handle:
-            for call in self.select_steady_state(function_name):
-                if call.status == "SUCCESS" and isinstance(call.inputs.get("messages"), list) and call.output:
-                    messages = call.inputs["messages"] + [{"role": "assistant", "content": call.output}]
-                    handle.write(json.dumps({"messages": messages}) + "\n")
-        return output_path
-
-
 def _extractor():
-    try:
-        from vt_middleware.extractor import DensityBasedExtractor
-    except ImportError:  # not landed yet: same export shape over the same store
-        return StoreExtractor()
+    from vt_middleware.extractor import DensityBasedExtractor
+
     return DensityBasedExtractor(vt.get_store(), epsilon=0.3, top_k=50)
 
 
