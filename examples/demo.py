@@ -19,7 +19,7 @@
    the parts that passed, while the app keeps serving.
 5. Prints the calls served before and after the swap, the swap moment, the failed calls
    (none), and, on held-out reviews that were never captured, the four-row ablation: the share
-   of answers the reviewer would leave as they are and the similarity to the reviewer's answer.
+   of answers the reviewer would leave as they are and the similarity to the reviewer's fix of each answer.
 """
 from __future__ import annotations
 
