@@ -251,7 +251,9 @@ def test_a_second_run_on_the_same_pipeline_is_refused_while_one_runs(vt_env, tmp
     # once it ended the same object runs again; each run has its own record
     second = pipeline.run(FUNCTION, feedback_pairs=feedback(), output_dir=str(tmp_path / "b"))
     assert second["run_id"] != results["first"]["run_id"] and pipeline.last_result is second
-    assert [r["run_id"] for r in list_runs(function_name=FUNCTION)] == [second["run_id"], results["first"]["run_id"]]
+    runs = {r["run_id"]: r for r in list_runs(function_name=FUNCTION)}
+    assert set(runs) == {second["run_id"], results["first"]["run_id"]}
+    assert runs[results["first"]["run_id"]]["decision"]["promoted"] and runs[second["run_id"]]["status"] == "succeeded"
 
 
 def test_bad_function_name_is_rejected(vt_env, tmp_path):
