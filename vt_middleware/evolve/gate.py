@@ -302,11 +302,11 @@ class EvaluationGate:
 
         if self.client is None:
             raise GateError("evaluation needs a client to generate answers")
-        extra = {} if self.config.seed is None else {"seed": self.config.seed}
+        seed = openai.omit if self.config.seed is None else self.config.seed
         try:
             response = self.client.chat.completions.create(
                 model=model, messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
-                max_tokens=self.config.max_tokens, temperature=self.config.temperature, **extra)
+                max_tokens=self.config.max_tokens, temperature=self.config.temperature, seed=seed)
         except openai.APIConnectionError as exc:
             where = getattr(self.client, "base_url", "the model server")
             raise GateError(f"evaluation failed: the model server at {where} is unreachable "
