@@ -16,6 +16,7 @@ Against the local server on a scripted backend (no model compute, so HTTP is the
 3. Time to first chunk over HTTP: bare vs wrapped (no hooks, generated stream processor:
    the first text waits for the 4-chunk opener it removes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,13 @@ sys.path.insert(0, str(ROOT))
 import vt_middleware as vt  # noqa: E402
 from vt_middleware.server.backends import Completion, FaultPlan, StreamedCompletion  # noqa: E402
 
-HOOKS = '''
+HOOKS = """
 def intercept_prompt(user_input, context):
     return user_input
 
 def intercept_output(model_output, context):
     return model_output.replace("Here is a summary: ", "") + " Rating: 4/5"
-'''
+"""
 
 
 def _generated_stream_hooks() -> str:
@@ -50,12 +51,28 @@ def _generated_stream_hooks() -> str:
     from vt_middleware.synthesize import build_module
     from vt_middleware.types import Rule
 
-    rules = [Rule("opener", "drop the opener", {"scope": None, "pattern": r"Here\ is\ a\ summary:\ ",
-                                                "anchor": "Here is a summary: "}, {"parts": []},
-                  priority=90, kind="remove", sources=["a", "b"], support=2),
-             Rule("rating", "end with the rating", {"scope": None, "pattern": r"Rating:\ 4/5"},
-                  {"parts": [["lit", "Rating: 4/5", ""]], "separator": " "}, priority=20, kind="append",
-                  sources=["a", "b"], support=2)]
+    rules = [
+        Rule(
+            "opener",
+            "drop the opener",
+            {"scope": None, "pattern": r"Here\ is\ a\ summary:\ ", "anchor": "Here is a summary: "},
+            {"parts": []},
+            priority=90,
+            kind="remove",
+            sources=["a", "b"],
+            support=2,
+        ),
+        Rule(
+            "rating",
+            "end with the rating",
+            {"scope": None, "pattern": r"Rating:\ 4/5"},
+            {"parts": [["lit", "Rating: 4/5", ""]], "separator": " "},
+            priority=20,
+            kind="append",
+            sources=["a", "b"],
+            support=2,
+        ),
+    ]
     built = build_module(rules, version="v0002")
     if not built.ok:
         raise SystemExit(f"hook generation failed: {built.errors}")
@@ -104,9 +121,11 @@ def _calls(bare: Any, wrapped: Any, calls: int, label: str) -> List[tuple]:
 
     apis = {
         "chat.completions.create": lambda c: c.chat.completions.create(
-            model="bench", messages=[{"role": "user", "content": "Summarise: the soup was cold."}], max_tokens=4),
-        "responses.create": lambda c: c.responses.create(model="bench", input="Summarise: the soup was cold.",
-                                                         max_output_tokens=4),
+            model="bench", messages=[{"role": "user", "content": "Summarise: the soup was cold."}], max_tokens=4
+        ),
+        "responses.create": lambda c: c.responses.create(
+            model="bench", input="Summarise: the soup was cold.", max_output_tokens=4
+        ),
     }
     rows = []
     for name, call in apis.items():
@@ -125,8 +144,13 @@ def _calls(bare: Any, wrapped: Any, calls: int, label: str) -> List[tuple]:
         own = [ns / 1e9 for ns in openai_wrapper.overhead_probe]
         openai_wrapper.overhead_probe = None
         diff = (statistics.median(wrapped_t) - statistics.median(bare_t)) * 1e6
-        rows.append((f"{name}, {label}: wrapper's own time", _us(own),
-                     f"end to end bare {statistics.median(bare_t) * 1e3:.2f} ms, diff of medians {diff:+.0f} us"))
+        rows.append(
+            (
+                f"{name}, {label}: wrapper's own time",
+                _us(own),
+                f"end to end bare {statistics.median(bare_t) * 1e3:.2f} ms, diff of medians {diff:+.0f} us",
+            )
+        )
     return rows
 
 
@@ -146,13 +170,13 @@ def _per_chunk(bare: Any, wrapped: Any, chunks: int, streams: int, label: str) -
         def close(self) -> None:
             pass
 
-    chat = list(bare.chat.completions.create(model="bench", messages=[{"role": "user", "content": "x"}],
-                                             stream=True))
+    chat = list(bare.chat.completions.create(model="bench", messages=[{"role": "user", "content": "x"}], stream=True))
     events = list(bare.responses.create(model="bench", input="x", stream=True))
     rows = []
     for name, items, state_of in (
-            ("chat stream", chat, ChatStreamState),
-            ("responses stream", events, lambda call: ResponseStreamState(call, read_response))):
+        ("chat stream", chat, ChatStreamState),
+        ("responses stream", events, lambda call: ResponseStreamState(call, read_response)),
+    ):
         bare_t, wrapped_t = [], []
         for _ in range(streams):
             source = _Fetched(items)
@@ -160,26 +184,34 @@ def _per_chunk(bare: Any, wrapped: Any, chunks: int, streams: int, label: str) -
             for _item in iter(source.__next__, None):
                 pass
             bare_t.append(time.perf_counter() - t)
-            attempt = openai_wrapper._Attempt(openai_wrapper.CHAT, "bench_stream", (),
-                                              {"model": "bench", "messages": [{"role": "user", "content": "x"}],
-                                               "stream": True})
+            attempt = openai_wrapper._Attempt(
+                openai_wrapper.CHAT,
+                "bench_stream",
+                (),
+                {"model": "bench", "messages": [{"role": "user", "content": "x"}], "stream": True},
+            )
             proxy = RecordingStream(_Fetched(items), state_of(attempt.call))
             t = time.perf_counter()
             for _item in proxy:
                 pass
             wrapped_t.append(time.perf_counter() - t)
         per = [(w - b) / len(items) for w, b in zip(wrapped_t, bare_t)]
-        rows.append((f"{name} ({len(items)} items), {label}: added per chunk", _us(per),
-                     "includes the record's submit at the end"))
+        rows.append(
+            (
+                f"{name} ({len(items)} items), {label}: added per chunk",
+                _us(per),
+                "includes the record's submit at the end",
+            )
+        )
     return rows
 
 
 def _first_chunk(bare: Any, wrapped: Any, streams: int, label: str) -> List[tuple]:
     """Time from the call to the first chunk, and to the first chunk carrying text, over HTTP."""
+
     def measure(client: Any) -> tuple:
         t = time.perf_counter()
-        stream = client.chat.completions.create(model="bench", messages=[{"role": "user", "content": "x"}],
-                                                stream=True)
+        stream = client.chat.completions.create(model="bench", messages=[{"role": "user", "content": "x"}], stream=True)
         first = text = kept = None
         for chunk in stream:
             now = time.perf_counter() - t
@@ -199,8 +231,13 @@ def _first_chunk(bare: Any, wrapped: Any, streams: int, label: str) -> List[tupl
         b = [m[i] for m in bare_m]
         w = [m[i] for m in wrapped_m]
         rows.append((f"time to {what}, {label}: bare", _us(b), ""))
-        rows.append((f"time to {what}, {label}: wrapped", _us(w),
-                     f"diff of medians {(statistics.median(w) - statistics.median(b)) * 1e6:+.0f} us"))
+        rows.append(
+            (
+                f"time to {what}, {label}: wrapped",
+                _us(w),
+                f"diff of medians {(statistics.median(w) - statistics.median(b)) * 1e6:+.0f} us",
+            )
+        )
     return rows
 
 
@@ -209,13 +246,18 @@ def bench_api(tmp: Path, calls: int = 300, chunks: int = 200, streams: int = 30)
 
     from vt_middleware.server.runner import LocalServer
 
-    vt.reset(store_path=tmp / "api" / "lance", journal_path=tmp / "api" / "journal",
-             hooks_dir=tmp / "api" / "hooks", state_dir=tmp / "api" / "state")
+    vt.reset(
+        store_path=tmp / "api" / "lance",
+        journal_path=tmp / "api" / "journal",
+        hooks_dir=tmp / "api" / "hooks",
+        state_dir=tmp / "api" / "state",
+    )
     rows: List[tuple] = []
     with LocalServer(_Backend(chunks), data_dir=tmp / "api-server") as server:
         bare = openai.OpenAI(base_url=server.base_url, api_key="sk-bench", max_retries=0)
-        wrapped = vt.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-bench", max_retries=0),
-                          function_name="bench_api")
+        wrapped = vt.wrap(
+            openai.OpenAI(base_url=server.base_url, api_key="sk-bench", max_retries=0), function_name="bench_api"
+        )
         rows += _calls(bare, wrapped, calls, "no hooks")
         rows += _per_chunk(bare, wrapped, chunks, streams, "no hooks")
         rows += _first_chunk(bare, wrapped, streams, "no hooks")

@@ -5,6 +5,7 @@ lite store, and when only the store has it (read in a background thread).
 
     python benchmarks/bench_boot.py [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,17 @@ HOOK = "def intercept_prompt(t, c):\n    return t\n\n\ndef intercept_output(t, c
 
 
 def probe(root: Path, wait: bool) -> Dict[str, object]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "VT_STORE_PATH": str(root / "lance"),
-           "VT_HOOKS_DIR": str(root / "hooks"), "VT_STATE_DIR": str(root / "state"), "VT_CAPTURE_ENABLED": "false"}
-    out = subprocess.run([sys.executable, "-c", PROBE, "wait" if wait else "-"], env=env, capture_output=True, text=True, check=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "VT_STORE_PATH": str(root / "lance"),
+        "VT_HOOKS_DIR": str(root / "hooks"),
+        "VT_STATE_DIR": str(root / "state"),
+        "VT_CAPTURE_ENABLED": "false",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, "wait" if wait else "-"], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -60,8 +69,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         empty, promoted = Path(tmp) / "empty", Path(tmp) / "promoted"
-        vt.reset(store_path=promoted / "lance", hooks_dir=promoted / "hooks", state_dir=promoted / "state",
-                 journal_path=promoted / "journal")
+        vt.reset(
+            store_path=promoted / "lance",
+            hooks_dir=promoted / "hooks",
+            state_dir=promoted / "state",
+            journal_path=promoted / "journal",
+        )
         version = HookVersionStore(promoted / "hooks").create_version(HOOK, validation={"ok": True})["version"]
         promoter = Promoter(runtime=Runtime())
         promoter.promote("base", "ft-1", version)
@@ -70,9 +83,11 @@ def main() -> None:
         saved = mirror.read_text()
 
         rows = []
-        for name, root, keep_mirror in (("nothing stored (baseline)", empty, True),
-                                        ("promotion, lite mirror", promoted, True),
-                                        ("promotion, store only", promoted, False)):
+        for name, root, keep_mirror in (
+            ("nothing stored (baseline)", empty, True),
+            ("promotion, lite mirror", promoted, True),
+            ("promotion, store only", promoted, False),
+        ):
             runs = []
             for _ in range(args.repeat):  # the probe's sync re-mirrors the row: reset it each time
                 if keep_mirror:
@@ -80,12 +95,20 @@ def main() -> None:
                 elif mirror.exists():
                     mirror.unlink()
                 runs.append(probe(root, wait=root is promoted))
-            rows.append((name, statistics.median(r["import_s"] for r in runs),
-                         statistics.median(r["first_current_s"] for r in runs),
-                         statistics.median(r["routed_s"] for r in runs) if runs[-1]["routes"] else None, runs[-1]))
+            rows.append(
+                (
+                    name,
+                    statistics.median(r["import_s"] for r in runs),
+                    statistics.median(r["first_current_s"] for r in runs),
+                    statistics.median(r["routed_s"] for r in runs) if runs[-1]["routes"] else None,
+                    runs[-1],
+                )
+            )
 
-    print(f"{'case':28} {'import s':>9} {'first current() s':>18} {'routed after s':>15}  applied"
-          "                  heavy imports")
+    print(
+        f"{'case':28} {'import s':>9} {'first current() s':>18} {'routed after s':>15}  applied"
+        "                  heavy imports"
+    )
     for name, imp, first, routed, last in rows:
         applied = f"{last['routes'] or '-'} {last['hooks'] or ''}".strip()
         routed_text = "-" if routed is None else f"{routed:.3f}"

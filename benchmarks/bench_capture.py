@@ -19,6 +19,7 @@
    chunk), see ``benchmarks/bench_api.py``.
 7. ``--only compare``: no vt / vt.wrap / Langfuse in separate processes (capture_compare.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -61,10 +61,12 @@ def bench_latency(tmp: Path, calls: int) -> list:
     rows = []
     with LocalServer(model=TINY_ID, data_dir=tmp / "server") as server:
         bare = openai.OpenAI(base_url=server.base_url, api_key="sk-bench", max_retries=0)
-        wrapped = vt.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-bench", max_retries=0),
-                          function_name="bench_latency")
-        kwargs = dict(model=TINY_ID, messages=[{"role": "user", "content": "Summarise: the soup was cold."}],
-                      max_tokens=1)
+        wrapped = vt.wrap(
+            openai.OpenAI(base_url=server.base_url, api_key="sk-bench", max_retries=0), function_name="bench_latency"
+        )
+        kwargs = dict(
+            model=TINY_ID, messages=[{"role": "user", "content": "Summarise: the soup was cold."}], max_tokens=1
+        )
         for _ in range(5):
             bare.chat.completions.create(**kwargs), wrapped.chat.completions.create(**kwargs)
         stop = threading.Event()
@@ -95,10 +97,14 @@ def bench_latency(tmp: Path, calls: int) -> list:
         written_during = vt.capture_stats()["written"]
         vt.flush(60)
         rows.append(("bare openai client, end to end", us(bare_t), ""))
-        rows.append(("vt.wrap client, end to end", us(wrapped_t),
-                     f"diff of medians {(statistics.median(wrapped_t) - statistics.median(bare_t)) * 1e6:.0f} us"))
-        rows.append(("vt.wrap own time on caller thread", us(own),
-                     f"worker wrote {written_during} rows meanwhile"))
+        rows.append(
+            (
+                "vt.wrap client, end to end",
+                us(wrapped_t),
+                f"diff of medians {(statistics.median(wrapped_t) - statistics.median(bare_t)) * 1e6:.0f} us",
+            )
+        )
+        rows.append(("vt.wrap own time on caller thread", us(own), f"worker wrote {written_during} rows meanwhile"))
         stored = vt.get_store().count("bench_latency")
         rows.append(("wrapped calls stored", "", f"{stored} of {calls + 5}"))
     return rows
@@ -138,10 +144,12 @@ def _track_run(n_threads: int, per_thread: int, name: str, outage: bool = False)
     real_write = store.write_calls
     state = {"down": False}
     if outage:
+
         def flaky(items, fresh=False):
             if state["down"]:
                 raise StoreError("store killed")
             return real_write(items, fresh=fresh)
+
         store.write_calls = flaky
 
     def kill_store_midway() -> None:  # down once a third is written, for 3 s
@@ -187,22 +195,42 @@ def bench_throughput(tmp: Path, n_threads: int, per_thread: int, burst: int) -> 
     count, elapsed, _, caller, stats = _track_run(n_threads, per_thread, "bench_tp")
     cpu_on = time.process_time() - cpu
     rows.append((f"@vt.track x{n_threads} threads, caller time", us(caller), ""))
-    rows.append((f"  written to LanceDB (+{model} vectors)", f"{count / elapsed:9.0f} rec/s",
-                 f"{count}/{total} written; CPU {(cpu_on - cpu_off) / count * 1000:.2f} s per 1,000 records "
-                 f"(process CPU with capture minus the same calls with capture off)"))
+    rows.append(
+        (
+            f"  written to LanceDB (+{model} vectors)",
+            f"{count / elapsed:9.0f} rec/s",
+            f"{count}/{total} written; CPU {(cpu_on - cpu_off) / count * 1000:.2f} s per 1,000 records "
+            f"(process CPU with capture minus the same calls with capture off)",
+        )
+    )
     vt.reset(store_path=tmp / "burst" / "lance", journal_path=tmp / "burst" / "journal")
     get_embedder(model).embed(["warm up"])
     count, elapsed, calls_done, caller, stats = _track_run(n_threads, burst // n_threads, "bench_burst")
-    rows.append((f"burst of {burst} calls, caller time", us(caller),
-                 f"calls took {calls_done:.1f} s; {stats['spilled_queue_full']} spilled to the journal "
-                 f"(queue full), {stats['dropped']} dropped"))
-    rows.append(("  store caught up", f"{count / elapsed:9.0f} rec/s",
-                 f"{count}/{burst} in the store {elapsed:.1f} s after the burst began; replayed {stats['replayed']}"))
+    rows.append(
+        (
+            f"burst of {burst} calls, caller time",
+            us(caller),
+            f"calls took {calls_done:.1f} s; {stats['spilled_queue_full']} spilled to the journal "
+            f"(queue full), {stats['dropped']} dropped",
+        )
+    )
+    rows.append(
+        (
+            "  store caught up",
+            f"{count / elapsed:9.0f} rec/s",
+            f"{count}/{burst} in the store {elapsed:.1f} s after the burst began; replayed {stats['replayed']}",
+        )
+    )
     vt.reset(store_path=tmp / "out" / "lance", journal_path=tmp / "out" / "journal", strict=False)
     count, elapsed, _, caller, stats = _track_run(n_threads, per_thread, "bench_outage", outage=True)
-    rows.append(("store killed for middle third", f"{count / elapsed:9.0f} rec/s",
-                 f"{count}/{total} written; journaled {stats['journaled']}, replayed {stats['replayed']}, "
-                 f"dropped {stats['dropped']}"))
+    rows.append(
+        (
+            "store killed for middle third",
+            f"{count / elapsed:9.0f} rec/s",
+            f"{count}/{total} written; journaled {stats['journaled']}, replayed {stats['replayed']}, "
+            f"dropped {stats['dropped']}",
+        )
+    )
     vt.reset()
     return rows
 
@@ -263,8 +291,13 @@ def bench_exit(tmp: Path, n: int) -> list:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     rows = []
     store, journal = str(tmp / "exit" / "lance"), str(tmp / "exit" / "journal")
-    out = subprocess.run([sys.executable, "-c", EXIT_SCRIPT.format(root=str(ROOT), store=store, journal=journal, n=n)],
-                         capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT.format(root=str(ROOT), store=store, journal=journal, n=n)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     gone = time.time()
     lines = out.stdout.strip().splitlines()
     per_call = float(lines[-2]) if out.returncode == 0 else float("nan")
@@ -273,20 +306,35 @@ def bench_exit(tmp: Path, n: int) -> list:
 
     journaled = Journal(Path(journal)).pending_count()
     stored = _count_lance(store, "exit_fn")
-    rows.append(("vt @track, exit right after last call", f"{per_call * 1e6:9.1f}        -",
-                 f"process gone {exit_s:.2f} s after the last call; {stored} in the store + {journaled} "
-                 f"in the journal = {stored + journaled}/{n}"))
+    rows.append(
+        (
+            "vt @track, exit right after last call",
+            f"{per_call * 1e6:9.1f}        -",
+            f"process gone {exit_s:.2f} s after the last call; {stored} in the store + {journaled} "
+            f"in the journal = {stored + journaled}/{n}",
+        )
+    )
     vt.reset(store_path=store, journal_path=journal)
     vt.flush(120)
     rows.append(("  next start replays the journal", "", f"{vt.get_store().count('exit_fn')}/{n} in the store"))
     vt.reset()
     vw_store = str(tmp / "vw" / "lance")
-    out = subprocess.run([sys.executable, "-c", VW_SCRIPT.format(root=str(ROOT), store=vw_store, n=n)],
-                         capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", VW_SCRIPT.format(root=str(ROOT), store=vw_store, n=n)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     if out.returncode == 0:
         per_call = float(out.stdout.strip().splitlines()[-1])
-        rows.append(("VectorWave @vectorize (lite), same exit", f"{per_call * 1e6:9.1f}        -",
-                     f"{_count_lance(vw_store, 'f') - 1}/{n} rows after exit"))
+        rows.append(
+            (
+                "VectorWave @vectorize (lite), same exit",
+                f"{per_call * 1e6:9.1f}        -",
+                f"{_count_lance(vw_store, 'f') - 1}/{n} rows after exit",
+            )
+        )
     else:
         rows.append(("VectorWave @vectorize (lite)", "failed", out.stderr.strip().splitlines()[-1][:80]))
     return rows

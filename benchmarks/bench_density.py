@@ -23,6 +23,7 @@ different random states (k-NN graph and samples); "+10% calls" compares the pick
 random 90% of the calls with the picks on all of them (same calls, and calls within the
 dedup threshold of one), i.e. how much the selection churns as similar data arrives.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vt_middleware.select.clusters import SelectionParams  # noqa: E402
-from vt_middleware.select.core import select_from_graph, select_golden  # noqa: E402
-from vt_middleware.select.density import (DensityGraph, approximate_density, exact_density,  # noqa: E402
-                                          exact_rows, normalise_rows)
-from synthetic_calls import make_calls  # noqa: E402
+from synthetic_calls import make_calls
+from vt_middleware.select.clusters import SelectionParams
+from vt_middleware.select.core import select_from_graph, select_golden
+from vt_middleware.select.density import DensityGraph, approximate_density, exact_density, exact_rows, normalise_rows
 
 EPSILON = 0.3
 
@@ -75,34 +75,50 @@ def measure(fn: Callable[[], object]) -> Tuple[object, float, float]:
 def exact_subset(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Exact densities of ``rows`` only (against all rows)."""
     x, valid = normalise_rows(vectors)
-    graph = DensityGraph(np.zeros(len(x)), np.zeros(len(x)), np.full((len(x), 1), -1),
-                         np.zeros((len(x), 1), dtype=np.float32), valid, EPSILON, "exact")
+    graph = DensityGraph(
+        np.zeros(len(x)),
+        np.zeros(len(x)),
+        np.full((len(x), 1), -1),
+        np.zeros((len(x), 1), dtype=np.float32),
+        valid,
+        EPSILON,
+        "exact",
+    )
     exact_rows(x, valid, rows, graph)
     return graph.densities[rows]
 
 
-def exact_graph(vectors: np.ndarray, cache: Optional[str], key: str,
-                run: bool) -> Tuple[Optional[DensityGraph], float, float, str]:
+def exact_graph(
+    vectors: np.ndarray, cache: Optional[str], key: str, run: bool
+) -> Tuple[Optional[DensityGraph], float, float, str]:
     """(full exact graph or None, seconds, peak MiB, label): run when ``run``, else from
     the cache."""
     path = os.path.join(cache, f"exact_{key}.npz") if cache else None
     if not run and path and os.path.exists(path):
         z = np.load(path)
-        graph = DensityGraph(z["densities"], z["counts"], z["neighbours"], z["weights"], z["valid"],
-                             EPSILON, "exact")
+        graph = DensityGraph(z["densities"], z["counts"], z["neighbours"], z["weights"], z["valid"], EPSILON, "exact")
         return graph, float(z["seconds"]), float(z["peak"]), "exact (cached run)"
     if not run:
         return None, 0.0, 0.0, ""  # no cache: the caller extrapolates from a row subset
     graph, seconds, peak = measure(lambda: exact_density(vectors, EPSILON))
     if path:
         os.makedirs(cache, exist_ok=True)
-        np.savez(path, densities=graph.densities, counts=graph.counts, neighbours=graph.neighbours,
-                 weights=graph.weights, valid=graph.valid, seconds=seconds, peak=peak)
+        np.savez(
+            path,
+            densities=graph.densities,
+            counts=graph.counts,
+            neighbours=graph.neighbours,
+            weights=graph.weights,
+            valid=graph.valid,
+            seconds=seconds,
+            peak=peak,
+        )
     return graph, seconds, peak, "exact (blocked numpy)"
 
 
-def growth_overlap(vectors: np.ndarray, statuses: list, x: np.ndarray, picks: list,
-                   params: SelectionParams) -> Tuple[float, float]:
+def growth_overlap(
+    vectors: np.ndarray, statuses: list, x: np.ndarray, picks: list, params: SelectionParams
+) -> Tuple[float, float]:
     """Steady picks on a random 90% of the calls vs on all of them (10% new calls of the
     same kind arrived): (share of the picks that are the same calls, share with a pick
     on the 90% within the dedup threshold, i.e. a near-duplicate of it)."""
@@ -148,16 +164,22 @@ def main() -> None:
         data = make_calls(n, args.dim, n_clusters=max(12, n // 1000), n_rare=20, seed=1)
         vectors, statuses = data.vectors, data.statuses
         line = lambda label, sec, mem, ratio: print(  # noqa: E731
-            f"{n:>7} {label:<34} {sec:>9.1f} {mem:>9.1f} {ratio:>9}")
+            f"{n:>7} {label:<34} {sec:>9.1f} {mem:>9.1f} {ratio:>9}"
+        )
         seed_n = min(n, args.seed_max)
         if seed_n not in seed_runs:  # its time depends only on the number of pairs: run once
             seed_runs[seed_n] = measure(lambda: seed_all_pairs(vectors[:seed_n], EPSILON))[1:]
         seed_s, seed_mem = seed_runs[seed_n]
         seed_full = seed_s * (n / seed_n) ** 2
-        line("seed all-pairs Python" + ("" if seed_n == n else f" (extrap. {seed_n})"), seed_full,
-             seed_mem if seed_n == n else float("nan"), "1x")
-        exact, ex_s, ex_mem, ex_label = exact_graph(vectors, args.exact_cache, f"n{n}_d{args.dim}_s1",
-                                                     n <= args.exact_max)
+        line(
+            "seed all-pairs Python" + ("" if seed_n == n else f" (extrap. {seed_n})"),
+            seed_full,
+            seed_mem if seed_n == n else float("nan"),
+            "1x",
+        )
+        exact, ex_s, ex_mem, ex_label = exact_graph(
+            vectors, args.exact_cache, f"n{n}_d{args.dim}_s1", n <= args.exact_max
+        )
         if exact is not None:
             rows, exact_d = np.arange(n), exact.densities
         else:
@@ -171,10 +193,16 @@ def main() -> None:
         x = normalise_rows(vectors)[0]
         sa, sel_s, sel_mem = measure(lambda: select_from_graph(x, approx, statuses, params))
         line("  + clusters, steady, anomalies", sel_s, sel_mem, "")
-        line("approximate select_golden (sum)", ap_s + sel_s, max(ap_mem, sel_mem), f"{seed_full / (ap_s + sel_s):.0f}x")
+        line(
+            "approximate select_golden (sum)", ap_s + sel_s, max(ap_mem, sel_mem), f"{seed_full / (ap_s + sel_s):.0f}x"
+        )
         print(f"{'':>7} {load()}")
-        row = {"n": n, "rows": len(rows), "rho": spearmanr(exact_d, approx.densities[rows]).statistic,
-               "rel": np.median(np.abs(approx.densities[rows] - exact_d) / np.maximum(exact_d, 1))}
+        row = {
+            "n": n,
+            "rows": len(rows),
+            "rho": spearmanr(exact_d, approx.densities[rows]).statistic,
+            "rel": np.median(np.abs(approx.densities[rows] - exact_d) / np.maximum(exact_d, 1)),
+        }
         steady = lambda sel: [p.index for p in sel.steady]  # noqa: E731
         rerun = select_golden(vectors, statuses, EPSILON, params, method="approximate", random_state=1)
         row["rerun"] = overlap(steady(sa), steady(rerun))
@@ -184,14 +212,20 @@ def main() -> None:
             row["steady"] = overlap(steady(se), steady(sa))
             row["anom"] = overlap([p.index for p in se.anomalies], [p.index for p in sa.anomalies])
         accuracy.append(row)
-    print("\napproximate vs exact (same data); re-run: approximate, random_state 0 vs 1; "
-          "+10% calls: picks on 90% vs all (same call / near-duplicate)")
-    print(f"{'n':>7} {'rows':>6} {'Spearman':>9} {'median rel err':>15} {'steady overlap':>15} "
-          f"{'anomaly overlap':>16} {'re-run steady overlap':>22} {'+10% calls':>11} {'(near)':>7}")
+    print(
+        "\napproximate vs exact (same data); re-run: approximate, random_state 0 vs 1; "
+        "+10% calls: picks on 90% vs all (same call / near-duplicate)"
+    )
+    print(
+        f"{'n':>7} {'rows':>6} {'Spearman':>9} {'median rel err':>15} {'steady overlap':>15} "
+        f"{'anomaly overlap':>16} {'re-run steady overlap':>22} {'+10% calls':>11} {'(near)':>7}"
+    )
     for row in accuracy:
         fmt = lambda key: f"{row[key]:.3f}" if key in row else "n/a"  # noqa: E731
-        print(f"{row['n']:>7} {row['rows']:>6} {row['rho']:>9.5f} {row['rel']:>15.4f} {fmt('steady'):>15} "
-              f"{fmt('anom'):>16} {fmt('rerun'):>22} {fmt('grow'):>11} {fmt('grow_near'):>7}")
+        print(
+            f"{row['n']:>7} {row['rows']:>6} {row['rho']:>9.5f} {row['rel']:>15.4f} {fmt('steady'):>15} "
+            f"{fmt('anom'):>16} {fmt('rerun'):>22} {fmt('grow'):>11} {fmt('grow_near'):>7}"
+        )
     print(load())
 
 

@@ -7,6 +7,7 @@ reference swap alone.
 
     python benchmarks/bench_hotswap.py [--swaps 100] [--threads 8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,14 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VECTORWAVE_QUIET", "1")
 
-TAG_HOOK = '''
+TAG_HOOK = """
 def intercept_prompt(user_input, context):
     return user_input
 
 
 def intercept_output(model_output, context):
     return model_output + " [hook:{tag}]"
-'''
+"""
 
 
 SERVER = """
@@ -51,8 +52,14 @@ def start_server(data_dir: Path):
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(data_dir)], stdout=subprocess.PIPE, text=True,
-                            cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stderr=subprocess.DEVNULL,
+    )
     line = proc.stdout.readline().strip()
     if not line.startswith("http"):
         proc.kill()
@@ -84,7 +91,8 @@ class Load:
             started = time.perf_counter()
             try:
                 response = self.client.chat.completions.create(
-                    model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+                    model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+                )
             except Exception:
                 with self.lock:
                     self.failed += 1
@@ -126,8 +134,9 @@ def main() -> None:
     from vt_middleware.train.local_models import TINY_ID
 
     root = Path(tempfile.mkdtemp(prefix="vt-bench-hotswap-"))
-    vt.reset(store_path=root / "lance", journal_path=root / "journal", hooks_dir=root / "hooks",
-             state_dir=root / "state")
+    vt.reset(
+        store_path=root / "lance", journal_path=root / "journal", hooks_dir=root / "hooks", state_dir=root / "state"
+    )
     proc, base_url = start_server(root / "server")
     versions = HookVersionStore(root / "hooks")
     va = versions.create_version(TAG_HOOK.replace("{tag}", "vt-ft-a"), validation={"ok": True})["version"]
@@ -174,31 +183,50 @@ def main() -> None:
     proc.stdout.close()
     vt.reset()
 
-    print(f"\nhot swap under load: {args.threads} threads via vt.wrap -> local server in a child process "
-          f"({TINY_ID}, max_tokens=2); load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")
-    header = (f"{'phase':<22}{'calls':>7}{'calls/s':>9}{'failed':>7}{'mixed':>6}{'call p50 ms':>12}"
-              f"{'call p99 ms':>12}{'swap p50 us':>12}{'promote p50/p99 ms':>20}{'rollback p50/p99 ms':>21}")
+    print(
+        f"\nhot swap under load: {args.threads} threads via vt.wrap -> local server in a child process "
+        f"({TINY_ID}, max_tokens=2); load {load_before:.2f} -> {os.getloadavg()[0]:.2f}"
+    )
+    header = (
+        f"{'phase':<22}{'calls':>7}{'calls/s':>9}{'failed':>7}{'mixed':>6}{'call p50 ms':>12}"
+        f"{'call p99 ms':>12}{'swap p50 us':>12}{'promote p50/p99 ms':>20}{'rollback p50/p99 ms':>21}"
+    )
     print(header)
     print("-" * len(header))
     for name, result, swaps, promotes, rollbacks, seconds in rows:
         calls = len(result.latencies)
-        ops = (f"{pct(promotes, .5) * 1e3:>10.2f}/{pct(promotes, .99) * 1e3:<9.2f}"
-               f"{pct(rollbacks, .5) * 1e3:>11.2f}/{pct(rollbacks, .99) * 1e3:<9.2f}") if promotes else ""
-        print(f"{name:<22}{calls:>7}{calls / seconds:>9.1f}{result.failed:>7}{result.mixed:>6}"
-              f"{pct(result.latencies, .5) * 1e3:>12.1f}{pct(result.latencies, .99) * 1e3:>12.1f}"
-              f"{pct(swaps, .5) * 1e6 if swaps else float('nan'):>12.1f}{ops}")
-    print(f"served by model during swaps: {dict(sorted(rows[1][1].served.items()))}; "
-          f"rows recorded: {recorded}; derived files flushed: {files_ok}")
-    print(f"store record write inside them: p50 {pct(record_s, .5) * 1e3:.2f} ms, "
-          f"p99 {pct(record_s, .99) * 1e3:.2f} ms")
-    print("promote/rollback = the whole operation (hook version check, store record, swap); "
-          "the mirror and ACTIVE files are written after it, in the background")
+        ops = (
+            (
+                f"{pct(promotes, 0.5) * 1e3:>10.2f}/{pct(promotes, 0.99) * 1e3:<9.2f}"
+                f"{pct(rollbacks, 0.5) * 1e3:>11.2f}/{pct(rollbacks, 0.99) * 1e3:<9.2f}"
+            )
+            if promotes
+            else ""
+        )
+        print(
+            f"{name:<22}{calls:>7}{calls / seconds:>9.1f}{result.failed:>7}{result.mixed:>6}"
+            f"{pct(result.latencies, 0.5) * 1e3:>12.1f}{pct(result.latencies, 0.99) * 1e3:>12.1f}"
+            f"{pct(swaps, 0.5) * 1e6 if swaps else float('nan'):>12.1f}{ops}"
+        )
+    print(
+        f"served by model during swaps: {dict(sorted(rows[1][1].served.items()))}; "
+        f"rows recorded: {recorded}; derived files flushed: {files_ok}"
+    )
+    print(
+        f"store record write inside them: p50 {pct(record_s, 0.5) * 1e3:.2f} ms, p99 {pct(record_s, 0.99) * 1e3:.2f} ms"
+    )
+    print(
+        "promote/rollback = the whole operation (hook version check, store record, swap); "
+        "the mirror and ACTIVE files are written after it, in the background"
+    )
     quiet = before.latencies + after.latencies
     if load.latencies and quiet:
-        print(f"call latency during swaps vs without (before+after): mean "
-              f"{(statistics.mean(load.latencies) / statistics.mean(quiet) - 1) * 100:+.1f}%, p50 "
-              f"{(pct(load.latencies, .5) / pct(quiet, .5) - 1) * 100:+.1f}%, p99 "
-              f"{(pct(load.latencies, .99) / pct(quiet, .99) - 1) * 100:+.1f}%")
+        print(
+            f"call latency during swaps vs without (before+after): mean "
+            f"{(statistics.mean(load.latencies) / statistics.mean(quiet) - 1) * 100:+.1f}%, p50 "
+            f"{(pct(load.latencies, 0.5) / pct(quiet, 0.5) - 1) * 100:+.1f}%, p99 "
+            f"{(pct(load.latencies, 0.99) / pct(quiet, 0.99) - 1) * 100:+.1f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ too (excluding the model call). The bare baseline also runs in a separate proces
 never imports vt's LangChain support (its run-scope tracker is installed in every
 LangChain callback manager of a process that does).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,10 @@ os.environ.setdefault("VECTORWAVE_QUIET", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-HOOKS = ("def intercept_prompt(t, c):\n    return t.replace('plz', 'please')\n\n"
-         "def intercept_output(t, c):\n    return t.replace('Here is a summary: ', '')\n")
+HOOKS = (
+    "def intercept_prompt(t, c):\n    return t.replace('plz', 'please')\n\n"
+    "def intercept_output(t, c):\n    return t.replace('Here is a summary: ', '')\n"
+)
 PROMPT = {"messages": [{"role": "user", "content": "Summarise plz: the soup was cold but the staff were kind."}]}
 
 
@@ -107,8 +110,9 @@ def in_process(calls: int, tmp: Path) -> Dict[str, List[float]]:
 
     vt.reset(store_path=tmp / "lance", journal_path=tmp / "journal", hooks_dir=tmp / "hooks", state_dir=tmp / "state")
     (tmp / "h.py").write_text(HOOKS)
-    vt.get_runtime().activate(hooks=LoadedHooks.from_file(tmp / "h.py", "bench"),
-                              routes={"bench-model": "bench-model-ft"})
+    vt.get_runtime().activate(
+        hooks=LoadedHooks.from_file(tmp / "h.py", "bench"), routes={"bench-model": "bench-model-ft"}
+    )
     own: List[float] = []
 
     class Probe(vt.AgentMiddleware):  # vt's time inside wrap_model_call, the model call excluded
@@ -162,8 +166,12 @@ def main() -> None:
         print(json.dumps(bare_only(args.calls)))
         return
     print(f"load average: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()}); {args.calls} calls each")
-    child = subprocess.run([sys.executable, __file__, "--bare-only", "--calls", str(args.calls)],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, __file__, "--bare-only", "--calls", str(args.calls)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     separate = json.loads(child.stdout.strip().splitlines()[-1])
     with tempfile.TemporaryDirectory() as tmp:
         r = in_process(args.calls, Path(tmp))
@@ -183,12 +191,18 @@ def main() -> None:
     print(row("agent step, vt.AgentMiddleware vs bare (own process)", r["agent_vt"], separate["agent"]))
     print(row("agent step, vt.AgentMiddleware vs pass-through", r["agent_vt"], r["agent_pass"]))
     own = r["own"]
-    print(f"| vt's own time in wrap_model_call | {statistics.median(own) * 1e6:8.1f} | {pct(own, 0.99) * 1e6:8.1f} "
-          "| | |")
+    print(
+        f"| vt's own time in wrap_model_call | {statistics.median(own) * 1e6:8.1f} | {pct(own, 0.99) * 1e6:8.1f} | | |"
+    )
     print(row("chat model invoke, bare (same process)", r["model"], r["model"]))
     print(row("chat model invoke, bare (own process, no vt)", separate["model"], r["model"]))
-    print(row("chat model invoke, bare + vt's run-scope tracker (own process)", separate["model_tracker"],
-              separate["model"]))
+    print(
+        row(
+            "chat model invoke, bare + vt's run-scope tracker (own process)",
+            separate["model_tracker"],
+            separate["model"],
+        )
+    )
     print(row("chat model invoke, vt.middleware vs bare (same process)", r["model_vt"], r["model"]))
     print(row("chat model invoke, vt.middleware vs bare (own process)", r["model_vt"], separate["model"]))
     expected = args.calls * 2 + 50 * 2 + 1

@@ -5,6 +5,7 @@ plugin patterns, PII, PEM, JWT) against a same-run baseline of our own key patte
 
     python benchmarks/bench_redaction.py [--kb 64] [--repeat 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,20 @@ sys.path.insert(0, str(REPO))  # run from a checkout
 from vt_middleware import redaction  # noqa: E402
 from vt_middleware.config import VTConfig  # noqa: E402
 
-WORDS = ("the food was great and the service friendly we waited twenty minutes for a table "
-         "order 12345 arrived on 2024-05-01 at 10:30 rating 4 out of 5 stars would come again").split()
-SECRETS = ["sk-A1b2C3d4E5f6G7h8I9j0K1l2M3n4", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz",
-           "4111 1111 1111 1111", "+1 415-555-0132", "AKIAIOSFODNN7EXAMPLE", "alice@example.com",
-           "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"]
+WORDS = (
+    "the food was great and the service friendly we waited twenty minutes for a table "
+    "order 12345 arrived on 2024-05-01 at 10:30 rating 4 out of 5 stars would come again"
+).split()
+SECRETS = [
+    "sk-A1b2C3d4E5f6G7h8I9j0K1l2M3n4",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz",
+    "4111 1111 1111 1111",
+    "+1 415-555-0132",
+    "AKIAIOSFODNN7EXAMPLE",
+    "alice@example.com",
+    "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    "ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ",
+]
 
 
 def prose(kb: int, secret_every: int, rng: random.Random) -> str:
@@ -63,8 +73,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     rng = random.Random(0)
-    texts: Dict[str, str] = {"clean prose": prose(args.kb, 0, rng), "prose, a secret per KB": prose(args.kb, 1024, rng),
-                             "tool JSON": tool_json(args.kb, rng)}
+    texts: Dict[str, str] = {
+        "clean prose": prose(args.kb, 0, rng),
+        "prose, a secret per KB": prose(args.kb, 1024, rng),
+        "tool JSON": tool_json(args.kb, rng),
+    }
     full = VTConfig(redact_patterns=[r"CUST-\d{6}"])
     own_only = VTConfig(redact_pii=False, redact_patterns=[r"CUST-\d{6}"])
 

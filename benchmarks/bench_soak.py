@@ -12,13 +12,13 @@ journal bytes on disk, process RSS. After a warm-up third, RSS and queue depth m
 the last interval is compared with the first steady one and flagged. At the end every call
 must be in the store exactly once (rows == calls, ids unique).
 """
+
 from __future__ import annotations
 
 import argparse
 import asyncio
 import itertools
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -43,6 +43,8 @@ def messages() -> List[Dict[str, str]]:
     if not DISTINCT:
         return MESSAGES
     return [{"role": "user", "content": f"{MESSAGES[0]['content']} (table {next(_call_no)})"}]
+
+
 GROWTH_LIMIT = 0.10  # flag RSS growth above 10% between the first steady and the last interval
 
 
@@ -88,8 +90,9 @@ class Recorder:
         return taken
 
 
-def sample_loop(rec: Recorder, seconds: float, interval: float, journal: Path, rows: List[Dict[str, Any]],
-                stop: threading.Event) -> None:
+def sample_loop(
+    rec: Recorder, seconds: float, interval: float, journal: Path, rows: List[Dict[str, Any]], stop: threading.Event
+) -> None:
     started = last = time.monotonic()
     last_calls = 0
     while not stop.wait(max(0.0, last + interval - time.monotonic())):
@@ -99,21 +102,28 @@ def sample_loop(rec: Recorder, seconds: float, interval: float, journal: Path, r
         latencies = rec.take()
         stats = vt.capture_stats()
         calls = rec.calls
-        rows.append({
-            "t": now - started, "calls_s": (calls - last_calls) / (now - last),
-            "p50_ms": pct(latencies, 0.5) * 1e3, "p99_ms": pct(latencies, 0.99) * 1e3,
-            "ovh_p50_us": pct(probe, 0.5) / 1e3, "ovh_p99_us": pct(probe, 0.99) / 1e3,
-            "ovh_max_us": (max(probe) / 1e3) if probe else float("nan"),
-            "queue": stats.get("queue_depth", 0), "pending": stats.get("pending", 0),
-            "journal_kib": dir_bytes(journal) / 1024, "rss_mib": rss_mib(), "written": stats.get("written", 0),
-        })
+        rows.append(
+            {
+                "t": now - started,
+                "calls_s": (calls - last_calls) / (now - last),
+                "p50_ms": pct(latencies, 0.5) * 1e3,
+                "p99_ms": pct(latencies, 0.99) * 1e3,
+                "ovh_p50_us": pct(probe, 0.5) / 1e3,
+                "ovh_p99_us": pct(probe, 0.99) / 1e3,
+                "ovh_max_us": (max(probe) / 1e3) if probe else float("nan"),
+                "queue": stats.get("queue_depth", 0),
+                "pending": stats.get("pending", 0),
+                "journal_kib": dir_bytes(journal) / 1024,
+                "rss_mib": rss_mib(),
+                "written": stats.get("written", 0),
+            }
+        )
         last, last_calls = now, calls
         if now - started >= seconds:
             break
 
 
-def run_threads(make_client: Callable[[], Any], threads: int, seconds: float, rec: Recorder,
-                wrapped: bool) -> None:
+def run_threads(make_client: Callable[[], Any], threads: int, seconds: float, rec: Recorder, wrapped: bool) -> None:
     from vt_middleware.call_context import last_run_id
 
     deadline = time.monotonic() + seconds
@@ -124,7 +134,7 @@ def run_threads(make_client: Callable[[], Any], threads: int, seconds: float, re
             t0 = time.perf_counter()
             try:
                 client.chat.completions.create(model=MODEL, messages=messages(), max_tokens=1)
-            except Exception:  # noqa: BLE001 - counted; a soak must keep going
+            except Exception:
                 rec.errors += 1
                 continue
             rec.done(time.perf_counter() - t0, last_run_id() if wrapped else None)
@@ -148,7 +158,7 @@ def run_async(make_client: Callable[[], Any], tasks: int, seconds: float, rec: R
                 t0 = time.perf_counter()
                 try:
                     await client.chat.completions.create(model=MODEL, messages=messages(), max_tokens=1)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     rec.errors += 1
                     continue
                 rec.done(time.perf_counter() - t0, last_run_id() if wrapped else None)
@@ -159,8 +169,17 @@ def run_async(make_client: Callable[[], Any], tasks: int, seconds: float, rec: R
     asyncio.run(main())
 
 
-def soak(name: str, runner: Callable[..., None], make_bare: Callable[[], Any], make_wrapped: Callable[[], Any],
-         make_warmup: Callable[[], Any], concurrency: int, seconds: float, interval: float, tmp: Path) -> Dict[str, Any]:
+def soak(
+    name: str,
+    runner: Callable[..., None],
+    make_bare: Callable[[], Any],
+    make_wrapped: Callable[[], Any],
+    make_warmup: Callable[[], Any],
+    concurrency: int,
+    seconds: float,
+    interval: float,
+    tmp: Path,
+) -> Dict[str, Any]:
     store, journal = tmp / name / "lance", tmp / name / "journal"
     vt.reset(store_path=store, journal_path=journal, state_dir=tmp / name / "state")
     runner(make_warmup, concurrency, 3.0, Recorder(), False)  # model, embedder, LanceDB table loaded
@@ -194,13 +213,17 @@ def soak(name: str, runner: Callable[..., None], make_bare: Callable[[], Any], m
     drain_s = time.monotonic() - t0
     ids = [c.uuid for page in vt.get_store().iter_calls("soak") for c in page]
     print(f"\n== {name}: concurrency {concurrency}, {seconds:.0f}s (interval table) ==")
-    print(f"{'t(s)':>6} {'calls/s':>8} {'p50ms':>7} {'p99ms':>7} {'ovh p50us':>9} {'ovh p99us':>9} "
-          f"{'ovh max':>8} {'queue':>6} {'pend':>5} {'jrnlKiB':>8} {'RSS MiB':>8} {'written':>8}")
+    print(
+        f"{'t(s)':>6} {'calls/s':>8} {'p50ms':>7} {'p99ms':>7} {'ovh p50us':>9} {'ovh p99us':>9} "
+        f"{'ovh max':>8} {'queue':>6} {'pend':>5} {'jrnlKiB':>8} {'RSS MiB':>8} {'written':>8}"
+    )
     for r in rows:
-        print(f"{r['t']:6.0f} {r['calls_s']:8.1f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} {r['ovh_p50_us']:9.1f} "
-              f"{r['ovh_p99_us']:9.1f} {r['ovh_max_us']:8.0f} {r['queue']:6d} {r['pending']:5d} "
-              f"{r['journal_kib']:8.1f} {r['rss_mib']:8.1f} {r['written']:8d}")
-    steady = rows[len(rows) // 3:] if len(rows) >= 3 else rows
+        print(
+            f"{r['t']:6.0f} {r['calls_s']:8.1f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} {r['ovh_p50_us']:9.1f} "
+            f"{r['ovh_p99_us']:9.1f} {r['ovh_max_us']:8.0f} {r['queue']:6d} {r['pending']:5d} "
+            f"{r['journal_kib']:8.1f} {r['rss_mib']:8.1f} {r['written']:8d}"
+        )
+    steady = rows[len(rows) // 3 :] if len(rows) >= 3 else rows
     growth = (steady[-1]["rss_mib"] - steady[0]["rss_mib"]) / steady[0]["rss_mib"] if steady else float("nan")
     queue_end = steady[-1]["queue"] if steady else 0
     verdict = "GROWING" if growth > GROWTH_LIMIT else "flat"
@@ -211,18 +234,33 @@ def soak(name: str, runner: Callable[..., None], make_bare: Callable[[], Any], m
     queue_verdict = f"GROWING {queue_rate:+.0f}/s" if queue_rate > 1.0 and backlog else "flat"
     base_tp = base.calls / max(2.0, seconds / 5)
     summary = {
-        "variant": name, "calls": rec.calls, "errors": rec.errors, "calls_s": rec.calls / elapsed,
-        "bare_calls_s": base_tp, "p50_ms": pct(all_latencies, 0.5) * 1e3, "p99_ms": pct(all_latencies, 0.99) * 1e3,
-        "bare_p50_ms": pct(base.latencies, 0.5) * 1e3, "bare_p99_ms": pct(base.latencies, 0.99) * 1e3,
-        "rss_growth": growth, "verdict": verdict, "queue_verdict": queue_verdict, "queue_end": queue_end, "drained": drained, "drain_s": drain_s,
-        "stored": len(ids), "unique": len(set(ids)), "ids_match": sorted(ids) == sorted(rec.run_ids),
+        "variant": name,
+        "calls": rec.calls,
+        "errors": rec.errors,
+        "calls_s": rec.calls / elapsed,
+        "bare_calls_s": base_tp,
+        "p50_ms": pct(all_latencies, 0.5) * 1e3,
+        "p99_ms": pct(all_latencies, 0.99) * 1e3,
+        "bare_p50_ms": pct(base.latencies, 0.5) * 1e3,
+        "bare_p99_ms": pct(base.latencies, 0.99) * 1e3,
+        "rss_growth": growth,
+        "verdict": verdict,
+        "queue_verdict": queue_verdict,
+        "queue_end": queue_end,
+        "drained": drained,
+        "drain_s": drain_s,
+        "stored": len(ids),
+        "unique": len(set(ids)),
+        "ids_match": sorted(ids) == sorted(rec.run_ids),
         "max_queue": max((r["queue"] for r in rows), default=0),
         "max_journal_kib": max((r["journal_kib"] for r in rows), default=0.0),
     }
-    print(f"bare {base_tp:.1f} calls/s p50 {summary['bare_p50_ms']:.2f} ms p99 {summary['bare_p99_ms']:.2f} ms | "
-          f"wrapped {summary['calls_s']:.1f} calls/s p50 {summary['p50_ms']:.2f} ms p99 {summary['p99_ms']:.2f} ms | "
-          f"RSS steady growth {growth * 100:+.1f}% ({verdict}), queue {queue_start}->{queue_end} ({queue_verdict}) | stored {len(ids)}/{rec.calls} "
-          f"unique={len(set(ids)) == len(ids)} ids match={summary['ids_match']} drained in {drain_s:.2f}s")
+    print(
+        f"bare {base_tp:.1f} calls/s p50 {summary['bare_p50_ms']:.2f} ms p99 {summary['bare_p99_ms']:.2f} ms | "
+        f"wrapped {summary['calls_s']:.1f} calls/s p50 {summary['p50_ms']:.2f} ms p99 {summary['p99_ms']:.2f} ms | "
+        f"RSS steady growth {growth * 100:+.1f}% ({verdict}), queue {queue_start}->{queue_end} ({queue_verdict}) | stored {len(ids)}/{rec.calls} "
+        f"unique={len(set(ids)) == len(ids)} ids match={summary['ids_match']} drained in {drain_s:.2f}s"
+    )
     return summary
 
 
@@ -239,17 +277,32 @@ class ServerProcess:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}/v1"
-        self._argv = [sys.executable, "-c", "from vt_middleware.cli import main; main()", "serve", "--port", str(port),
-                      "--model", model, "--data-dir", str(data_dir)]
+        self._argv = [
+            sys.executable,
+            "-c",
+            "from vt_middleware.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            model,
+            "--data-dir",
+            str(data_dir),
+        ]
         self._proc: Any = None
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         import subprocess
 
         import httpx
 
-        self._proc = subprocess.Popen(self._argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # access log
+        self._proc = subprocess.Popen(
+            self._argv,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # access log
         deadline = time.monotonic() + 120
         while True:
             if self._proc.poll() is not None:
@@ -269,7 +322,7 @@ class ServerProcess:
         self._proc.send_signal(signal.SIGINT)
         try:
             self._proc.wait(timeout=30)
-        except Exception:  # noqa: BLE001 - a stuck server must not hang the benchmark
+        except Exception:
             self._proc.kill()
 
 
@@ -280,11 +333,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--tasks", type=int, default=16, help="concurrent asyncio tasks")
     parser.add_argument("--interval", type=float, default=None, help="sampling interval (default seconds/10)")
-    parser.add_argument("--distinct", action="store_true",
-                        help="a different prompt per call (no repeated texts for the embedder)")
+    parser.add_argument(
+        "--distinct", action="store_true", help="a different prompt per call (no repeated texts for the embedder)"
+    )
     parser.add_argument("--only", choices=("threads", "asyncio"), help="run one variant")
-    parser.add_argument("--server-thread", action="store_true",
-                        help="run the local model server inside this process (RSS then includes the server)")
+    parser.add_argument(
+        "--server-thread",
+        action="store_true",
+        help="run the local model server inside this process (RSS then includes the server)",
+    )
     args = parser.parse_args()
     if args.threads < 1 or args.tasks < 1 or args.seconds <= 0:
         parser.error("--threads, --tasks and --seconds must be positive")
@@ -298,8 +355,10 @@ def main() -> None:
 
     MODEL = TINY_ID
     results = []
-    with tempfile.TemporaryDirectory() as tmp_dir, \
-            (LocalServer if args.server_thread else ServerProcess)(model=TINY_ID, data_dir=Path(tmp_dir) / "srv") as srv:
+    with (
+        tempfile.TemporaryDirectory() as tmp_dir,
+        (LocalServer if args.server_thread else ServerProcess)(model=TINY_ID, data_dir=Path(tmp_dir) / "srv") as srv,
+    ):
         tmp = Path(tmp_dir)
 
         def bare() -> Any:
@@ -326,14 +385,18 @@ def main() -> None:
             results.append(soak("asyncio", run_async, abare, awrapped, awarm, args.tasks, args.seconds, interval, tmp))
         vt.reset()
     print("\n== summary ==")
-    print(f"{'variant':8} {'calls':>7} {'err':>4} {'calls/s':>8} {'bare/s':>7} {'p50ms':>6} {'bare p50':>8} "
-          f"{'p99ms':>6} {'bare p99':>8} {'maxQ':>5} {'maxJ KiB':>8} {'RSS grow':>8} {'queue trend':>14} {'stored':>7} {'exact':>5}")
+    print(
+        f"{'variant':8} {'calls':>7} {'err':>4} {'calls/s':>8} {'bare/s':>7} {'p50ms':>6} {'bare p50':>8} "
+        f"{'p99ms':>6} {'bare p99':>8} {'maxQ':>5} {'maxJ KiB':>8} {'RSS grow':>8} {'queue trend':>14} {'stored':>7} {'exact':>5}"
+    )
     for r in results:
         exact = r["stored"] == r["calls"] == r["unique"] and r["ids_match"]
-        print(f"{r['variant']:8} {r['calls']:7d} {r['errors']:4d} {r['calls_s']:8.1f} {r['bare_calls_s']:7.1f} "
-              f"{r['p50_ms']:6.2f} {r['bare_p50_ms']:8.2f} {r['p99_ms']:6.2f} {r['bare_p99_ms']:8.2f} "
-              f"{r['max_queue']:5d} {r['max_journal_kib']:8.1f} {r['rss_growth'] * 100:+7.1f}% {r['queue_verdict']:>14} {r['stored']:7d} "
-              f"{str(exact):>5}")
+        print(
+            f"{r['variant']:8} {r['calls']:7d} {r['errors']:4d} {r['calls_s']:8.1f} {r['bare_calls_s']:7.1f} "
+            f"{r['p50_ms']:6.2f} {r['bare_p50_ms']:8.2f} {r['p99_ms']:6.2f} {r['bare_p99_ms']:8.2f} "
+            f"{r['max_queue']:5d} {r['max_journal_kib']:8.1f} {r['rss_growth'] * 100:+7.1f}% {r['queue_verdict']:>14} {r['stored']:7d} "
+            f"{exact!s:>5}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ printed beside the measured held-out rate. Then: synthesis time from 1,000 and 1
 
     python benchmarks/bench_synthesis.py [--pairs 600] [--skip-10k]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-import synth_eval_independent as independent  # noqa: E402
-import synth_families as own  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from synth_families import load_hook  # noqa: E402
 
+import synth_eval_independent as independent  # noqa: E402
+import synth_families as own  # noqa: E402
+from synth_families import load_hook  # noqa: E402
 from vt_middleware.synthesize import (  # noqa: E402
     FeedbackDiffAnalyzer,
     RuleSetSynthesizer,
@@ -74,8 +75,13 @@ def previous_miner():
     folder.mkdir()
     (folder / "__init__.py").write_text("", encoding="utf-8")
     for name in ("analyzer", "candidates", "conflicts", "hook_runtime", "rules", "slots", "llm"):
-        source = subprocess.run(["git", "show", f"{PREVIOUS_MINER}:vt_middleware/synthesize/{name}.py"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout
+        source = subprocess.run(
+            ["git", "show", f"{PREVIOUS_MINER}:vt_middleware/synthesize/{name}.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         source = source.replace("from ..", "from vt_middleware.").replace("from . import", "from prev_synth import")
         source = source.replace("from .", "from prev_synth.")
         (folder / f"{name}.py").write_text(source, encoding="utf-8")
@@ -118,24 +124,37 @@ def run_set(console, title, data, goods, families, prev):
     from vt_middleware.store.embedding import get_embedder
 
     old_rules = prev_rules.RuleSetSynthesizer().synthesize(
-        prev_analyzer.FeedbackDiffAnalyzer(embedder=get_embedder("hash")).analyze_many(pairs))
+        prev_analyzer.FeedbackDiffAnalyzer(embedder=get_embedder("hash")).analyze_many(pairs)
+    )
     old_runtime = importlib.import_module("prev_synth.hook_runtime")  # its own interpreter: its patterns are unbounded
     old_entries = old_runtime._compile_rules([prev_rules.to_hook_dict(r) for r in old_rules if r.target == "output"])
-    previous = evaluate(lambda text, ctx: old_runtime._apply_rules(old_entries, text, ctx), held_out, harm_goods,
-                        families)
+    previous = evaluate(
+        lambda text, ctx: old_runtime._apply_rules(old_entries, text, ctx), held_out, harm_goods, families
+    )
     seed = SeedLiteralRules(pairs)
     literal = evaluate(seed.apply, held_out, harm_goods, families)
     estimate = synth.last_estimate
-    table = Table(title=f"{title}: {half} train / {len(held_out)} held-out pairs, {len(negatives)} negatives, "
-                        f"{len(harm_goods)} good answers for harm (synthesis {seconds:.1f} s)")
+    table = Table(
+        title=f"{title}: {half} train / {len(held_out)} held-out pairs, {len(negatives)} negatives, "
+        f"{len(harm_goods)} good answers for harm (synthesis {seconds:.1f} s)"
+    )
     for column in ("held-out", "new synthesiser", "previous miner", "seed literal rules"):
         table.add_column(column, justify="right" if column != "held-out" else "left")
-    table.add_row("output rules", str(sum(r.target == "output" for r in rules)),
-                  str(sum(r.target == "output" for r in old_rules)), str(len(seed.rules)))
-    table.add_row("exact-fix rate, all (mixtures)", f"{ours['exact']:.1%}", f"{previous['exact']:.1%}",
-                  f"{literal['exact']:.1%}")
-    table.add_row("  self-estimate (k-fold CV)", f"{estimate.get('fix_rate') or 0:.1%} "
-                  f"({estimate.get('folds')} folds, {estimate.get('sampled_pairs')} pairs)", "-", "-")
+    table.add_row(
+        "output rules",
+        str(sum(r.target == "output" for r in rules)),
+        str(sum(r.target == "output" for r in old_rules)),
+        str(len(seed.rules)),
+    )
+    table.add_row(
+        "exact-fix rate, all (mixtures)", f"{ours['exact']:.1%}", f"{previous['exact']:.1%}", f"{literal['exact']:.1%}"
+    )
+    table.add_row(
+        "  self-estimate (k-fold CV)",
+        f"{estimate.get('fix_rate') or 0:.1%} ({estimate.get('folds')} folds, {estimate.get('sampled_pairs')} pairs)",
+        "-",
+        "-",
+    )
     for count in range(1, 5):
         row = [f"  answers with {count} defect(s)"]
         for result in (ours, previous, literal):
@@ -150,8 +169,9 @@ def run_set(console, title, data, goods, families, prev):
         table.add_row(*row)
     table.add_row("harm rate on good answers", *(f"{r['harm']:.2%}" for r in (ours, previous, literal)))
     table.add_row("  self-estimate of harm (CV)", f"{estimate.get('harm_rate') or 0:.2%}", "-", "-")
-    table.add_row("  harm on the negatives (training)", f"{estimate['training'].get('negative_harm_rate') or 0:.2%}",
-                  "-", "-")
+    table.add_row(
+        "  harm on the negatives (training)", f"{estimate['training'].get('negative_harm_rate') or 0:.2%}", "-", "-"
+    )
     console.print(table)
     return rules
 
@@ -163,22 +183,38 @@ def timed(fn):
 
 
 def timing(console, sizes):
-    table = Table(title=f"Synthesis time (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
-                        "CPU seconds are this process's own)")
-    for column in ("pairs", "analyse wall/CPU s", "mine+search+CV wall/CPU s", "codegen s", "total wall/CPU s",
-                   "rules", "training exact"):
+    table = Table(
+        title=f"Synthesis time (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+        "CPU seconds are this process's own)"
+    )
+    for column in (
+        "pairs",
+        "analyse wall/CPU s",
+        "mine+search+CV wall/CPU s",
+        "codegen s",
+        "total wall/CPU s",
+        "rules",
+        "training exact",
+    ):
         table.add_column(column, justify="right")
     for size in sizes:
         pairs = [p for p, _ in own.make_mixed(size // 2, seed=11)] + [
-            p for p, _ in independent.make_independent(size - size // 2, seed=12)]
+            p for p, _ in independent.make_independent(size - size // 2, seed=12)
+        ]
         diffs, t_an, c_an = timed(lambda: FeedbackDiffAnalyzer().analyze_many(pairs))
         synth = RuleSetSynthesizer()
         rules, t_syn, c_syn = timed(lambda: synth.synthesize(diffs))
         _, t_gen, _ = timed(lambda: build_module(rules, version="bench"))
         training = synth.last_estimate["training"]
-        table.add_row(f"{size:,}", f"{t_an:.2f} / {c_an:.2f}", f"{t_syn:.2f} / {c_syn:.2f}", f"{t_gen:.2f}",
-                      f"{t_an + t_syn + t_gen:.2f} / {c_an + c_syn:.2f}", str(len(rules)),
-                      f"{training['exact_fixed']}/{training['pairs']}")
+        table.add_row(
+            f"{size:,}",
+            f"{t_an:.2f} / {c_an:.2f}",
+            f"{t_syn:.2f} / {c_syn:.2f}",
+            f"{t_gen:.2f}",
+            f"{t_an + t_syn + t_gen:.2f} / {c_an + c_syn:.2f}",
+            str(len(rules)),
+            f"{training['exact_fixed']}/{training['pairs']}",
+        )
     console.print(table)
 
 
@@ -193,8 +229,16 @@ def latency_us(fn, text, context, calls=5_000):
 def hundred_rules(rules):
     output = [r for r in rules if r.target == "output"]
     extra = [
-        Rule(f"replace-bench{i:03d}", "bench", {"scope": None, "pattern": rf"\bterm{i}\ ", "anchor": f"term{i} "},
-             {"parts": [["lit", f"word{i} ", ""]]}, priority=5, kind="replace", sources=["a", "b"], support=2)
+        Rule(
+            f"replace-bench{i:03d}",
+            "bench",
+            {"scope": None, "pattern": rf"\bterm{i}\ ", "anchor": f"term{i} "},
+            {"parts": [["lit", f"word{i} ", ""]]},
+            priority=5,
+            kind="replace",
+            sources=["a", "b"],
+            support=2,
+        )
         for i in range(100 - len(output))
     ]
     return output + extra
@@ -221,10 +265,14 @@ def latency(console, rules, sample):
     table.add_column("us/call", justify="right")
     short_us = latency_us(hook["intercept_output"], text, context)
     table.add_row(f"intercept_output, {len(text)}-char answer", f"{short_us:.1f}")
-    table.add_row(f"intercept_output, {len(long_text)}-char answer",
-                  f"{latency_us(hook['intercept_output'], long_text, context, 1_000):.1f}")
-    table.add_row(f"intercept_output_stream, {len(text)} chars in 20-char chunks",
-                  f"{latency_us(streamed, text, context, 1_000):.1f}")
+    table.add_row(
+        f"intercept_output, {len(long_text)}-char answer",
+        f"{latency_us(hook['intercept_output'], long_text, context, 1_000):.1f}",
+    )
+    table.add_row(
+        f"intercept_output_stream, {len(text)} chars in 20-char chunks",
+        f"{latency_us(streamed, text, context, 1_000):.1f}",
+    )
     table.add_row("seed literal rules (100), same answer", f"{latency_us(seed.apply, text, context):.1f}")
     table.add_row("no hook (identity function)", f"{latency_us(lambda t, c: t, text, context):.2f}")
     table.add_row("adversarial 100 KiB output ('1,' repeated), one call", f"{adversarial_ms * 1000:.0f}")
@@ -238,11 +286,18 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     prev = previous_miner()
-    own_rules = run_set(console, "Own families", own.make_mixed(args.pairs, seed=7), own.mixed_goods(400, seed=99),
-                        own.FAMILIES, prev)
+    own_rules = run_set(
+        console, "Own families", own.make_mixed(args.pairs, seed=7), own.mixed_goods(400, seed=99), own.FAMILIES, prev
+    )
     goods = [(g.fixed_output, context_of(g)) for g in independent.independent_goods(400, seed=98)]
-    run_set(console, "Independent evaluation set", independent.make_independent(args.pairs, seed=8), goods,
-            independent.FAMILIES, prev)
+    run_set(
+        console,
+        "Independent evaluation set",
+        independent.make_independent(args.pairs, seed=8),
+        goods,
+        independent.FAMILIES,
+        prev,
+    )
     timing(console, [1_000] if args.skip_10k else [1_000, 10_000])
     latency(console, own_rules, own.make_mixed(1, seed=5)[0][0])
 

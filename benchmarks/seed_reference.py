@@ -1,4 +1,5 @@
 """The seed project's selection rules, kept only to compare vt_middleware's selection against."""
+
 from __future__ import annotations
 
 from typing import List, Sequence

@@ -23,6 +23,7 @@ to four independent defects, and each defect is what a reviewer would plausibly 
 ``make_independent(n, seed)`` returns (pair, families) items; ``independent_goods(n, seed)`` the
 already-good answers (outputs nobody corrected) of the same kind.
 """
+
 from __future__ import annotations
 
 import random
@@ -31,11 +32,35 @@ from typing import Callable, Dict, List, Sequence, Tuple
 from vt_middleware.types import FeedbackPair
 
 NAMES = ["Maria", "Jonas", "Aiko", "Pedro", "Fatima", "Liam", "Chen", "Olga", "Noah", "Priya", "Tomasz", "Zara"]
-ITEMS = ["headphones", "coffee grinder", "standing desk", "e-reader", "air purifier", "yoga mat", "smart watch",
-         "rice cooker", "phone case", "hiking boots", "webcam", "water bottle"]
+ITEMS = [
+    "headphones",
+    "coffee grinder",
+    "standing desk",
+    "e-reader",
+    "air purifier",
+    "yoga mat",
+    "smart watch",
+    "rice cooker",
+    "phone case",
+    "hiking boots",
+    "webcam",
+    "water bottle",
+]
 BRANDS = ["Zentro", "Kalvik", "Orbio", "Lumex", "Pravda", "Tessel", "Quorra", "Vantix"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 SUPPORT_FAMILIES = ("greeting", "order_ref", "amount", "date", "signoff", "apology", "bullets", "filler", "clock")
 REVIEW_FAMILIES = ("verdict", "percent", "upsell", "brand_case")
 FAMILIES = SUPPORT_FAMILIES + REVIEW_FAMILIES
@@ -52,17 +77,34 @@ def _support(rng: random.Random) -> Tuple[str, Dict[str, str], Dict[str, Callabl
     amount = rng.choice([rng.randint(1000, 9999) + rng.choice([0, 0.5, 0.25, 0.99]), rng.randint(12, 999) + 0.5])
     year, month, day = 2026, rng.randint(1, 12), rng.randint(1, 28)
     hour, minute = rng.randint(13, 21), rng.choice([0, 15, 30, 45])
-    ticket = (f"Ticket from {name} about order {order}: my {item} arrived damaged, "
-              f"{rng.choice(['please help', 'what now?', 'I want a refund', 'can you replace it?'])}")
-    steps = rng.sample(["Keep the original packaging.", "Print the prepaid label we emailed you.",
-                        "Drop the parcel at any post office.", "Reply with a photo of the damage.",
-                        "Wait for our confirmation email."], rng.randint(2, 3))
-    opener = rng.choice([f"thanks for reaching out about order #{order}.",
-                         f"I am sorry to hear that your {item} from order #{order} arrived damaged.",
-                         f"we have looked into order #{order} right away."])
-    refund = rng.choice([f"A refund of {_money(amount)} will be issued",
-                         f"We will credit {_money(amount)} to your card",
-                         f"You will receive {_money(amount)} back"])
+    ticket = (
+        f"Ticket from {name} about order {order}: my {item} arrived damaged, "
+        f"{rng.choice(['please help', 'what now?', 'I want a refund', 'can you replace it?'])}"
+    )
+    steps = rng.sample(
+        [
+            "Keep the original packaging.",
+            "Print the prepaid label we emailed you.",
+            "Drop the parcel at any post office.",
+            "Reply with a photo of the damage.",
+            "Wait for our confirmation email.",
+        ],
+        rng.randint(2, 3),
+    )
+    opener = rng.choice(
+        [
+            f"thanks for reaching out about order #{order}.",
+            f"I am sorry to hear that your {item} from order #{order} arrived damaged.",
+            f"we have looked into order #{order} right away.",
+        ]
+    )
+    refund = rng.choice(
+        [
+            f"A refund of {_money(amount)} will be issued",
+            f"We will credit {_money(amount)} to your card",
+            f"You will receive {_money(amount)} back",
+        ]
+    )
     when = f"{day} {MONTHS[month - 1]} {year}"
     clock = f"{(hour - 12)}:{minute:02d} PM"
     good = {
@@ -70,15 +112,17 @@ def _support(rng: random.Random) -> Tuple[str, Dict[str, str], Dict[str, Callabl
         "body": f"{opener[0].upper()}{opener[1:]} {refund} by {when}.",
         "pickup": f"A courier can collect the parcel tomorrow at {clock}.",
         "steps": "Next steps:\n" + "\n".join(f"- {s}" for s in steps),
-        "close": rng.choice(["Thank you for your patience.", "We appreciate your understanding.",
-                             "Thanks for shopping with us."]),
+        "close": rng.choice(
+            ["Thank you for your patience.", "We appreciate your understanding.", "Thanks for shopping with us."]
+        ),
     }
     iso = f"{year}-{month:02d}-{day:02d}"
     raw = f"{amount:.2f}".rstrip("0").rstrip(".") if amount != int(amount) else str(int(amount))
 
     def filler(text: str) -> str:
         return text.replace(f"{refund} by", f"{refund} basically by", 1).replace(
-            "can collect", "can basically collect", 1)
+            "can collect", "can basically collect", 1
+        )
 
     defects = {
         "greeting": lambda t: t.replace(f"Hi {name},", "Dear customer,", 1),
@@ -100,11 +144,18 @@ def _review(rng: random.Random) -> Tuple[str, str, Dict[str, Callable[[str], str
     share = rng.randint(5, 95)
     mood = rng.choice(["loves", "is unhappy with", "has mixed feelings about", "recommends"])
     review = f"Review ({stars} of 5 stars) of the {brand} {item}: the reviewer {mood} it. {share}% would buy again."
-    lines = [rng.choice([f"The reviewer {mood} the {brand} {item}.",
-                         f"Overall the {brand} {item} gets a clear opinion: the reviewer {mood} it."]),
-             rng.choice([f"About {share}% of buyers would buy it again.",
-                         f"{share}% of readers say they would repurchase."]),
-             f"Verdict: {stars}/5"]
+    lines = [
+        rng.choice(
+            [
+                f"The reviewer {mood} the {brand} {item}.",
+                f"Overall the {brand} {item} gets a clear opinion: the reviewer {mood} it.",
+            ]
+        ),
+        rng.choice(
+            [f"About {share}% of buyers would buy it again.", f"{share}% of readers say they would repurchase."]
+        ),
+        f"Verdict: {stars}/5",
+    ]
     good = "\n".join(lines)
     defects = {
         "verdict": lambda t: t.replace(f"\nVerdict: {stars}/5", "", 1),
@@ -130,8 +181,14 @@ def _case(rng: random.Random, index: int, corrupt: bool) -> Tuple[FeedbackPair, 
         chosen = tuple(sorted(rng.sample(sorted(defects), rng.randint(1, min(4, len(defects))))))
         for family in chosen:
             bad = defects[family](bad)
-    pair = FeedbackPair(ticket, bad, good, context=context, pair_id=f"ind-{index:05d}",
-                        created_at=f"2026-02-01T{index // 3600 % 24:02d}:{index // 60 % 60:02d}:{index % 60:02d}+00:00")
+    pair = FeedbackPair(
+        ticket,
+        bad,
+        good,
+        context=context,
+        pair_id=f"ind-{index:05d}",
+        created_at=f"2026-02-01T{index // 3600 % 24:02d}:{index // 60 % 60:02d}:{index % 60:02d}+00:00",
+    )
     return pair, tuple(chosen)
 
 

@@ -6,6 +6,7 @@ copies of another member (similarity > 0.98). Rare groups: a few tight members a
 their own centre. Noise: isolated random directions. Failures: one whole cluster and a
 share of random members have status ERROR, and some rare groups are failures.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,17 +30,27 @@ class SyntheticCalls:
     @property
     def rare_groups(self) -> List[int]:
         """Labels of the planted rare groups whose calls succeeded."""
-        return sorted({int(l) for l, s in zip(self.labels, self.statuses)
-                       if l >= RARE_LABEL_BASE and s == STATUS_SUCCESS})
+        return sorted(
+            {int(lab) for lab, s in zip(self.labels, self.statuses) if lab >= RARE_LABEL_BASE and s == STATUS_SUCCESS}
+        )
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
-def make_calls(n: int = 2000, d: int = 384, n_clusters: int = 12, n_rare: int = 10,
-               rare_size: int = 3, noise_fraction: float = 0.01, duplicate_fraction: float = 0.2,
-               failure_fraction: float = 0.05, n_failed_rare: int = 2, seed: int = 0) -> SyntheticCalls:
+def make_calls(
+    n: int = 2000,
+    d: int = 384,
+    n_clusters: int = 12,
+    n_rare: int = 10,
+    rare_size: int = 3,
+    noise_fraction: float = 0.01,
+    duplicate_fraction: float = 0.2,
+    failure_fraction: float = 0.05,
+    n_failed_rare: int = 2,
+    seed: int = 0,
+) -> SyntheticCalls:
     """``n`` calls: Zipf-sized clusters, planted rare groups, noise, failures."""
     rng = np.random.default_rng(seed)
     n_noise = int(noise_fraction * n)
@@ -71,7 +82,7 @@ def make_calls(n: int = 2000, d: int = 384, n_clusters: int = 12, n_rare: int = 
     bounds = np.cumsum(np.bincount(labels_arr[:n_clustered], minlength=n_clusters))
     for i in copies:
         label = labels_arr[i]
-        same = order[(bounds[label - 1] if label else 0): bounds[label]]
+        same = order[(bounds[label - 1] if label else 0) : bounds[label]]
         j = int(rng.choice(same))
         if j != i:
             vectors[i] = _unit(vectors[j][None] + 0.05 * rng.standard_normal((1, d)) / np.sqrt(d))[0]

@@ -1,4 +1,5 @@
 """Shared fixtures. Each test gets its own store, journal, hooks dir and state dir."""
+
 from __future__ import annotations
 
 import os

@@ -1,13 +1,13 @@
 """A model backend for the real local server whose answers a test scripts (for behaviour no
 offline model shows reliably: proposing rules as JSON, being derailed by added guidance,
 calling tools, a fine-tuned model that fixes what its base model gets wrong). The server turns its answers into OpenAI's wire format, streamed or not."""
+
 from __future__ import annotations
 
 import json
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from vt_middleware.server.backends import Completion, FaultPlan, StreamedCompletion
-
 
 Answer = Callable[[List[Dict[str, Any]]], Union[str, Completion]]
 
@@ -23,8 +23,9 @@ class ScriptedBackend:
     sent (tool calls and tool results included); streams send the text word by word.
     ``others`` serves more model ids, each with its own answer."""
 
-    def __init__(self, answer: Answer, model: str = "scripted", *more_models: str,
-                 others: Optional[Dict[str, Answer]] = None) -> None:
+    def __init__(
+        self, answer: Answer, model: str = "scripted", *more_models: str, others: Optional[Dict[str, Answer]] = None
+    ) -> None:
         self.answer, self.model, self.faults = answer, model, FaultPlan()
         self.others = dict(others or {})
         self.models = [model, *more_models, *self.others]

@@ -4,6 +4,7 @@ format (plain and SSE), served over real HTTP by the project's ``LocalServer`` r
 ``answer(body)`` gets the request body (messages with tool calls and tool results, tools,
 response_format) and returns the answer text, or ``ToolCalls(...)``.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,14 @@ class ScriptedToolsApp:
     requests: List[Dict[str, Any]] = field(default_factory=list)
 
     def _wire_calls(self, answer: ToolCalls) -> List[Dict[str, Any]]:
-        return [{"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-                 "function": {"name": name, "arguments": json.dumps(args)}} for name, args in answer.calls]
+        return [
+            {
+                "id": f"call_{uuid.uuid4().hex[:12]}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+            for name, args in answer.calls
+        ]
 
     def complete(self, body: Dict[str, Any]) -> Any:
         self.requests.append(body)
@@ -45,22 +52,37 @@ class ScriptedToolsApp:
         message: Dict[str, Any] = {"role": "assistant", "content": answer, "refusal": None}
         finish = "stop"
         if isinstance(answer, ToolCalls):
-            message = {"role": "assistant", "content": answer.content or None, "refusal": None,
-                       "tool_calls": self._wire_calls(answer)}
+            message = {
+                "role": "assistant",
+                "content": answer.content or None,
+                "refusal": None,
+                "tool_calls": self._wire_calls(answer),
+            }
             finish = "tool_calls"
-        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": body["model"],
-                "system_fingerprint": None}
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "created": int(time.time()),
+            "model": body["model"],
+            "system_fingerprint": None,
+        }
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         if body.get("stream"):
             return StreamingResponse(self._sse(base, message, finish, usage), media_type="text/event-stream")
-        return {**base, "object": "chat.completion", "usage": usage,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]}
+        return {
+            **base,
+            "object": "chat.completion",
+            "usage": usage,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        }
 
     @staticmethod
     def _sse(base: Dict[str, Any], message: Dict[str, Any], finish: str, usage: Dict[str, Any]) -> Iterator[str]:
         def chunk(delta: Dict[str, Any], finish_reason: Any = None) -> str:
-            body = {**base, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+            body = {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            }
             return f"data: {json.dumps(body)}\n\n"
 
         yield chunk({"role": "assistant", "content": ""})
@@ -74,14 +96,16 @@ class ScriptedToolsApp:
         yield "data: [DONE]\n\n"
 
 
-def start_scripted_tools_server(answer: Callable[[Dict[str, Any]], Answer], data_dir: Path,
-                                model: str = "scripted") -> tuple[LocalServer, ScriptedToolsApp]:
+def start_scripted_tools_server(
+    answer: Callable[[Dict[str, Any]], Answer], data_dir: Path, model: str = "scripted"
+) -> tuple[LocalServer, ScriptedToolsApp]:
     """A running server on a free port whose only model, ``model``, is answered by ``answer``."""
     scripted = ScriptedToolsApp(answer)
     app = FastAPI()
     app.post("/v1/chat/completions")(scripted.complete)
-    app.get("/v1/models")(lambda: {"object": "list", "data": [{"id": model, "object": "model", "created": 0,
-                                                                "owned_by": "test"}]})
+    app.get("/v1/models")(
+        lambda: {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "test"}]}
+    )
     server = LocalServer(data_dir=data_dir, model=None, backend=_NoBackend())
     server.app = app
     return server.start(), scripted

@@ -1,18 +1,19 @@
 """Shared by the hot-swap load tests: tagging hook versions and a promote/rollback storm."""
+
 from __future__ import annotations
 
 import threading
 import time
 from typing import List, Tuple
 
-TAG_HOOK = '''
+TAG_HOOK = """
 def intercept_prompt(user_input, context):
     return user_input
 
 
 def intercept_output(model_output, context):
     return model_output + " [hook:{tag}]"
-'''
+"""
 
 
 def make_version(hooks_dir, tag: str) -> str:

@@ -1,4 +1,5 @@
 """Feedback pairs with several defect families, shared by the synthesis tests and benchmark."""
+
 from __future__ import annotations
 
 import random
@@ -6,8 +7,28 @@ from typing import List, Tuple
 
 from vt_middleware.types import FeedbackPair
 
-PRODUCTS = ["blender", "kettle", "lamp", "chair", "toaster", "desk", "router", "backpack", "jacket", "monitor",
-            "keyboard", "speaker", "camera", "heater", "mixer", "pillow", "drill", "scanner", "tent", "mug"]
+PRODUCTS = [
+    "blender",
+    "kettle",
+    "lamp",
+    "chair",
+    "toaster",
+    "desk",
+    "router",
+    "backpack",
+    "jacket",
+    "monitor",
+    "keyboard",
+    "speaker",
+    "camera",
+    "heater",
+    "mixer",
+    "pillow",
+    "drill",
+    "scanner",
+    "tent",
+    "mug",
+]
 QUALITIES = ["sturdy", "quiet", "bright", "heavy", "compact", "cheap-looking", "elegant", "reliable", "noisy", "fast"]
 FAMILIES = ("preamble", "currency", "rating", "spaces", "quotes", "json", "disclaimer")
 
@@ -32,7 +53,10 @@ def make_case(rng: random.Random, index: int) -> Tuple[FeedbackPair, str]:
     elif family == "spaces":
         bad, fixed = f"The {product}  is {quality}   and costs ${price}.{rating}", good
     elif family == "quotes":
-        bad, fixed = f"The \u201c{product}\u201d is {quality} and costs ${price}.{rating}", f"The \"{product}\" is {quality} and costs ${price}.{rating}"
+        bad, fixed = (
+            f"The \u201c{product}\u201d is {quality} and costs ${price}.{rating}",
+            f'The "{product}" is {quality} and costs ${price}.{rating}',
+        )
     elif family == "json":
         context = {"function_name": "extract_product"}
         prompt = f"Extract product data from: {product}, ${price}"
@@ -43,8 +67,14 @@ def make_case(rng: random.Random, index: int) -> Tuple[FeedbackPair, str]:
         prompt = f"Summarise stock {product.upper()} today"
         bad = f"{product.upper()} rose {price / 100:.2f}% today."
         fixed = bad + " This is not financial advice."
-    return FeedbackPair(prompt, bad, fixed, context=context, pair_id=f"pair-{index:05d}",
-                        created_at=f"2026-01-01T00:{index // 60 % 60:02d}:{index % 60:02d}+00:00"), family
+    return FeedbackPair(
+        prompt,
+        bad,
+        fixed,
+        context=context,
+        pair_id=f"pair-{index:05d}",
+        created_at=f"2026-01-01T00:{index // 60 % 60:02d}:{index % 60:02d}+00:00",
+    ), family
 
 
 def make_pairs(n: int, seed: int = 0) -> List[Tuple[FeedbackPair, str]]:

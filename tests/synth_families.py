@@ -17,6 +17,7 @@ families touch different parts of the answer, so any subset applies in any order
   spaces     doubled spaces                                    (format)
   quotes     curly quotes around the product name              (format)
 """
+
 from __future__ import annotations
 
 import random
@@ -25,14 +26,65 @@ from typing import Callable, Dict, List, Tuple
 from vt_middleware.synthesize import build_module
 from vt_middleware.types import FeedbackPair, Rule
 
-PRODUCTS = ["blender", "kettle", "desk lamp", "office chair", "toaster", "router", "backpack", "rain jacket",
-            "monitor", "keyboard", "speaker", "camera", "heater", "mixer", "drill", "scanner", "tent", "mug"]
-FEATURES = ["two-year warranty", "free returns", "energy saving mode", "recycled packaging", "spare parts available",
-            "quiet operation", "dishwasher safe parts", "USB-C charging"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
-FAMILIES = ("opener", "currency", "date", "clock", "weight", "order_id", "rating", "signoff", "vat_line", "internal",
-            "numbering", "spaces", "quotes")
+PRODUCTS = [
+    "blender",
+    "kettle",
+    "desk lamp",
+    "office chair",
+    "toaster",
+    "router",
+    "backpack",
+    "rain jacket",
+    "monitor",
+    "keyboard",
+    "speaker",
+    "camera",
+    "heater",
+    "mixer",
+    "drill",
+    "scanner",
+    "tent",
+    "mug",
+]
+FEATURES = [
+    "two-year warranty",
+    "free returns",
+    "energy saving mode",
+    "recycled packaging",
+    "spare parts available",
+    "quiet operation",
+    "dishwasher safe parts",
+    "USB-C charging",
+]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+FAMILIES = (
+    "opener",
+    "currency",
+    "date",
+    "clock",
+    "weight",
+    "order_id",
+    "rating",
+    "signoff",
+    "vat_line",
+    "internal",
+    "numbering",
+    "spaces",
+    "quotes",
+)
 
 
 def _numbered(text: str) -> str:
@@ -55,18 +107,24 @@ def _answer(rng: random.Random) -> Tuple[str, str, Dict[str, Callable[[str], str
     hour, minute = rng.randint(13, 20), rng.choice([0, 10, 30, 45])
     weight = rng.randint(2, 40)
     features = rng.sample(FEATURES, rng.randint(2, 3))
-    prompt = (f"Customer asks about order {order}: when does the {product} ship and what does it cost? "
-              f"They rated us {stars}/5 last time.")
+    prompt = (
+        f"Customer asks about order {order}: when does the {product} ship and what does it cost? "
+        f"They rated us {stars}/5 last time."
+    )
     money = f"${price:,.2f}"
     lines = [
-        f"The \"{product}\" costs {money} and ships on {MONTHS[month - 1]} {day}, 2026 at {hour}:{minute:02d}.",
+        f'The "{product}" costs {money} and ships on {MONTHS[month - 1]} {day}, 2026 at {hour}:{minute:02d}.',
         f"It weighs {weight} kg.",
         "Details:",
         "(prices include VAT)",
         *[f"- {feature}" for feature in features],
-        rng.choice(["Tracking for order #{0} follows by email.",
-                    "We will email you when order #{0} leaves the warehouse.",
-                    "Questions about order #{0}? Just reply to this message."]).format(order),
+        rng.choice(
+            [
+                "Tracking for order #{0} follows by email.",
+                "We will email you when order #{0} leaves the warehouse.",
+                "Questions about order #{0}? Just reply to this message.",
+            ]
+        ).format(order),
         "",
         f"Rating: {stars}/5",
         "",
@@ -77,7 +135,7 @@ def _answer(rng: random.Random) -> Tuple[str, str, Dict[str, Callable[[str], str
     raw_price = f"{price:.2f}".rstrip("0").rstrip(".")
     clock12 = f"{hour - 12}:{minute:02d} PM"
     defects = {
-        "opener": lambda t: "As an AI language model, the" + t[len("The"):],
+        "opener": lambda t: "As an AI language model, the" + t[len("The") :],
         "currency": lambda t: t.replace(money, f"USD {raw_price}", 1),
         "date": lambda t: t.replace(f"{MONTHS[month - 1]} {day}, 2026", f"{month:02d}/{day:02d}/2026", 1),
         "clock": lambda t: t.replace(f"at {hour}:{minute:02d}.", f"at {clock12}.", 1),
@@ -89,13 +147,14 @@ def _answer(rng: random.Random) -> Tuple[str, str, Dict[str, Callable[[str], str
         "internal": lambda t: t.replace("\nDetails:", f"\nInternal note: ref {rng.randint(1000, 9999)}\nDetails:", 1),
         "numbering": _numbered,
         "spaces": lambda t: t.replace(" costs ", "  costs ", 1).replace(" weighs ", "   weighs ", 1),
-        "quotes": lambda t: t.replace(f"\"{product}\"", f"\u201c{product}\u201d", 1),
+        "quotes": lambda t: t.replace(f'"{product}"', f"\u201c{product}\u201d", 1),
     }
     return prompt, good, defects
 
 
-def make_mixed(n: int, seed: int = 0, families: Tuple[str, ...] = FAMILIES, max_defects: int = 4
-               ) -> List[Tuple[FeedbackPair, Tuple[str, ...]]]:
+def make_mixed(
+    n: int, seed: int = 0, families: Tuple[str, ...] = FAMILIES, max_defects: int = 4
+) -> List[Tuple[FeedbackPair, Tuple[str, ...]]]:
     """``n`` corrected answers, each with one to ``max_defects`` families drawn from ``families``."""
     rng = random.Random(seed)
     out: List[Tuple[FeedbackPair, Tuple[str, ...]]] = []
@@ -105,9 +164,14 @@ def make_mixed(n: int, seed: int = 0, families: Tuple[str, ...] = FAMILIES, max_
         bad = good
         for family in chosen:
             bad = defects[family](bad)
-        pair = FeedbackPair(prompt, bad, good, context={"function_name": "shop_answer"},
-                            pair_id=f"mix-{seed}-{len(out):05d}",
-                            created_at=f"2026-03-01T00:{len(out) // 60 % 60:02d}:{len(out) % 60:02d}+00:00")
+        pair = FeedbackPair(
+            prompt,
+            bad,
+            good,
+            context={"function_name": "shop_answer"},
+            pair_id=f"mix-{seed}-{len(out):05d}",
+            created_at=f"2026-03-01T00:{len(out) // 60 % 60:02d}:{len(out) % 60:02d}+00:00",
+        )
         out.append((pair, chosen))
     return out
 

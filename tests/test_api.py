@@ -7,9 +7,9 @@ import time
 
 import httpx
 import pytest
-from store_data import write_records
 
 import vt_middleware as vt
+from store_data import write_records
 from vt_middleware.types import CallRecord, FeedbackPair
 
 TOKEN = "test-token-123"

@@ -1,4 +1,5 @@
 """@vt.track, redaction and vt.feedback."""
+
 from __future__ import annotations
 
 import json
@@ -66,6 +67,7 @@ async def test_async_function_and_nested_parent(vt_env):
 def test_non_serialisable_and_huge_inputs(tmp_path):
     vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "j", max_field_chars=300, strict=True)
     try:
+
         class Opaque:
             def __repr__(self):
                 return "<Opaque thing>"
@@ -83,8 +85,10 @@ def test_non_serialisable_and_huge_inputs(tmp_path):
 
 
 def test_redaction_patterns(vt_env):
-    text = ("key sk-proj-abcdefghijklmnop1234 and Authorization: Bearer abc.def-ghi12345 "
-            "api_key=supersecret99 mail a.b@example.org")
+    text = (
+        "key sk-proj-abcdefghijklmnop1234 and Authorization: Bearer abc.def-ghi12345 "
+        "api_key=supersecret99 mail a.b@example.org"
+    )
     out = redact(text)
     for secret in ("sk-proj-abcdef", "abc.def-ghi12345", "supersecret99", "a.b@example.org"):
         assert secret not in out
@@ -103,7 +107,11 @@ def test_feedback_links_the_captured_call(vt_env):
     answer("what is up?")
     run_id = last_run_id()
     pair = vt.feedback(run_id, "good answer", comment="too vague")
-    assert (pair.input_prompt, pair.bad_output, pair.fixed_output) == ("question: what is up?", "bad answer", "good answer")
+    assert (pair.input_prompt, pair.bad_output, pair.fixed_output) == (
+        "question: what is up?",
+        "bad answer",
+        "good answer",
+    )
     assert pair.context["function"] == "answer" and pair.run_id == run_id
     assert [p.pair_id for p in vt.get_store().list_feedback("answer")] == [pair.pair_id]
     with pytest.raises(vt.VTError, match="no captured call"):
@@ -174,8 +182,10 @@ def test_last_run_id_is_a_lazy_public_name():
     import subprocess
     import sys
 
-    code = ("import sys, vt_middleware as vt; assert 'vt_middleware.call_context' not in sys.modules; "
-            "assert 'last_run_id' in vt.__all__ and vt.last_run_id() is None; print('ok')")
+    code = (
+        "import sys, vt_middleware as vt; assert 'vt_middleware.call_context' not in sys.modules; "
+        "assert 'last_run_id' in vt.__all__ and vt.last_run_id() is None; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
 
@@ -188,9 +198,11 @@ def _activate_hooks(tmp_path, source, version="d1"):
     vt.get_runtime().activate(hooks=LoadedHooks.from_file(path, version), keep_routes=True)
 
 
-SEEN_HOOKS = ("SEEN = []\n\n"
-              "def intercept_prompt(t, c):\n    SEEN.append(c['user_input'])\n    return t + ' (be brief)'\n\n"
-              "def intercept_output(t, c):\n    SEEN.append(c['user_input'])\n    return t.replace('Here is a summary: ', '')\n")
+SEEN_HOOKS = (
+    "SEEN = []\n\n"
+    "def intercept_prompt(t, c):\n    SEEN.append(c['user_input'])\n    return t + ' (be brief)'\n\n"
+    "def intercept_output(t, c):\n    SEEN.append(c['user_input'])\n    return t.replace('Here is a summary: ', '')\n"
+)
 
 
 def test_hooked_function_gets_hooked_prompt_and_returns_hooked_output(vt_env, tmp_path):
@@ -210,8 +222,11 @@ def test_hooked_function_gets_hooked_prompt_and_returns_hooked_output(vt_env, tm
     assert received == ["great food (be brief)"]
     assert plain("x") == "Here is a summary: x"
     assert vt.flush(30)
-    (row,) = [vt.CallRecord.from_properties(c.properties)
-              for page in vt.get_store().iter_calls("generate_review_summary") for c in page]
+    (row,) = [
+        vt.CallRecord.from_properties(c.properties)
+        for page in vt.get_store().iter_calls("generate_review_summary")
+        for c in page
+    ]
     assert row.inputs == {"args": {"style": "short", "review": "great food", "limit": 12}}  # what the caller passed
     assert row.output == "great food (" and row.raw_output == "Here is a summary: great food ("
     assert row.params["prompt_after_hook"] == "great food (be brief)" and row.hook_version == "d1"
@@ -230,7 +245,9 @@ async def test_hooked_async_function_defaults_to_the_first_str_argument(vt_env, 
 
     assert await answer(3, "why?") == "why? (be brief)"
     row = _row(last_run_id())
-    assert row.raw_output == "Here is a summary: why? (be brief)" and row.params["prompt_after_hook"] == "why? (be brief)"
+    assert (
+        row.raw_output == "Here is a summary: why? (be brief)" and row.params["prompt_after_hook"] == "why? (be brief)"
+    )
 
 
 def test_prompt_arg_must_name_a_parameter_and_needs_hooks(vt_env):

@@ -1,5 +1,6 @@
 """Process ends as a process manager or a crash ends it: exit right after a burst,
 SIGTERM during a burst, kill -9 during a burst. Counted by run id, in subprocesses."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ def answer(i):
     return "answer %d" % i
 """
 
-BURST = CHILD_PRELUDE + """
+BURST = (
+    CHILD_PRELUDE
+    + """
 ids = []
 for i in range({n}):
     answer(i)
@@ -34,10 +37,13 @@ for i in range({n}):
 with open({ids_path!r}, "w") as out:
     out.write("\\n".join(ids))
 """
+)
 
 # Threads call until the process is ended; each returned call's run id and return time
 # go to a file right after the call returns.
-RUN_UNTIL_ENDED = CHILD_PRELUDE + """
+RUN_UNTIL_ENDED = (
+    CHILD_PRELUDE
+    + """
 out = open({ids_path!r}, "a", buffering=1)
 lock = threading.Lock()
 
@@ -56,11 +62,16 @@ for t in range(4):
 while True:
     time.sleep(0.05)
 """
+)
 
 
 def _child(script: str, tmp_path: Path, **fmt) -> dict:
-    paths = {"root": str(ROOT), "store": str(tmp_path / "lance"), "journal": str(tmp_path / "journal"),
-             "ids_path": str(tmp_path / "ids.txt")}
+    paths = {
+        "root": str(ROOT),
+        "store": str(tmp_path / "lance"),
+        "journal": str(tmp_path / "journal"),
+        "ids_path": str(tmp_path / "ids.txt"),
+    }
     code = textwrap.dedent(script).format(**paths, **fmt)
     return {"code": code, **paths}
 
@@ -108,8 +119,9 @@ def test_exit_right_after_ten_thousand_calls_keeps_every_call(tmp_path):
     assert set(ids) <= stored | journaled  # each call is in the store or the journal at exit
     assert not (stored | journaled) - set(ids)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VT_STORE_PATH": child["store"], "VT_JOURNAL_PATH": child["journal"]}
-    landed = subprocess.run([sys.executable, "-m", "vt_middleware.cli", "flush"], capture_output=True, text=True,
-                            env=env, timeout=300)
+    landed = subprocess.run(
+        [sys.executable, "-m", "vt_middleware.cli", "flush"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert landed.returncode == 0, landed.stdout + landed.stderr
     assert f"journal: {len(journaled)} records waiting" in landed.stdout
     try:
@@ -155,7 +167,9 @@ def test_sigterm_during_a_burst_loses_no_returned_call(tmp_path):
 
 
 def test_sigterm_chains_to_the_apps_own_handler(tmp_path):
-    script = CHILD_PRELUDE + """
+    script = (
+        CHILD_PRELUDE
+        + """
 import signal
 answer(0)  # capture starts: our handler is chained in front of the one below
 ids = [vt.last_run_id()]
@@ -175,6 +189,7 @@ with open({ids_path!r}, "w") as out:
 os.kill(os.getpid(), signal.SIGTERM)
 time.sleep(30)
 """
+    )
     child = _child(script, tmp_path)
     done = subprocess.run([sys.executable, "-c", child["code"]], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stderr[-2000:]

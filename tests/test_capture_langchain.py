@@ -1,4 +1,5 @@
 """LangChain: CallbackHandler and vt.middleware with a real ChatOpenAI on the local server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,15 +18,23 @@ from vt_middleware.train.local_models import TINY_ID
 
 @pytest.fixture
 def chat_model(local_server):
-    return ChatOpenAI(base_url=local_server.base_url, api_key="sk-local", model="gpt-4o-mini",
-                      max_tokens=5, max_retries=0, temperature=0)
+    return ChatOpenAI(
+        base_url=local_server.base_url,
+        api_key="sk-local",
+        model="gpt-4o-mini",
+        max_tokens=5,
+        max_retries=0,
+        temperature=0,
+    )
 
 
 @pytest.fixture
 def hooked(vt_env, tmp_path):
     path = tmp_path / "hooks.py"
-    path.write_text("def intercept_prompt(t, c):\n    return t + ' please'\n\n"
-                    "def intercept_output(t, c):\n    return '<' + t + '>'\n")
+    path.write_text(
+        "def intercept_prompt(t, c):\n    return t + ' please'\n\n"
+        "def intercept_output(t, c):\n    return '<' + t + '>'\n"
+    )
     vt.get_runtime().activate(hooks=LoadedHooks.from_file(path, "lc1"), routes={"gpt-4o-mini": TINY_ID})
 
 
@@ -49,8 +58,14 @@ def test_middleware_in_a_chain_hooks_routes_and_logs(hooked, chat_model):
 
 
 async def test_middleware_stream_stores_what_the_user_received(hooked, local_server):
-    chat_model = ChatOpenAI(base_url=local_server.base_url, api_key="sk-local", model="gpt-4o-mini", max_tokens=5,
-                            max_retries=0, http_async_client=httpx.AsyncClient())
+    chat_model = ChatOpenAI(
+        base_url=local_server.base_url,
+        api_key="sk-local",
+        model="gpt-4o-mini",
+        max_tokens=5,
+        max_retries=0,
+        http_async_client=httpx.AsyncClient(),
+    )
     mw = vt.middleware(chat_model, function_name="lc_stream")
     text = "".join(c.content for c in mw.stream("hello"))
     answer = await mw.ainvoke("hi async")
@@ -88,8 +103,14 @@ def test_callback_handler_concurrent_and_nested_runs_apart(vt_env, local_server)
 
 
 async def test_callback_handler_async_and_error(vt_env, local_server):
-    model = ChatOpenAI(base_url=local_server.base_url, api_key="sk", model=TINY_ID, max_tokens=3, max_retries=0,
-                       http_async_client=httpx.AsyncClient())
+    model = ChatOpenAI(
+        base_url=local_server.base_url,
+        api_key="sk",
+        model=TINY_ID,
+        max_tokens=3,
+        max_retries=0,
+        http_async_client=httpx.AsyncClient(),
+    )
     handler = vt.CallbackHandler(function_name="lc_async")
     await asyncio.gather(*[model.ainvoke(f"a{i}", config={"callbacks": [handler]}) for i in range(3)])
     bad = ChatOpenAI(base_url=local_server.base_url, api_key="sk", model="nope", max_retries=0)

@@ -1,5 +1,6 @@
 """LangChain 1.x agents and the wrapper chat model, with real ``create_agent``, ChatOpenAI and
 tools, against a scripted server that answers with tool calls in OpenAI's wire format."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,18 +14,21 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
-from scripted_tools_server import ToolCalls, start_scripted_tools_server
 
 import vt_middleware as vt
+from scripted_tools_server import ToolCalls, start_scripted_tools_server
 from vt_middleware.runtime.hooks import LoadedHooks
 
-WRAP_HOOKS = ("def intercept_prompt(t, c):\n    return t + ' please'\n\n"
-              "def intercept_output(t, c):\n    return '<' + t + '>'\n")
-APPEND_HOOKS = ("def intercept_prompt(t, c):\n    return t\n\n"
-                "def intercept_output(t, c):\n    return t + 'Rating: 5/5'\n\n"
-                "class _Append:\n    def feed(self, t):\n        return t\n\n"
-                "    def finish(self):\n        return 'Rating: 5/5'\n\n"
-                "def intercept_output_stream(c):\n    return _Append()\n")  # streams with no look-ahead
+WRAP_HOOKS = (
+    "def intercept_prompt(t, c):\n    return t + ' please'\n\ndef intercept_output(t, c):\n    return '<' + t + '>'\n"
+)
+APPEND_HOOKS = (
+    "def intercept_prompt(t, c):\n    return t\n\n"
+    "def intercept_output(t, c):\n    return t + 'Rating: 5/5'\n\n"
+    "class _Append:\n    def feed(self, t):\n        return t\n\n"
+    "    def finish(self):\n        return 'Rating: 5/5'\n\n"
+    "def intercept_output_stream(c):\n    return _Append()\n"
+)  # streams with no look-ahead
 
 
 class Weather(BaseModel):
@@ -65,8 +69,13 @@ def scripted(tmp_path_factory):
 def model(scripted):
     server, app = scripted
     app.requests.clear()
-    return ChatOpenAI(base_url=server.base_url, api_key="sk-local", model="scripted", max_retries=0,
-                      http_async_client=httpx.AsyncClient())
+    return ChatOpenAI(
+        base_url=server.base_url,
+        api_key="sk-local",
+        model="scripted",
+        max_retries=0,
+        http_async_client=httpx.AsyncClient(),
+    )
 
 
 def _hooks(tmp_path, source, version="h1"):
@@ -96,7 +105,9 @@ def test_agent_tool_call_then_answer_hooked_captured_and_feedback_attaches(vt_en
     assert tool_turn.tool_calls[0]["name"] == "get_weather" and tool_turn.content == ""  # never hooked
     assert state["messages"][0].content == "weather in Paris?"  # the agent's state keeps the user's text
     assert [r["messages"][-1 if i == 0 else 0]["content"] for i, r in enumerate(app.requests)] == [
-        "weather in Paris? please", "weather in Paris? please"]  # the prompt hook on every model call
+        "weather in Paris? please",
+        "weather in Paris? please",
+    ]  # the prompt hook on every model call
     assert app.requests[0]["tools"][0]["function"]["name"] == "get_weather"
 
     first, second = _rows("weather_agent")

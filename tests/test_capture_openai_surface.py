@@ -2,6 +2,7 @@
 scripted backend: chat completions and the Responses API (create, stream, parse, raw and
 streaming-response forms), sync and async; routing after a promotion, prompt and output
 hooks, hooked streams, structured outputs, tool calls, n > 1, multimodal messages."""
+
 from __future__ import annotations
 
 import json
@@ -10,29 +11,36 @@ import logging
 import openai
 import pytest
 from pydantic import BaseModel
-from scripted_backend import ScriptedBackend, tool_call
 
 import vt_middleware as vt
+from scripted_backend import ScriptedBackend, tool_call
 from vt_middleware.call_context import last_run_id
 from vt_middleware.runtime.hooks import LoadedHooks
 
 ANSWER = "Sure! The soup was cold and the service slow."
 OPENER, SUFFIX = "Sure! ", " Rating: 2/5"
-TOOLS_CHAT = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS_CHAT = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 TOOLS_RESP = [{"type": "function", "name": "get_weather", "parameters": TOOLS_CHAT[0]["function"]["parameters"]}]
 
 # held to the end (no stream processor)
-PLAIN_HOOKS = '''
+PLAIN_HOOKS = """
 def intercept_prompt(user_input, context):
     return user_input + " [P]"
 
 def intercept_output(model_output, context):
     return "HOOKED:" + model_output
-'''
+"""
 
 # a bounded look-ahead processor: drops an opener, appends a suffix at the end
-STREAM_HOOKS = f'''
+STREAM_HOOKS = f"""
 OPENER, SUFFIX = {OPENER!r}, {SUFFIX!r}
 
 def intercept_prompt(user_input, context):
@@ -63,7 +71,7 @@ class _Stream:
 
 def intercept_output_stream(context):
     return _Stream()
-'''
+"""
 
 
 class Review(BaseModel):
@@ -121,8 +129,9 @@ def client(server):
 
 @pytest.fixture
 async def aclient(server):
-    c = vt.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-local", max_retries=0),
-                function_name="surface")
+    c = vt.wrap(
+        openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-local", max_retries=0), function_name="surface"
+    )
     yield c
     await c.close()
 
@@ -164,22 +173,30 @@ def _streaming_response(variant, **kwargs):
 SYNC = {
     "chat.create": lambda c: c.chat.completions.create(messages=MSGS, **M).choices[0].message.content,
     "chat.create(stream)": lambda c: "".join(
-        ch.choices[0].delta.content or "" for ch in c.chat.completions.create(messages=MSGS, stream=True, **M)
-        if ch.choices),
+        ch.choices[0].delta.content or ""
+        for ch in c.chat.completions.create(messages=MSGS, stream=True, **M)
+        if ch.choices
+    ),
     "chat.stream": _chat_stream_helper,
-    "chat.with_raw_response": lambda c: c.chat.completions.with_raw_response.create(
-        messages=MSGS, **M).parse().choices[0].message.content,
-    "chat.with_streaming_response": lambda c: _streaming_response(
-        c.chat.completions.with_streaming_response, messages=MSGS, **M).choices[0].message.content,
+    "chat.with_raw_response": lambda c: (
+        c.chat.completions.with_raw_response.create(messages=MSGS, **M).parse().choices[0].message.content
+    ),
+    "chat.with_streaming_response": lambda c: (
+        _streaming_response(c.chat.completions.with_streaming_response, messages=MSGS, **M).choices[0].message.content
+    ),
     "responses.create": lambda c: c.responses.create(input="How was dinner?", **M).output_text,
     "responses.create(stream)": lambda c: "".join(
-        e.delta for e in c.responses.create(input="How was dinner?", stream=True, **M)
-        if e.type == "response.output_text.delta"),
+        e.delta
+        for e in c.responses.create(input="How was dinner?", stream=True, **M)
+        if e.type == "response.output_text.delta"
+    ),
     "responses.stream": _responses_stream_helper,
-    "responses.with_raw_response": lambda c: c.responses.with_raw_response.create(
-        input="How was dinner?", **M).parse().output_text,
-    "responses.with_streaming_response": lambda c: _streaming_response(
-        c.responses.with_streaming_response, input="How was dinner?", **M).output_text,
+    "responses.with_raw_response": lambda c: (
+        c.responses.with_raw_response.create(input="How was dinner?", **M).parse().output_text
+    ),
+    "responses.with_streaming_response": lambda c: (
+        _streaming_response(c.responses.with_streaming_response, input="How was dinner?", **M).output_text
+    ),
 }
 
 
@@ -215,23 +232,29 @@ async def _astreaming(variant, **kwargs):
 
 
 ASYNC = {
-    "chat.create": lambda c: _await_then(c.chat.completions.create(messages=MSGS, **M),
-                                         lambda r: r.choices[0].message.content),
+    "chat.create": lambda c: _await_then(
+        c.chat.completions.create(messages=MSGS, **M), lambda r: r.choices[0].message.content
+    ),
     "chat.create(stream)": _achat_create_stream,
     "chat.stream": _achat_stream,
-    "chat.with_raw_response": lambda c: _await_then(c.chat.completions.with_raw_response.create(messages=MSGS, **M),
-                                                    lambda r: r.parse().choices[0].message.content),
+    "chat.with_raw_response": lambda c: _await_then(
+        c.chat.completions.with_raw_response.create(messages=MSGS, **M), lambda r: r.parse().choices[0].message.content
+    ),
     "chat.with_streaming_response": lambda c: _await_then(
         _astreaming(c.chat.completions.with_streaming_response, messages=MSGS, **M),
-        lambda r: r.choices[0].message.content),
-    "responses.create": lambda c: _await_then(c.responses.create(input="How was dinner?", **M),
-                                              lambda r: r.output_text),
+        lambda r: r.choices[0].message.content,
+    ),
+    "responses.create": lambda c: _await_then(
+        c.responses.create(input="How was dinner?", **M), lambda r: r.output_text
+    ),
     "responses.create(stream)": _aresponses_create_stream,
     "responses.stream": _aresponses_stream,
     "responses.with_raw_response": lambda c: _await_then(
-        c.responses.with_raw_response.create(input="How was dinner?", **M), lambda r: r.parse().output_text),
+        c.responses.with_raw_response.create(input="How was dinner?", **M), lambda r: r.parse().output_text
+    ),
     "responses.with_streaming_response": lambda c: _await_then(
-        _astreaming(c.responses.with_streaming_response, input="How was dinner?", **M), lambda r: r.output_text),
+        _astreaming(c.responses.with_streaming_response, input="How was dinner?", **M), lambda r: r.output_text
+    ),
 }
 
 
@@ -264,12 +287,13 @@ async def test_async_method_is_routed_hooked_and_captured(plain, server, aclient
     _check_routed_hooked_recorded(server, received, last_run_id())
 
 
-@pytest.mark.parametrize("method", ["chat.create(stream)", "chat.stream", "responses.create(stream)",
-                                    "responses.stream"])
+@pytest.mark.parametrize(
+    "method", ["chat.create(stream)", "chat.stream", "responses.create(stream)", "responses.stream"]
+)
 def test_stream_processor_hooks_with_bounded_look_ahead(streaming, server, client, method):
     received = SYNC[method](client)
     run_id = last_run_id()
-    expected = ANSWER[len(OPENER):] + SUFFIX
+    expected = ANSWER[len(OPENER) :] + SUFFIX
     assert received == expected
     record = _record(run_id)
     assert record.output == received and record.raw_output == ANSWER
@@ -281,7 +305,7 @@ def test_stream_processor_releases_text_as_it_streams_and_sends_the_addition_las
     words = ANSWER.split(" ")
     # role chunk "", the opener "Sure!" held one chunk (the look-ahead), then one chunk per word
     assert contents[:3] == ["", "", "The"]
-    assert contents[3:len(words) + 1] == [" " + w for w in words[2:]]
+    assert contents[3 : len(words) + 1] == [" " + w for w in words[2:]]
     assert contents[len(words) + 1] == SUFFIX  # the addition: its own final content chunk
     events = list(client.responses.create(input="How was dinner?", stream=True, **M))
     deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
@@ -318,14 +342,18 @@ def test_parse_apis_return_schema_valid_output_untouched_by_text_hooks(plain, se
 
 
 def test_json_hook_applies_to_structured_output_and_parsed_is_reread(vt_env, tmp_path, client):
-    _activate(tmp_path, PLAIN_HOOKS + '''
+    _activate(
+        tmp_path,
+        PLAIN_HOOKS
+        + """
 import json
 
 def intercept_json_output(model_output, context):
     data = json.loads(model_output)
     data["stars"] = 4
     return json.dumps(data)
-''')
+""",
+    )
     parsed = client.chat.completions.parse(messages=MSGS, response_format=Review, **M)
     assert parsed.choices[0].message.parsed == Review(summary=ANSWER, stars=4)
     response = client.responses.parse(input="How was dinner?", text_format=Review, **M)
@@ -336,8 +364,9 @@ def intercept_json_output(model_output, context):
 
 
 def _tool_checks(record, call_id):
-    assert record.params["tool_calls"] == [{"id": call_id, "type": "function",
-                                            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]
+    assert record.params["tool_calls"] == [
+        {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    ]
     assert record.params["output_is_tool_calls"] is True and "HOOKED" not in record.output
 
 
@@ -352,8 +381,11 @@ def test_chat_tool_calls_are_structured_unhooked_and_the_history_is_kept(plain, 
     call = message.tool_calls[0]
     assert message.content in (None, "") and call.function.name == "get_weather"
     _tool_checks(_record(last_run_id()), call.id)
-    history = ask + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
-                     {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'}]
+    history = [
+        *ask,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'},
+    ]
     final = client.chat.completions.create(messages=history, tools=TOOLS_CHAT, **M)
     assert final.choices[0].message.content == "HOOKED:It is sunny in Paris."
     record = _record(last_run_id())
@@ -373,10 +405,15 @@ def test_responses_function_calls_are_structured_and_unhooked(plain, client, str
     item = response.output[-1]
     assert item.type == "function_call" and item.arguments == '{"city": "Paris"}'
     _tool_checks(_record(last_run_id()), item.call_id)
-    follow = client.responses.create(input=[{"role": "user", "content": "weather in Paris?"},
-                                            item.model_dump(exclude_none=True),
-                                            {"type": "function_call_output", "call_id": item.call_id,
-                                             "output": '{"sky": "grey"}'}], tools=TOOLS_RESP, **M)
+    follow = client.responses.create(
+        input=[
+            {"role": "user", "content": "weather in Paris?"},
+            item.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": item.call_id, "output": '{"sky": "grey"}'},
+        ],
+        tools=TOOLS_RESP,
+        **M,
+    )
     assert follow.output_text == "HOOKED:It is grey in Paris."
     kinds = [m.get("type", m.get("role")) for m in _record(last_run_id()).inputs["messages"]]
     assert kinds == ["user", "function_call", "function_call_output"]
@@ -386,8 +423,7 @@ def test_n_choices_are_all_hooked_and_recorded(plain, client):
     result = client.chat.completions.create(messages=MSGS, n=3, **M)
     assert [c.message.content for c in result.choices] == ["HOOKED:" + ANSWER] * 3
     record = _record(last_run_id())
-    assert [(c["index"], c["output"]) for c in record.params["choices"]] == [(i, "HOOKED:" + ANSWER)
-                                                                             for i in range(3)]
+    assert [(c["index"], c["output"]) for c in record.params["choices"]] == [(i, "HOOKED:" + ANSWER) for i in range(3)]
     assert record.params["n_choices"] == 3
 
 
@@ -398,8 +434,10 @@ def test_multimodal_parts_keep_their_order_and_only_text_is_hooked(plain, server
     sent = server.backend.params[-1].raw_messages[-1]["content"]
     assert sent == [parts[0], image, {"type": "text", "text": "How was dinner? [P]"}]
     assert _record(last_run_id()).inputs["messages"][0]["content"] == parts
-    resp_parts = [{"type": "input_text", "text": "Look:"},
-                  {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]
+    resp_parts = [
+        {"type": "input_text", "text": "Look:"},
+        {"type": "input_image", "image_url": "data:image/png;base64,AAAA"},
+    ]
     client.responses.create(input=[{"role": "user", "content": resp_parts}], **M)
     assert _record(last_run_id()).inputs["messages"][0]["content"] == resp_parts
 
@@ -428,14 +466,17 @@ def test_record_only_streams_send_the_models_text_and_store_the_hooked_copy(plai
 
 
 def test_tool_using_calls_export_as_valid_fine_tuning_examples(plain, client, tmp_path):
-    from vt_middleware.select.export import write_chat_jsonl
     from vt_middleware.chatml import read_chat_examples
+    from vt_middleware.select.export import write_chat_jsonl
 
     ask = [{"role": "user", "content": "weather in Paris?"}]
     call = client.chat.completions.create(messages=ask, tools=TOOLS_CHAT, **M).choices[0].message.tool_calls[0]
     first = last_run_id()
-    history = ask + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
-                     {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'}]
+    history = [
+        *ask,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'},
+    ]
     client.chat.completions.create(messages=history, tools=TOOLS_CHAT, **M)
     second = last_run_id()
     item = client.responses.create(input="weather in Paris?", tools=TOOLS_RESP, **M).output[-1]
@@ -446,8 +487,13 @@ def test_tool_using_calls_export_as_valid_fine_tuning_examples(plain, client, tm
     one, two, three = read_chat_examples(tmp_path / "golden.jsonl")
     tool_def = {"type": "function", "function": TOOLS_CHAT[0]["function"]}
     assert one["tools"] == two["tools"] == three["tools"] == [tool_def]
-    assert one["messages"][-1] == {"role": "assistant", "content": None, "tool_calls": [
-        {"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+    assert one["messages"][-1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        ],
+    }
     assert [m["role"] for m in two["messages"]] == ["user", "assistant", "tool", "assistant"]
     assert two["messages"][1]["tool_calls"][0]["id"] == call.id
     assert two["messages"][2] == {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'}
@@ -456,15 +502,17 @@ def test_tool_using_calls_export_as_valid_fine_tuning_examples(plain, client, tm
     # a human correction replaces the tool call with the corrected text answer
     fixed = write_chat_jsonl(records[:1], tmp_path / "fixed.jsonl", corrections={first: "It is sunny."})
     assert fixed.corrected == 1
-    assert read_chat_examples(tmp_path / "fixed.jsonl")[0]["messages"][-1] == {"role": "assistant",
-                                                                                "content": "It is sunny."}
+    assert read_chat_examples(tmp_path / "fixed.jsonl")[0]["messages"][-1] == {
+        "role": "assistant",
+        "content": "It is sunny.",
+    }
 
 
 def test_raw_response_of_a_stream_parses_to_the_hooked_stream(streaming, client):
     raw = client.chat.completions.with_raw_response.create(messages=MSGS, stream=True, **M)
     assert raw.headers["content-type"].startswith("text/event-stream")
     text = "".join(ch.choices[0].delta.content or "" for ch in raw.parse() if ch.choices)
-    assert text == ANSWER[len(OPENER):] + SUFFIX
+    assert text == ANSWER[len(OPENER) :] + SUFFIX
     assert _record(last_run_id()).output == text
 
 
@@ -473,15 +521,32 @@ def test_generated_stream_processor_gives_what_intercept_output_gives(vt_env, tm
     from vt_middleware.synthesize import build_module
     from vt_middleware.types import Rule
 
-    rules = [Rule("opener", "drop the opener", {"scope": None, "pattern": r"Sure!\ ", "anchor": "Sure! "},
-                  {"parts": []}, priority=90, kind="remove", sources=["a", "b"], support=2),
-             Rule("rating", "end with the rating", {"scope": None, "pattern": r"Rating:\ 2/5"},
-                  {"parts": [["lit", "Rating: 2/5", ""]], "separator": " "}, priority=20, kind="append",
-                  sources=["a", "b"], support=2)]
+    rules = [
+        Rule(
+            "opener",
+            "drop the opener",
+            {"scope": None, "pattern": r"Sure!\ ", "anchor": "Sure! "},
+            {"parts": []},
+            priority=90,
+            kind="remove",
+            sources=["a", "b"],
+            support=2,
+        ),
+        Rule(
+            "rating",
+            "end with the rating",
+            {"scope": None, "pattern": r"Rating:\ 2/5"},
+            {"parts": [["lit", "Rating: 2/5", ""]], "separator": " "},
+            priority=20,
+            kind="append",
+            sources=["a", "b"],
+            support=2,
+        ),
+    ]
     built = build_module(rules, version="v0003")
     assert built.ok and "def intercept_output_stream" in built.code
     _activate(tmp_path, built.code, "v0003")
     expected = vt.get_runtime().current().hooks.module.intercept_output(ANSWER, {})
-    assert expected == ANSWER[len(OPENER):] + SUFFIX
+    assert expected == ANSWER[len(OPENER) :] + SUFFIX
     assert SYNC[method](client) == expected
     assert _record(last_run_id()).output == expected

@@ -1,4 +1,5 @@
 """The capture worker: batching into LanceDB, journal spill and replay, flush, exit, fork."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-
-import pytest
 
 import vt_middleware as vt
 from vt_middleware.capture import worker
@@ -159,7 +158,7 @@ def test_process_exiting_right_after_last_call_loses_nothing(tmp_path):
         import vt_middleware as vt
         from vt_middleware.capture import worker
         from vt_middleware.types import CallRecord
-        vt.configure(store_path={str(tmp_path / 'lance')!r}, journal_path={str(tmp_path / 'journal')!r})
+        vt.configure(store_path={str(tmp_path / "lance")!r}, journal_path={str(tmp_path / "journal")!r})
         for i in range(50):
             worker.submit(CallRecord(function_name="exit", inputs={{"args": {{"i": i}}}}, output=str(i)))
     """)
@@ -250,8 +249,9 @@ def test_minilm_capture_embeds_in_a_child_process_with_the_same_vectors(tmp_path
     from vt_middleware.store.embed_process import get_process_embedder
     from vt_middleware.store.embedding import get_embedder
 
-    vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", capture_embedding_model="minilm",
-             strict=True)
+    vt.reset(
+        store_path=tmp_path / "lance", journal_path=tmp_path / "journal", capture_embedding_model="minilm", strict=True
+    )
     try:
         records = [_record(i, "minilm_child") for i in range(6)]
         for record in records:

@@ -1,5 +1,6 @@
 """The `vt` command as a user runs it: help everywhere, exit codes, clear errors, and the
 status/hooks/synthesize commands against a seeded store."""
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 def vt(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real entry point in a fresh process (what the `vt` script runs)."""
-    return subprocess.run([sys.executable, "-c", "from vt_middleware.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-c", "from vt_middleware.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
-    from dashboard_seed import seed_dashboard_state
-
     import vt_middleware as vt
+    from dashboard_seed import seed_dashboard_state
 
     state = seed_dashboard_state(tmp_path_factory.mktemp("cli-seed"))
     yield state
@@ -37,8 +42,14 @@ def seeded(tmp_path_factory):
 
 
 def paths(seeded) -> list[str]:
-    return ["--store-path", seeded.env["VT_STORE_PATH"], "--hooks-dir", seeded.env["VT_HOOKS_DIR"],
-            "--state-dir", seeded.env["VT_STATE_DIR"]]
+    return [
+        "--store-path",
+        seeded.env["VT_STORE_PATH"],
+        "--hooks-dir",
+        seeded.env["VT_HOOKS_DIR"],
+        "--state-dir",
+        seeded.env["VT_STATE_DIR"],
+    ]
 
 
 def test_top_level_help_lists_every_command():
@@ -77,8 +88,11 @@ def test_no_args_shows_help_and_fails():
 
 
 def test_errors_are_one_clear_line_and_non_zero(tmp_path):
-    env = {"VT_STORE_PATH": str(tmp_path / "lance"), "VT_HOOKS_DIR": str(tmp_path / "hooks"),
-           "VT_STATE_DIR": str(tmp_path / "state")}
+    env = {
+        "VT_STORE_PATH": str(tmp_path / "lance"),
+        "VT_HOOKS_DIR": str(tmp_path / "hooks"),
+        "VT_STATE_DIR": str(tmp_path / "state"),
+    }
     result = vt("synthesize", env=env)
     assert result.returncode == 1
     assert "error: DataError: no feedback pairs" in result.stderr
@@ -95,8 +109,9 @@ def test_errors_are_one_clear_line_and_non_zero(tmp_path):
 
 def test_train_rejects_an_unknown_backend(tmp_path):
     data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
-                                             {"role": "assistant", "content": "hello"}]}) + "\n")
+    data.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n"
+    )
     result = CliRunner().invoke(app, ["train", str(data), "--backend", "gpu-cloud"])
     assert result.exit_code == 1
     assert "--backend must be 'local' or 'openai'" in result.output
@@ -165,10 +180,24 @@ def test_vt_serve_answers_the_openai_sdk(tmp_path):
 
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-c", "from vt_middleware.cli import main; main()", "serve", "--port", str(port),
-         "--model", "vt-tiny-random", "--data-dir", str(tmp_path / "server")],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        [
+            sys.executable,
+            "-c",
+            "from vt_middleware.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            "vt-tiny-random",
+            "--data-dir",
+            str(tmp_path / "server"),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120
@@ -183,8 +212,9 @@ def test_vt_serve_answers_the_openai_sdk(tmp_path):
             time.sleep(0.2)
         client = OpenAI(base_url=base_url, api_key="sk-local", max_retries=0)
         assert "vt-tiny-random" in [m.id for m in client.models.list()]
-        reply = client.chat.completions.create(model="vt-tiny-random", max_tokens=4,
-                                               messages=[{"role": "user", "content": "Summarise: great phone."}])
+        reply = client.chat.completions.create(
+            model="vt-tiny-random", max_tokens=4, messages=[{"role": "user", "content": "Summarise: great phone."}]
+        )
         assert reply.model == "vt-tiny-random" and reply.choices[0].finish_reason in ("stop", "length")
         assert isinstance(reply.choices[0].message.content, str) and reply.usage.completion_tokens >= 1
         with pytest.raises(Exception, match="model"):  # an unknown model is a clear 404 over the wire
@@ -199,8 +229,17 @@ def test_vt_serve_answers_the_openai_sdk(tmp_path):
 
 def test_vt_train_fine_tunes_the_tiny_model(seeded, tmp_path):
     out = tmp_path / "models"
-    result = vt("train", str(seeded.golden_path), "--base-model", "vt-tiny-random", "--max-steps", "2",
-                "--output-dir", str(out), env=seeded.env)
+    result = vt(
+        "train",
+        str(seeded.golden_path),
+        "--base-model",
+        "vt-tiny-random",
+        "--max-steps",
+        "2",
+        "--output-dir",
+        str(out),
+        env=seeded.env,
+    )
     assert result.returncode == 0, result.stderr
     model_id = result.stdout.strip().splitlines()[-1].removeprefix("fine-tuned model: ")
     assert model_id.startswith("ft:vt-tiny-random:")
@@ -213,42 +252,77 @@ def test_vt_train_fine_tunes_the_tiny_model(seeded, tmp_path):
 @pytest.fixture
 def evolve_env(tmp_path):
     """A store with 16 captured calls of ``cli_evolve`` (good answers) and feedback on bad ones."""
-    from synth_data import make_pairs
-
     import vt_middleware as vt
+    from synth_data import make_pairs
     from vt_middleware.store.embedding import get_embedder
     from vt_middleware.store.executions import get_store
     from vt_middleware.types import CallRecord
 
-    config = vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", hooks_dir=tmp_path / "hooks",
-                      state_dir=tmp_path / "state", strict=True)
+    config = vt.reset(
+        store_path=tmp_path / "lance",
+        journal_path=tmp_path / "journal",
+        hooks_dir=tmp_path / "hooks",
+        state_dir=tmp_path / "state",
+        strict=True,
+    )
     cases = [p for p, family in make_pairs(60, seed=11) if family in ("preamble", "currency")][:16]
-    records = [CallRecord("cli_evolve", {"messages": [{"role": "user", "content": p.input_prompt}]}, p.fixed_output,
-                          kind="openai", model_requested="vt-tiny-random", model_used="vt-tiny-random")
-               for p in cases]
+    records = [
+        CallRecord(
+            "cli_evolve",
+            {"messages": [{"role": "user", "content": p.input_prompt}]},
+            p.fixed_output,
+            kind="openai",
+            model_requested="vt-tiny-random",
+            model_used="vt-tiny-random",
+        )
+        for p in cases
+    ]
     vectors = get_embedder(config.embedding_model).embed([r.embedding_text() for r in records])
-    get_store().write_calls([{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()}
-                             for r, v in zip(records, vectors)])
+    get_store().write_calls(
+        [{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()} for r, v in zip(records, vectors)]
+    )
     for pair in cases:
         pair.context = {"function_name": "cli_evolve"}
         get_store().add_feedback(pair)
-    yield {"VT_STORE_PATH": str(config.store_path), "VT_HOOKS_DIR": str(config.hooks_dir),
-           "VT_STATE_DIR": str(config.state_dir), "VT_JOURNAL_PATH": str(config.journal_path)}
+    yield {
+        "VT_STORE_PATH": str(config.store_path),
+        "VT_HOOKS_DIR": str(config.hooks_dir),
+        "VT_STATE_DIR": str(config.state_dir),
+        "VT_JOURNAL_PATH": str(config.journal_path),
+    }
     vt.reset()
 
 
 def test_vt_evolve_runs_one_cycle_with_training_on_the_local_server(evolve_env, local_server, tmp_path):
     from vt_middleware.train.local_models import TINY_ID
 
-    result = vt("evolve", "cli_evolve", "--backend", "openai", "--base-url", local_server.base_url,
-                "--base-model", TINY_ID, "--min-group-size", "1", "--gate-items", "2", "--gate-max-tokens", "4",
-                "--output-dir", str(tmp_path / "evolve"), env=evolve_env)
+    result = vt(
+        "evolve",
+        "cli_evolve",
+        "--backend",
+        "openai",
+        "--base-url",
+        local_server.base_url,
+        "--base-model",
+        TINY_ID,
+        "--min-group-size",
+        "1",
+        "--gate-items",
+        "2",
+        "--gate-max-tokens",
+        "4",
+        "--output-dir",
+        str(tmp_path / "evolve"),
+        env=evolve_env,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "Pipeline stages" in result.stdout and "gate decision" in result.stdout
     run_dir = Path(result.stdout.strip().splitlines()[-1].removeprefix("run record: "))
     record = json.loads((run_dir / "run.json").read_text())
     stages = record["stages"]
-    assert [s for s in ("extract", "synthesize", "prepare", "train", "evaluate") if stages[s]["status"] != "succeeded"] == []
+    assert [
+        s for s in ("extract", "synthesize", "prepare", "train", "evaluate") if stages[s]["status"] != "succeeded"
+    ] == []
     assert stages["extract"]["result"]["golden_examples"] >= 8
     fine_tuned = stages["train"]["result"]["fine_tuned_model"]
     assert fine_tuned.startswith(f"ft:{TINY_ID}:") and fine_tuned in local_server.backend.list_models()

@@ -4,6 +4,7 @@ call whose model and hook version come from different pairs.
 
 (The response-side hot-swap check is tests/test_evolve_swap.py::
 test_hot_swap_under_load_no_failed_or_mixed_calls; this one checks the stored rows.)"""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +16,9 @@ import openai
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
-from swap_load import swap_storm, tagged_fine_tunes
 
 import vt_middleware as vt
+from swap_load import swap_storm, tagged_fine_tunes
 from vt_middleware.train.local_models import TINY_ID
 
 
@@ -28,8 +29,14 @@ def _rows(name: str) -> List[vt.CallRecord]:
 
 def test_shared_callback_handler_threads_and_asyncio_at_once_keep_runs_apart(vt_env, local_server):
     handler = vt.CallbackHandler(function_name="lc_shared")
-    model = ChatOpenAI(base_url=local_server.base_url, api_key="sk", model=TINY_ID, max_tokens=3, max_retries=0,
-                       http_async_client=httpx.AsyncClient())
+    model = ChatOpenAI(
+        base_url=local_server.base_url,
+        api_key="sk",
+        model=TINY_ID,
+        max_tokens=3,
+        max_retries=0,
+        http_async_client=httpx.AsyncClient(),
+    )
     broken = ChatOpenAI(base_url=local_server.base_url, api_key="sk", model="no-such-model", max_retries=0)
     chain = ChatPromptTemplate.from_messages([("user", "{q}")]) | model | StrOutputParser()
     results: Dict[str, str] = {}
@@ -99,8 +106,9 @@ def test_hot_swap_and_rollback_under_sync_and_async_load_never_store_a_mixed_pai
     def caller() -> None:
         while not stop.is_set():
             try:
-                r = sync_client.chat.completions.create(model="app-model", messages=[{"role": "user", "content": "hi"}],
-                                                        max_tokens=2)
+                r = sync_client.chat.completions.create(
+                    model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+                )
                 answers.append((r.model, r.choices[0].message.content))
             except Exception as exc:
                 failures.append(repr(exc))
@@ -112,7 +120,8 @@ def test_hot_swap_and_rollback_under_sync_and_async_load_never_store_a_mixed_pai
             while not stop.is_set():
                 try:
                     r = await client.chat.completions.create(
-                        model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+                        model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+                    )
                     answers.append((r.model, r.choices[0].message.content))
                 except Exception as exc:
                     failures.append(repr(exc))
@@ -138,6 +147,7 @@ def test_hot_swap_and_rollback_under_sync_and_async_load_never_store_a_mixed_pai
 def test_one_agent_middleware_shared_by_threads_and_tasks_gives_each_run_its_own_last_run_id(vt_env, tmp_path):
     from langchain.agents import create_agent
     from langchain_core.tools import tool
+
     from scripted_tools_server import ToolCalls, start_scripted_tools_server
 
     def script(body):
@@ -152,8 +162,13 @@ def test_one_agent_middleware_shared_by_threads_and_tasks_gives_each_run_its_own
 
     server, _ = start_scripted_tools_server(script, tmp_path / "server")
     try:
-        model = ChatOpenAI(base_url=server.base_url, api_key="sk", model="scripted", max_retries=0,
-                           http_async_client=httpx.AsyncClient())
+        model = ChatOpenAI(
+            base_url=server.base_url,
+            api_key="sk",
+            model="scripted",
+            max_retries=0,
+            http_async_client=httpx.AsyncClient(),
+        )
         agent = create_agent(model, [echo], middleware=[vt.AgentMiddleware(function_name="shared_agent")])
         seen: List[Tuple[str, str, str]] = []
         lock = threading.Lock()

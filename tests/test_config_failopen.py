@@ -1,6 +1,7 @@
 """Configuration fails open: bad or misspelt ``VT_*`` variables never reach the host's call
 (each is reported once, naming the variable and the default used); bad values passed in
 code raise ``ConfigError``; ``vt hooks list`` explains a broken manifest and lists the rest."""
+
 from __future__ import annotations
 
 import os
@@ -35,15 +36,22 @@ print("flushed", vt.flush(60))
 
 def _run_app(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("VT_")}
-    base.update(PYTHONPATH=str(REPO), VT_STORE_PATH=str(tmp_path / "lance"), VT_JOURNAL_PATH=str(tmp_path / "j"),
-                VT_HOOKS_DIR=str(tmp_path / "hooks"), VT_STATE_DIR=str(tmp_path / "state"),
-                VT_EMBEDDING_MODEL="hash", **env)
+    base.update(
+        PYTHONPATH=str(REPO),
+        VT_STORE_PATH=str(tmp_path / "lance"),
+        VT_JOURNAL_PATH=str(tmp_path / "j"),
+        VT_HOOKS_DIR=str(tmp_path / "hooks"),
+        VT_STATE_DIR=str(tmp_path / "state"),
+        VT_EMBEDDING_MODEL="hash",
+        **env,
+    )
     return subprocess.run([sys.executable, "-c", APP], capture_output=True, text=True, timeout=180, env=base)
 
 
 def test_invalid_and_unknown_env_values_are_reported_once_and_never_raise(tmp_path):
-    result = _run_app(tmp_path, VT_QUEUE_SIZE="-1", VT_FLUSH_INTERVAL_S="soon", VT_REDACT_PATTERNS="not-json",
-                      VT_BATCH_SIZ="8")
+    result = _run_app(
+        tmp_path, VT_QUEUE_SIZE="-1", VT_FLUSH_INTERVAL_S="soon", VT_REDACT_PATTERNS="not-json", VT_BATCH_SIZ="8"
+    )
     assert result.returncode == 0, result.stderr
     assert "results [0, 2, 4]" in result.stdout
     assert "queue_size 10000 flush 0.5 patterns []" in result.stdout
@@ -81,8 +89,7 @@ def test_hooks_list_explains_a_broken_manifest_and_lists_the_rest(vt_env):
         store.create_version(code)
     store.activate("v0003")
     (vt_env.hooks_dir / "v0002" / "manifest.json").write_text('{"version": "v0002", "rule_count": ')
-    result = CliRunner().invoke(app, ["--hooks-dir", str(vt_env.hooks_dir), "hooks", "list"],
-                                env={"COLUMNS": "250"})
+    result = CliRunner().invoke(app, ["--hooks-dir", str(vt_env.hooks_dir), "hooks", "list"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     rows = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("│ v")}
     assert set(rows) == {"v0001", "v0002", "v0003"}

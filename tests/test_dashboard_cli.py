@@ -1,11 +1,11 @@
 """CLIDashboard rendered into captured consoles: live terminal view and plain pipe output,
 driven by callbacks and by a real TrainingPipeline run."""
+
 from __future__ import annotations
 
 import io
 import re
 
-import pytest
 from rich.console import Console
 
 from vt_middleware.dashboard import CLIDashboard, PipelineMonitor
@@ -16,13 +16,17 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def drive(dashboard: CLIDashboard) -> None:
     """A run that extracts, synthesises, trains with falling loss, then fails at evaluate."""
     dashboard.on_stage_start("extract")
-    dashboard.on_stage_complete("extract", {"steady": 7, "anomalies": 3, "golden_examples": 10, "train": 8,
-                                            "holdout": 2, "path": "/tmp/g.jsonl"})
+    dashboard.on_stage_complete(
+        "extract",
+        {"steady": 7, "anomalies": 3, "golden_examples": 10, "train": 8, "holdout": 2, "path": "/tmp/g.jsonl"},
+    )
     dashboard.on_stage_start("synthesize")
     dashboard.on_stage_complete("synthesize", {"skipped": True, "reason": "no feedback pairs"})
     dashboard.on_stage_start("prepare", 1)
     dashboard.on_log("Estimated training cost: $0.0123 for 8 examples")
-    dashboard.on_stage_complete("prepare", {"file_id": "file-abc", "cost": {"usd": 0.0123, "summary": "$0.0123 (8 examples)"}})
+    dashboard.on_stage_complete(
+        "prepare", {"file_id": "file-abc", "cost": {"usd": 0.0123, "summary": "$0.0123 (8 examples)"}}
+    )
     dashboard.on_stage_start("train")
     for step in range(1, 21):
         dashboard.on_stage_progress("train", step, 20, metrics={"train_loss": round(3.0 / step, 4)})
@@ -42,9 +46,16 @@ def test_plain_pipe_has_no_control_codes_and_shows_every_stage():
     info = dashboard.summary()
     out = buffer.getvalue()
     assert "\x1b" not in out
-    for text in ("▶ extract started", "✓ extract succeeded", "– synthesize skipped", "no feedback pairs",
-                 "Estimated training cost: $0.0123", "train 20/20 train_loss=0.1500", "✗ evaluate failed",
-                 "gate client unreachable [503]"):
+    for text in (
+        "▶ extract started",
+        "✓ extract succeeded",
+        "– synthesize skipped",
+        "no feedback pairs",
+        "Estimated training cost: $0.0123",
+        "train 20/20 train_loss=0.1500",
+        "✗ evaluate failed",
+        "gate client unreachable [503]",
+    ):
         assert text in out, text
     # the train lines are thinned out in a pipe, not one per step
     assert 3 <= len(re.findall(r"^  train \d+/20", out, re.M)) <= 11
@@ -85,8 +96,9 @@ def test_summary_reads_rules_by_kind_from_the_hook_manifest(vt_env):
     buffer = io.StringIO()
     dashboard = CLIDashboard(Console(file=buffer, width=140))
     dashboard.on_stage_start("synthesize")
-    dashboard.on_stage_complete("synthesize", {"hook_version": synthesis.version, "rules": len(synthesis.rules),
-                                               "path": synthesis.hook_path})
+    dashboard.on_stage_complete(
+        "synthesize", {"hook_version": synthesis.version, "rules": len(synthesis.rules), "path": synthesis.hook_path}
+    )
     info = dashboard.summary()
     assert set(info["rules_by_kind"]) == kinds
     assert sum(info["rules_by_kind"].values()) == len(synthesis.rules)
@@ -108,8 +120,9 @@ def test_real_pipeline_run_reports_through_the_dashboard(vt_env):
     pairs = [p for p, family in make_pairs(40, seed=4) if family in ("preamble", "rating")]
     buffer = io.StringIO()
     dashboard = CLIDashboard(Console(file=buffer, width=160))
-    pipeline = TrainingPipeline(NoLogs(), synthesizer_output_dir=vt_env.hooks_dir, monitor=dashboard,
-                                state_dir=vt_env.state_dir)
+    pipeline = TrainingPipeline(
+        NoLogs(), synthesizer_output_dir=vt_env.hooks_dir, monitor=dashboard, state_dir=vt_env.state_dir
+    )
     result = pipeline.run("review_summary", feedback_pairs=pairs, output_dir=str(vt_env.state_dir / "out"))
     info = dashboard.summary(result)
     out = buffer.getvalue()

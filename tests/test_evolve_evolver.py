@@ -1,5 +1,6 @@
 """Evolver thread: triggers (calls, feedback, schedule), one run at a time, backoff after a
 failing stage, clean stop, status persisted; real pipeline, store and synthesis."""
+
 from __future__ import annotations
 
 import json
@@ -104,8 +105,16 @@ def test_new_feedback_and_schedule_trigger(vt_env):
 
 def test_failing_stage_backs_off_and_retries(vt_env):
     seed_calls(4)
-    evolver = Evolver(failing_pipeline(), FUNCTION, min_new_calls=None, min_new_feedback=None, every=3600,
-                      backoff_base_s=0.2, backoff_max_s=0.4, check_interval=0.05)
+    evolver = Evolver(
+        failing_pipeline(),
+        FUNCTION,
+        min_new_calls=None,
+        min_new_feedback=None,
+        every=3600,
+        backoff_base_s=0.2,
+        backoff_max_s=0.4,
+        check_interval=0.05,
+    )
     assert evolver.run_once() is None
     status = evolver.status()
     assert status["state"] == "backoff" and status["consecutive_failures"] == 1 and status["backoff_s"] == 0.2

@@ -1,4 +1,5 @@
 """Promotion / rollback / store sync, and hot swap under load through vt.wrap on the local server."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from swap_load import make_version, swap_storm, tagged_fine_tunes
 
 import vt_middleware as vt
+from swap_load import make_version, swap_storm, tagged_fine_tunes
 from vt_middleware.evolve.swap import PairState, Promoter, get_promoter, promote, promotion_history
 from vt_middleware.runtime.active import Runtime, get_runtime
 from vt_middleware.runtime.hook_dir import HookDir
@@ -110,7 +111,8 @@ def test_hot_swap_under_load_no_failed_or_mixed_calls(vt_env, local_server, open
         while not stop.is_set():
             try:
                 response = client.chat.completions.create(
-                    model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+                    model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+                )
             except Exception as exc:
                 with lock:
                     failures.append(repr(exc))
@@ -130,7 +132,7 @@ def test_hot_swap_under_load_no_failed_or_mixed_calls(vt_env, local_server, open
     assert {"vt-ft-a", "vt-ft-b"} <= seen  # calls really ran on both pairs while swapping
 
 
-RESTARTED_APP = '''
+RESTARTED_APP = """
 import json
 import sys
 from openai import OpenAI
@@ -139,11 +141,11 @@ import vt_middleware as vt
 client = vt.wrap(OpenAI(base_url=sys.argv[1], api_key="sk-local", max_retries=0), function_name="restart_probe")
 r = client.chat.completions.create(model="app-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
 print(json.dumps({"model": r.model, "content": r.choices[0].message.content}))
-'''
+"""
 
 # Says whether libcst was loaded when the first answer came back: serving the promotion needs
 # no synthesis code. (That the first call never waits for the store is tested in-process below.)
-PROBE_HOOK = '''
+PROBE_HOOK = """
 import sys
 
 
@@ -154,7 +156,7 @@ def intercept_prompt(user_input, context):
 def intercept_output(model_output, context):
     heavy = ",".join(m for m in ("libcst",) if m in sys.modules)
     return model_output + " [hook:restart heavy=" + heavy + "]"
-'''
+"""
 
 
 def test_restarted_app_serves_the_last_promotion_without_calling_sync(vt_env, local_server, tmp_path):
@@ -168,13 +170,25 @@ def test_restarted_app_serves_the_last_promotion_without_calling_sync(vt_env, lo
         local_server.backend.alias(alias, TINY_ID)
     version = HookVersionStore(vt_env.hooks_dir).create_version(PROBE_HOOK, validation={"ok": True})["version"]
     promote_elsewhere("process-a", "app-model", "vt-ft-restart", version)
-    env = {**os.environ, "VT_STORE_PATH": str(vt_env.store_path), "VT_HOOKS_DIR": str(tmp_path / "b-hooks"),
-           "VT_STATE_DIR": str(tmp_path / "b-state"), "VT_JOURNAL_PATH": str(tmp_path / "b-journal"),
-           "VT_STRICT": "true",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                       os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-c", RESTARTED_APP, local_server.base_url], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "VT_STORE_PATH": str(vt_env.store_path),
+        "VT_HOOKS_DIR": str(tmp_path / "b-hooks"),
+        "VT_STATE_DIR": str(tmp_path / "b-state"),
+        "VT_JOURNAL_PATH": str(tmp_path / "b-journal"),
+        "VT_STRICT": "true",
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", RESTARTED_APP, local_server.base_url],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["model"] == "vt-ft-restart"  # routed: the request went out for the fine-tuned model
@@ -321,9 +335,16 @@ def test_weaviate_instance_boots_from_its_mirror_then_the_shared_store(tmp_path)
 
     fake = FakeWeaviate().start()
     try:
-        shared = {"store_mode": "weaviate", "weaviate_host": "127.0.0.1", "weaviate_port": fake.http_port,
-                  "weaviate_grpc_port": fake.grpc_port, "hooks_dir": tmp_path / "hooks", "strict": True,
-                  "journal_path": tmp_path / "journal", "store_path": tmp_path / "unused-lance"}
+        shared = {
+            "store_mode": "weaviate",
+            "weaviate_host": "127.0.0.1",
+            "weaviate_port": fake.http_port,
+            "weaviate_grpc_port": fake.grpc_port,
+            "hooks_dir": tmp_path / "hooks",
+            "strict": True,
+            "journal_path": tmp_path / "journal",
+            "store_path": tmp_path / "unused-lance",
+        }
         vt.reset(**shared, state_dir=tmp_path / "a-state")
         v1, v2 = make_version(tmp_path / "hooks", "one"), make_version(tmp_path / "hooks", "two")
         promote_elsewhere("a", "base", "ft-1", v1)

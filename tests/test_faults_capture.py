@@ -7,6 +7,7 @@ started. Each time: the user's calls succeed, every call ends up in the store ex
 (Worker-level outage/replay, queue-full spill, torn journal, exit and fork are in
 tests/test_capture_worker.py; these run the same faults end to end through the wrapper.)
 """
+
 from __future__ import annotations
 
 import errno
@@ -19,8 +20,8 @@ from typing import List
 import openai
 
 import vt_middleware as vt
-from vt_middleware.capture import worker
 from vt_middleware.call_context import last_run_id
+from vt_middleware.capture import worker
 from vt_middleware.capture.journal import Journal
 from vt_middleware.errors import StoreError
 from vt_middleware.store import embedding
@@ -160,7 +161,9 @@ def test_journal_disk_full_holds_records_in_memory_until_the_store_returns(vt_en
 def test_journal_disk_full_with_full_memory_drops_only_the_overflow_and_counts_it(tmp_path, local_server, monkeypatch):
     vt.reset(store_path=tmp_path / "lance", journal_path=tmp_path / "journal", queue_size=4, strict=True)
     try:
-        monkeypatch.setattr(ExecutionStore, "write_calls", lambda self, items, fresh=False: (_ for _ in ()).throw(StoreError("down")))
+        monkeypatch.setattr(
+            ExecutionStore, "write_calls", lambda self, items, fresh=False: (_ for _ in ()).throw(StoreError("down"))
+        )
         full = lambda self, items, sync=True: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full"))  # noqa: E731
         monkeypatch.setattr(Journal, "append", full)
         monkeypatch.setattr(Journal, "write_chunk", full)
@@ -195,7 +198,7 @@ def test_embedding_model_failing_journals_then_replays_with_vectors(vt_env, open
     assert_exactly_once("embed_fail", ids)
     for run_id in ids:
         vector = vt.get_store().get_call(run_id, include_vector=True).vector
-        assert vector is not None and vector.shape == (384,) and abs(float((vector ** 2).sum()) - 1) < 1e-3
+        assert vector is not None and vector.shape == (384,) and abs(float((vector**2).sum()) - 1) < 1e-3
 
 
 def test_process_exiting_right_after_a_burst_of_wrapped_calls(tmp_path, local_server):
@@ -204,7 +207,7 @@ def test_process_exiting_right_after_a_burst_of_wrapped_calls(tmp_path, local_se
     script = textwrap.dedent(f"""
         import httpx, openai, vt_middleware as vt  # httpx first: the SDK imports it lazily
         from vt_middleware.call_context import last_run_id
-        vt.configure(store_path={str(tmp_path / 'lance')!r}, journal_path={str(tmp_path / 'journal')!r})
+        vt.configure(store_path={str(tmp_path / "lance")!r}, journal_path={str(tmp_path / "journal")!r})
         client = vt.wrap(openai.OpenAI(base_url={local_server.base_url!r}, api_key="sk-x", max_retries=0),
                          function_name="burst_exit")
         ids = []

@@ -2,6 +2,7 @@
 the run is recorded as failed at that stage, nothing is half-promoted (runtime, ACTIVE
 pointer, promotion history unchanged), the app's calls keep succeeding and being captured,
 the evolver backs off instead of dying, and the next run after the fault clears promotes."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List
@@ -41,8 +42,9 @@ def _seed_calls(client: Any, n: int = 3) -> List[str]:
     wrapped = vt.wrap(client, function_name=FUNCTION)
     ids = []
     for i in range(n):
-        wrapped.chat.completions.create(model=TINY_ID, messages=[{"role": "user", "content": f"review {i}"}],
-                                        max_tokens=4)
+        wrapped.chat.completions.create(
+            model=TINY_ID, messages=[{"role": "user", "content": f"review {i}"}], max_tokens=4
+        )
         ids.append(last_run_id())
     assert vt.flush(30)
     return ids
@@ -52,12 +54,21 @@ def _seed_golden(n: int = 4) -> List[str]:
     """Captured calls with real answers (the tiny model's own answers are blank)."""
     from vt_middleware.store.embedding import get_embedder
 
-    records = [CallRecord(FUNCTION, {"messages": [{"role": "user", "content": p.input_prompt}]},
-                          p.fixed_output, kind="openai", model_requested=TINY_ID, model_used=TINY_ID)
-               for p, _ in make_pairs(n, seed=11)]
+    records = [
+        CallRecord(
+            FUNCTION,
+            {"messages": [{"role": "user", "content": p.input_prompt}]},
+            p.fixed_output,
+            kind="openai",
+            model_requested=TINY_ID,
+            model_used=TINY_ID,
+        )
+        for p, _ in make_pairs(n, seed=11)
+    ]
     vectors = get_embedder(vt.get_config().embedding_model).embed([r.embedding_text() for r in records])
-    vt.get_store().write_calls([{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()}
-                                for r, v in zip(records, vectors)])
+    vt.get_store().write_calls(
+        [{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()} for r, v in zip(records, vectors)]
+    )
     return [r.run_id for r in records]
 
 
@@ -78,8 +89,13 @@ def test_crash_in_each_stage_is_contained_and_the_next_run_recovers(stage, vt_en
     _store_feedback()
     call_ids = _seed_calls(openai_client) + _seed_golden()
     trainer = OpenAITrainer(client=openai_client, max_budget_usd=1.0, model=TINY_ID)
-    pipeline = TrainingPipeline(AllCallsExtractor(), trainer=trainer, promoter=Promoter(),
-                                gate=EvaluationGate(), min_train_examples=1000 if stage not in ("prepare", "train") else 1)
+    pipeline = TrainingPipeline(
+        AllCallsExtractor(),
+        trainer=trainer,
+        promoter=Promoter(),
+        gate=EvaluationGate(),
+        min_train_examples=1000 if stage not in ("prepare", "train") else 1,
+    )
     pipeline.gate.client = None  # hooks-only gate: no slow model generations in a fault test
     target, attribute = _targets(pipeline)[stage]
     real = getattr(target, attribute)

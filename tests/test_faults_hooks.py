@@ -1,6 +1,7 @@
 """A live hook module that raises, loops or does not import: the user's calls through
 vt.wrap still succeed with the text passed through, every call is stored once, and the
 runtime goes back to the last good version by itself."""
+
 from __future__ import annotations
 
 import threading
@@ -17,27 +18,27 @@ from vt_middleware.runtime.hooks import LoadedHooks
 from vt_middleware.synthesize.versions import HookVersionStore
 from vt_middleware.train.local_models import TINY_ID
 
-GOOD = '''
+GOOD = """
 def intercept_prompt(user_input, context):
     return user_input
 
 
 def intercept_output(model_output, context):
     return model_output + " [hook:good]"
-'''
+"""
 
-RAISES = '''
+RAISES = """
 def intercept_prompt(user_input, context):
     raise ValueError("bad rule")
 
 
 def intercept_output(model_output, context):
     return {"not": "a string"}
-'''
+"""
 
 # "Loops": a busy loop long past any sane hook time (bounded, so the test cannot leave a
 # thread spinning for the rest of the session).
-LOOPS = '''
+LOOPS = """
 import time
 
 
@@ -50,7 +51,7 @@ def intercept_output(model_output, context):
     while time.monotonic() < deadline:
         pass
     return model_output + " [hook:loop]"
-'''
+"""
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -73,8 +74,11 @@ def _wait_for_version(version: str, timeout: float = 10.0) -> None:
 
 
 def _stored(function_name: str):
-    return {c.uuid: vt.CallRecord.from_properties(c.properties)
-            for page in vt.get_store().iter_calls(function_name) for c in page}
+    return {
+        c.uuid: vt.CallRecord.from_properties(c.properties)
+        for page in vt.get_store().iter_calls(function_name)
+        for c in page
+    }
 
 
 def test_raising_hook_passes_text_through_and_auto_rolls_back(lenient, openai_client):
@@ -154,5 +158,6 @@ def test_hook_version_that_fails_to_import_keeps_the_current_hooks(lenient, open
     assert vt.get_runtime().current().hook_version == good
     assert [r["hook_version"] for r in get_promoter().promotion_history()] == [good]  # nothing recorded
     response = vt.wrap(openai_client, function_name="hook_import").chat.completions.create(
-        model=TINY_ID, messages=MESSAGES, max_tokens=4)
+        model=TINY_ID, messages=MESSAGES, max_tokens=4
+    )
     assert response.choices[0].message.content.endswith(" [hook:good]")

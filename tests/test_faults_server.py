@@ -2,6 +2,7 @@
 streams closed midway -- sync, async and from many threads. The user sees exactly the
 error the bare openai SDK raises (same type), every call is stored once with the status
 the user saw, and calls succeed again once the fault clears."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,11 @@ MESSAGES = [{"role": "user", "content": "hello"}]
 
 
 def rows(function_name: str) -> Dict[str, vt.CallRecord]:
-    return {c.uuid: vt.CallRecord.from_properties(c.properties)
-            for page in vt.get_store().iter_calls(function_name) for c in page}
+    return {
+        c.uuid: vt.CallRecord.from_properties(c.properties)
+        for page in vt.get_store().iter_calls(function_name)
+        for c in page
+    }
 
 
 def _bare_error(client: openai.OpenAI, **kwargs) -> type:
@@ -50,7 +54,7 @@ def test_http_500s_reach_the_user_unchanged_and_are_stored_once(vt_env, openai_c
     ok_id = last_run_id()
     assert vt.flush(30)
     stored = rows("srv500")
-    assert sorted(stored) == sorted(failed + [ok_id])
+    assert sorted(stored) == sorted([*failed, ok_id])
     assert all(stored[i].status == "ERROR" and stored[i].error_type == "InternalServerError" for i in failed)
     assert stored[ok_id].status == "SUCCESS"
 
@@ -91,8 +95,11 @@ def test_stream_closed_midway_sync_then_recovers(vt_env, openai_client, local_se
     assert type(raised.value) is bare and not isinstance(raised.value, vt.VTError)
     cut_id = last_run_id()
     faults.clear()
-    text = "".join(c.choices[0].delta.content or "" for c in wrapped.chat.completions.create(
-        model=TINY_ID, messages=MESSAGES, max_tokens=6, stream=True) if c.choices)
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in wrapped.chat.completions.create(model=TINY_ID, messages=MESSAGES, max_tokens=6, stream=True)
+        if c.choices
+    )
     ok_id = last_run_id()
     assert vt.flush(30)
     stored = rows("srv_cut")
@@ -111,11 +118,10 @@ def test_stream_closed_midway_async(vt_env, local_server):
         error: Optional[type] = None
         faults.cut_stream_after = 1
         try:
-            stream = await wrapped.chat.completions.create(model=TINY_ID, messages=MESSAGES, max_tokens=20,
-                                                           stream=True)
+            stream = await wrapped.chat.completions.create(model=TINY_ID, messages=MESSAGES, max_tokens=20, stream=True)
             async for _ in stream:
                 pass
-        except Exception as exc:  # noqa: BLE001 - asserted below
+        except Exception as exc:
             error = type(exc)
         cut_id = last_run_id()
         faults.clear()
@@ -151,7 +157,7 @@ def test_eight_threads_under_intermittent_500s_every_call_stored_with_its_outcom
                 outcome = "SUCCESS"
             except openai.InternalServerError:
                 outcome = "ERROR"
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 with lock:
                     unexpected.append(repr(exc))
                 continue

@@ -3,6 +3,7 @@ the first time at once (``@vt.track``, ``vt.get_store()``, ``vt.feedback``, ``vt
 ``vt.capture_stats``); no thread sees an error and every call and correction is stored.
 VectorWave's modules import each other in cycles, so concurrent first imports used to hand
 threads partially initialised modules."""
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,30 @@ RUNS, THREADS = 3, 16
 
 def _env(root: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VT_")}
-    env.update(PYTHONPATH=str(REPO), VT_STORE_PATH=str(root / "lance"), VT_JOURNAL_PATH=str(root / "journal"),
-               VT_HOOKS_DIR=str(root / "hooks"), VT_STATE_DIR=str(root / "state"), VT_EMBEDDING_MODEL="hash")
+    env.update(
+        PYTHONPATH=str(REPO),
+        VT_STORE_PATH=str(root / "lance"),
+        VT_JOURNAL_PATH=str(root / "journal"),
+        VT_HOOKS_DIR=str(root / "hooks"),
+        VT_STATE_DIR=str(root / "state"),
+        VT_EMBEDDING_MODEL="hash",
+    )
     return env
 
 
 @pytest.mark.timeout(900)
 def test_many_threads_first_use_at_once_in_fresh_processes(tmp_path):
     # the runs overlap: each one's imports load the machine the others start on
-    procs = [subprocess.Popen([sys.executable, str(APP), str(THREADS)], env=_env(tmp_path / f"run{i}"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(RUNS)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(APP), str(THREADS)],
+            env=_env(tmp_path / f"run{i}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(RUNS)
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=800)

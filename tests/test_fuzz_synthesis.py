@@ -1,4 +1,5 @@
 """Property-based tests over feedback pairs, rule synthesis and generated hooks (bounded, < 60 s)."""
+
 from __future__ import annotations
 
 import io
@@ -17,8 +18,30 @@ from vt_middleware.synthesize.llm import parse_proposals
 from vt_middleware.types import FeedbackPair
 
 # Text with code-like and quoting characters mixed into arbitrary unicode.
-PIECES = st.sampled_from(['"', "'", '"""', "'''", "\\", "\n", "#", "__import__('os')", "USD 5", "As an AI,",
-                          "{'a': 1,}", "\u201c", " ", "  ", "é", "🚀", ")", "(", "\x00", "\r"])
+PIECES = st.sampled_from(
+    [
+        '"',
+        "'",
+        '"""',
+        "'''",
+        "\\",
+        "\n",
+        "#",
+        "__import__('os')",
+        "USD 5",
+        "As an AI,",
+        "{'a': 1,}",
+        "\u201c",
+        " ",
+        "  ",
+        "é",
+        "🚀",
+        ")",
+        "(",
+        "\x00",
+        "\r",
+    ]
+)
 TEXT = st.lists(st.one_of(PIECES, st.text(max_size=12)), max_size=8).map("".join)
 PAIR = st.tuples(TEXT, TEXT, TEXT, st.sampled_from([None, "f", "g\n'x'", 7]))
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -75,8 +98,13 @@ def test_generated_hook_is_always_safe_and_loadable(analyzer, tmp_path_factory, 
 
 
 @SETTINGS
-@given(st.lists(PAIR, min_size=1, max_size=3), st.lists(TEXT, min_size=1, max_size=5), st.one_of(
-    st.none(), st.integers(), st.lists(st.integers()), st.dictionaries(st.text(max_size=5), st.text(max_size=5))))
+@given(
+    st.lists(PAIR, min_size=1, max_size=3),
+    st.lists(TEXT, min_size=1, max_size=5),
+    st.one_of(
+        st.none(), st.integers(), st.lists(st.integers()), st.dictionaries(st.text(max_size=5), st.text(max_size=5))
+    ),
+)
 def test_applying_hooks_never_raises_on_arbitrary_text(analyzer, raw, texts, context):
     pairs = to_pairs(raw)
     rules = RuleSetSynthesizer(min_support=2, min_confidence=0.5).synthesize(analyzer.analyze_many(pairs))
@@ -94,15 +122,19 @@ def test_synthesis_is_deterministic(analyzer, raw):
     first = [r.to_dict() for r in RuleSetSynthesizer().synthesize(analyzer.analyze_many(pairs))]
     second = [r.to_dict() for r in RuleSetSynthesizer().synthesize(analyzer.analyze_many(list(pairs)))]
     assert first == second
-    assert build_module([], version="v1", generated_at="t").code == build_module([], version="v1", generated_at="t").code
+    assert (
+        build_module([], version="v1", generated_at="t").code == build_module([], version="v1", generated_at="t").code
+    )
 
 
 @SETTINGS
 @given(st.lists(st.tuples(TEXT, TEXT, st.integers(0, 99)), min_size=2, max_size=4), st.lists(TEXT, max_size=4))
 def test_input_slots_from_arbitrary_prompts_are_safe(analyzer, raw, texts):
     # the fix appends a number that sits in the prompt next to arbitrary text: input slots are mined
-    pairs = [FeedbackPair(f"{noise} ({n} stars) {noise}", bad, f"{bad} Rating: {n}/5", pair_id=f"s{i}")
-             for i, (noise, bad, n) in enumerate(raw)]
+    pairs = [
+        FeedbackPair(f"{noise} ({n} stars) {noise}", bad, f"{bad} Rating: {n}/5", pair_id=f"s{i}")
+        for i, (noise, bad, n) in enumerate(raw)
+    ]
     rules = RuleSetSynthesizer(min_support=2, min_confidence=0.5).synthesize(analyzer.analyze_many(pairs))
     namespace: dict = {}
     exec(compile(build_module(rules).code, "<hook>", "exec"), namespace)
@@ -111,9 +143,15 @@ def test_input_slots_from_arbitrary_prompts_are_safe(analyzer, raw, texts):
             assert isinstance(namespace["intercept_output"](text, context), str)
 
 
-RULE_ITEM = st.fixed_dictionaries({"kind": st.sampled_from(["replace", "remove", "append", "prepend", "exec", 3]),
-                                   "find": st.one_of(TEXT, st.integers()), "replace": TEXT, "text": TEXT,
-                                   "separator": st.sampled_from(["\n\n", " ", "x", None])})
+RULE_ITEM = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from(["replace", "remove", "append", "prepend", "exec", 3]),
+        "find": st.one_of(TEXT, st.integers()),
+        "replace": TEXT,
+        "text": TEXT,
+        "separator": st.sampled_from(["\n\n", " ", "x", None]),
+    }
+)
 LLM_ANSWER = st.one_of(TEXT, st.lists(RULE_ITEM, max_size=4).map(lambda rules: json.dumps({"rules": rules})))
 
 

@@ -1,4 +1,5 @@
 """Fail-open bookkeeping: count, log once with secrets redacted, raise only when strict."""
+
 from __future__ import annotations
 
 import logging

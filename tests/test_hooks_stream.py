@@ -1,13 +1,15 @@
 """Generated hooks on streamed outputs, linear-time rule patterns and the per-call time budget."""
+
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synth_families import load_hook
 
+from synth_families import load_hook
 from vt_middleware.synthesize import FeedbackDiffAnalyzer, RuleSetSynthesizer
 from vt_middleware.synthesize.codegen import check_rule
 from vt_middleware.synthesize.hook_runtime import pattern_is_linear
@@ -20,16 +22,31 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 def _rule(rule_id, kind, priority, **fields):
     condition = {k: fields.pop(k) for k in ("pattern", "anchor", "position", "anchor_line") if k in fields}
-    return Rule(rule_id, rule_id, {"scope": None, **condition}, fields, priority=priority, kind=kind,
-                sources=["a", "b"], support=2)
+    return Rule(
+        rule_id,
+        rule_id,
+        {"scope": None, **condition},
+        fields,
+        priority=priority,
+        kind=kind,
+        sources=["a", "b"],
+        support=2,
+    )
 
 
 RULE_POOL = [
     _rule("r-opener", "remove", 90, pattern=r"As\ an\ AI,\ ", anchor="As an AI, ", parts=[]),
-    _rule("r-usd", "replace", 80, pattern=r"USD\ (" + NUMBER_PATTERN + ")", anchor="USD ",
-          parts=[["lit", "$", ""], ["group", "1", ""]]),
-    _rule("r-date", "replace", 70, pattern=value_regex("date", "ymd"), anchor="",
-          parts=[["date", "1|ymd|d_month_y", ""]]),
+    _rule(
+        "r-usd",
+        "replace",
+        80,
+        pattern=r"USD\ (" + NUMBER_PATTERN + ")",
+        anchor="USD ",
+        parts=[["lit", "$", ""], ["group", "1", ""]],
+    ),
+    _rule(
+        "r-date", "replace", 70, pattern=value_regex("date", "ymd"), anchor="", parts=[["date", "1|ymd|d_month_y", ""]]
+    ),
     _rule("r-bullet", "replace", 60, pattern=r"(?m)^\*", anchor="*", parts=[["lit", "-", ""]]),
     _rule("r-line", "line_remove", 55, pattern=r"Note:\ internal\ (?>\d(?:[\d.,]{0,38}\d)?)", anchor="Note: internal "),
     _rule("r-sign", "append", 20, pattern=r"--\ Support", parts=[["lit", "-- Support", ""]], separator="\n\n"),
@@ -40,9 +57,30 @@ RULE_POOL = [
     _rule("r-json", "normalize", 95, normalizer="json_repair", param=None),
     _rule("r-head", "prepend", 15, pattern=r"Summary:", parts=[["lit", "Summary:", ""]], separator="\n"),
 ]
-PIECES = st.sampled_from(["As an AI, ", "USD 12", "USD 1,234.5", "2026-03-07", "\n* item", "*", "\n", "  ", " ",
-                          "Note: internal 42", "\nNote: internal 7\n", "-- Support", "\u201cq\u201d", "the end.",
-                          "{'a': 1,}", "Summary:", "word", "12", "\t", "x"])
+PIECES = st.sampled_from(
+    [
+        "As an AI, ",
+        "USD 12",
+        "USD 1,234.5",
+        "2026-03-07",
+        "\n* item",
+        "*",
+        "\n",
+        "  ",
+        " ",
+        "Note: internal 42",
+        "\nNote: internal 7\n",
+        "-- Support",
+        "\u201cq\u201d",
+        "the end.",
+        "{'a': 1,}",
+        "Summary:",
+        "word",
+        "12",
+        "\t",
+        "x",
+    ]
+)
 TEXT = st.lists(st.one_of(PIECES, st.text(max_size=6)), max_size=14).map("".join)
 
 
@@ -52,7 +90,7 @@ load = load_hook
 def chunked(text, cuts):
     points = sorted({c % (len(text) + 1) for c in cuts})
     edges = [0, *points, len(text)]
-    return [text[a:b] for a, b in zip(edges, edges[1:])]
+    return [text[a:b] for a, b in itertools.pairwise(edges)]
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +100,14 @@ def all_rules_hook():
     return hook
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from(range(len(RULE_POOL))), min_size=0, max_size=6, unique=True), TEXT,
-       st.lists(st.integers(0, 400), max_size=12))
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.sampled_from(range(len(RULE_POOL))), min_size=0, max_size=6, unique=True),
+    TEXT,
+    st.lists(st.integers(0, 400), max_size=12),
+)
 def test_any_chunking_of_a_stream_gives_the_whole_text_result(all_rules_hook, chosen, text, cuts):
     hook = all_rules_hook
     ids = {RULE_POOL[i].rule_id for i in chosen}
@@ -112,8 +154,12 @@ def test_backtracking_patterns_are_refused():
 @pytest.fixture(scope="module")
 def star_hook():
     """Five ordinary pairs whose fix appends "N stars": the learned rules must stay linear."""
-    pairs = [FeedbackPair(f"Rate it ({n} stars please)", f"Good product {i}.", f"Good product {i}. {n} stars",
-                          pair_id=f"s{i}") for i, n in enumerate([3, 4, 2, 5, 1])]
+    pairs = [
+        FeedbackPair(
+            f"Rate it ({n} stars please)", f"Good product {i}.", f"Good product {i}. {n} stars", pair_id=f"s{i}"
+        )
+        for i, n in enumerate([3, 4, 2, 5, 1])
+    ]
     rules = RuleSetSynthesizer(prompt_rules=False).synthesize(FeedbackDiffAnalyzer().analyze_many(pairs))
     assert rules
     return load(rules)
@@ -122,8 +168,9 @@ def star_hook():
 ADVERSARIAL = st.sampled_from(["1", "1,", "1.", " ", "\t", "stars", "star", "a", "\n", "USD ", "9" * 7, ", "])
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(ADVERSARIAL, min_size=1, max_size=4), st.integers(20, 100))
 def test_hook_time_grows_linearly_on_adversarial_outputs(star_hook, unit, kib):
     text = ("".join(unit) * (kib * 1024 // max(1, len("".join(unit))) + 1))[: kib * 1024]
@@ -156,8 +203,9 @@ def learned_hook():
     return load(rules), make_mixed(40, seed=62)
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(st.integers(0, 39), st.lists(st.integers(0, 600), max_size=16), st.booleans())
 def test_learned_rules_stream_like_whole_outputs(learned_hook, index, cuts, fixed):
     hook, items = learned_hook

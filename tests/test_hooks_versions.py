@@ -1,5 +1,6 @@
 """Hook versions: immutable folders; activation is a recorded promotion, with ACTIVE and
 history derived from it; rollback across restarts; following the record (hot reload)."""
+
 from __future__ import annotations
 
 import os
@@ -18,15 +19,27 @@ from vt_middleware.types import Rule
 
 
 def tag_rule(tag: str) -> Rule:
-    return Rule(f"append-{tag}", f"tag {tag}", {"scope": None, "pattern": None},
-                {"parts": [["lit", f"[{tag}]", ""]], "separator": " "}, kind="append", priority=20,
-                sources=["a", "b"], support=2)
+    return Rule(
+        f"append-{tag}",
+        f"tag {tag}",
+        {"scope": None, "pattern": None},
+        {"parts": [["lit", f"[{tag}]", ""]], "separator": " "},
+        kind="append",
+        priority=20,
+        sources=["a", "b"],
+        support=2,
+    )
 
 
 def make_version(store: HookVersionStore, tag: str, ok: bool = True) -> str:
     version = store.reserve_version()
-    store.create_version(build_module([tag_rule(tag)], version=version).code, rules=[tag_rule(tag)],
-                         source_pairs=["a", "b"], validation={"ok": ok}, version=version)
+    store.create_version(
+        build_module([tag_rule(tag)], version=version).code,
+        rules=[tag_rule(tag)],
+        source_pairs=["a", "b"],
+        validation={"ok": ok},
+        version=version,
+    )
     return version
 
 
@@ -67,8 +80,14 @@ def test_activate_rollback_and_history_survive_restart(vt_env):
     assert get_promoter().flush_files(10)
     restarted = HookVersionStore(hooks_dir)
     actions = [(r["action"], r["hook_version"]) for r in get_promoter().promotion_history()]
-    assert actions == [("promote", v1), ("promote", v2), ("promote", v3), ("rollback", v2), ("rollback", v1),
-                       ("promote", v3)]
+    assert actions == [
+        ("promote", v1),
+        ("promote", v2),
+        ("promote", v3),
+        ("rollback", v2),
+        ("rollback", v1),
+        ("promote", v3),
+    ]
     assert [e["version"] for e in restarted.history()][-1] == v3  # derived from the record
     assert [m["version"] for m in restarted.list_versions() if m["active"]] == [v3]
     assert not [p for p in os.listdir(hooks_dir) if p.endswith(".tmp")]
@@ -122,7 +141,9 @@ def test_hook_that_keeps_raising_is_bypassed_then_rolled_back(lenient):
     broken = store.reserve_version()
     store.create_version(
         "def intercept_prompt(u, c):\n    return u\n\ndef intercept_output(o, c):\n    raise RuntimeError('boom')\n",
-        version=broken, validation={"ok": True})
+        version=broken,
+        validation={"ok": True},
+    )
     store.activate(good)
     store.activate(broken)
     runtime = Runtime()

@@ -4,6 +4,7 @@ to the quarantine file with their segment and offset; the rest of the segment, l
 segments and new calls all reach the store; the store's backoff is never set by a record;
 ``flush()`` is True only when everything is stored; ``capture_stats()`` never raises;
 ``vt doctor`` says where the quarantined records are and what to do."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ def _line(i: int, tag: str) -> bytes:
 
 CORRUPT: Dict[str, bytes] = {
     "random bytes": bytes(random.Random(7).randrange(256) for _ in range(300)).replace(b"\n", b"-") + b"\n",
-    "invalid utf-8 inside a line": (b'{"uuid": "u-bad-utf8", "properties": {"output": "caf\xe9 \xff"}, '
-                                    b'"vector": null}\n'),
+    "invalid utf-8 inside a line": (
+        b'{"uuid": "u-bad-utf8", "properties": {"output": "caf\xe9 \xff"}, "vector": null}\n'
+    ),
     "wrong shape": b'{"uuid": "u-wrong-shape", "properties": "x", "vector": null}\n',
     "not an object": b'["uuid", "properties"]\n',
     "bad vector": b'{"uuid": "u-bad-vector", "properties": {}, "vector": ["a", 1]}\n',
@@ -108,7 +110,7 @@ def test_a_record_the_store_rejects_is_quarantined_without_backoff(vt_env):
     journal = Journal(vt_env.journal_path)
     good = [json.loads(_line(i, "ok")) for i in range(4)]
     wrong_dim = {**json.loads(_line(9, "bad")), "vector": [0.5] * 7}  # the table stores 384-d vectors
-    journal.append(good[:2] + [wrong_dim] + good[2:])
+    journal.append([*good[:2], wrong_dim, *good[2:]])
     journal.seal()
     assert vt.flush(60)
     assert sorted(_stored("replayed")) == sorted(item["uuid"] for item in good)

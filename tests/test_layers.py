@@ -4,6 +4,7 @@ live-call runtime never imports the stages that build what it runs.
 Every import counts, including those inside functions (read from the source with ``ast``);
 imports under ``if TYPE_CHECKING:`` do not run and are left out.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,8 +19,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vt_middleware"
 LAYERS = ["store", "runtime", "capture", "select", "synthesize", "train", "evolve"]
 # Above every stage: the package's own API (``import vt_middleware``), the user-facing tools, the
 # standalone server and the seed-compatible re-export modules.
-TOP = {"vt_middleware", "dashboards", "api", "cli", "server", "extractor", "synthesizer", "pipeline", "dashboard",
-       "cost_guard"}
+TOP = {
+    "vt_middleware",
+    "dashboards",
+    "api",
+    "cli",
+    "server",
+    "extractor",
+    "synthesizer",
+    "pipeline",
+    "dashboard",
+    "cost_guard",
+}
 # Stages that still import one above them; strict xfail: fixing one makes its test say so.
 KNOWN_UPWARD: Dict[str, str] = {}
 
@@ -34,7 +45,8 @@ def module_name(path: Path) -> str:
 def _type_checking_only(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imported_modules(path: Path) -> Iterator[str]:
@@ -139,9 +151,15 @@ def test_known_cycles_are_broken():
     assert cycles(package_graph()) == []
 
 
-@pytest.mark.parametrize("stage", [
-    pytest.param(stage, marks=pytest.mark.xfail(strict=True, reason=KNOWN_UPWARD[stage]))
-    if stage in KNOWN_UPWARD else stage for stage in LAYERS])
+@pytest.mark.parametrize(
+    "stage",
+    [
+        pytest.param(stage, marks=pytest.mark.xfail(strict=True, reason=KNOWN_UPWARD[stage]))
+        if stage in KNOWN_UPWARD
+        else stage
+        for stage in LAYERS
+    ],
+)
 def test_each_stage_imports_only_leaves_and_lower_stages(stage):
-    above = set(LAYERS[LAYERS.index(stage) + 1:]) | TOP
+    above = set(LAYERS[LAYERS.index(stage) + 1 :]) | TOP
     assert sorted(target for target in package_graph().get(stage, ()) if target in above) == []

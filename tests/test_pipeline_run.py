@@ -1,8 +1,8 @@
 """TrainingPipeline end to end: LanceDB store with captured calls, real synthesis, OpenAITrainer
 against the local server (LoRA on the tiny model), real gate, promotion, run records."""
+
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -17,7 +17,7 @@ from vt_middleware.evolve.run_records import list_runs, load_run
 from vt_middleware.pipeline import OpenAITrainer, TrainingPipeline
 from vt_middleware.runtime.active import get_runtime
 from vt_middleware.train.local_models import TINY_ID
-from vt_middleware.types import STATUS_SUCCESS, CallRecord, FeedbackPair
+from vt_middleware.types import CallRecord, FeedbackPair
 
 FUNCTION = "review_summary"
 
@@ -36,12 +36,22 @@ def seed_calls(n: int = 12, function_name: str = FUNCTION) -> None:
     from vt_middleware.store.embedding import get_embedder
     from vt_middleware.store.executions import get_store
 
-    records = [CallRecord(function_name, {"messages": [{"role": "user", "content": p.input_prompt}]},
-                          p.fixed_output, kind="openai", model_requested=TINY_ID, model_used=TINY_ID)
-               for p, family in make_pairs(n * 3, seed=11) if family in ("preamble", "currency", "rating")][:n]
+    records = [
+        CallRecord(
+            function_name,
+            {"messages": [{"role": "user", "content": p.input_prompt}]},
+            p.fixed_output,
+            kind="openai",
+            model_requested=TINY_ID,
+            model_used=TINY_ID,
+        )
+        for p, family in make_pairs(n * 3, seed=11)
+        if family in ("preamble", "currency", "rating")
+    ][:n]
     vectors = get_embedder(get_config().embedding_model).embed([r.embedding_text() for r in records])
-    get_store().write_calls([{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()}
-                             for r, v in zip(records, vectors)])
+    get_store().write_calls(
+        [{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()} for r, v in zip(records, vectors)]
+    )
 
 
 def feedback(function_name: str = FUNCTION) -> List[FeedbackPair]:
@@ -58,8 +68,9 @@ class RecordingMonitor(PipelineMonitor):
     def on_stage_start(self, stage: str, total: Any = None) -> None:
         self.events.append(("start", stage))
 
-    def on_stage_progress(self, stage: str, completed: int, total: Any = None, message: str = "",
-                          metrics: Any = None) -> None:
+    def on_stage_progress(
+        self, stage: str, completed: int, total: Any = None, message: str = "", metrics: Any = None
+    ) -> None:
         self.events.append(("progress", stage, metrics))
 
     def on_stage_complete(self, stage: str, result: Any = None) -> None:
@@ -86,8 +97,14 @@ def test_full_run_trains_evaluates_promotes_and_records(vt_env, trainer, tmp_pat
     for pair in feedback():
         vt.get_store().add_feedback(pair)  # run() reads the store's feedback by default
     monitor = RecordingMonitor()
-    pipeline = TrainingPipeline(make_extractor(), synthesizer_output_dir=vt_env.hooks_dir, trainer=trainer,
-                                monitor=monitor, hyperparameters={"n_epochs": 1}, poll_interval=0.2)
+    pipeline = TrainingPipeline(
+        make_extractor(),
+        synthesizer_output_dir=vt_env.hooks_dir,
+        trainer=trainer,
+        monitor=monitor,
+        hyperparameters={"n_epochs": 1},
+        poll_interval=0.2,
+    )
     result = pipeline.run(function_name=FUNCTION, output_dir=str(tmp_path / "out"))
 
     # seed keys
@@ -157,8 +174,9 @@ def test_empty_golden_set_skips_training_and_still_promotes_hooks(vt_env, traine
 
 
 def test_no_feedback_and_no_calls_keeps_incumbent_and_says_why(vt_env, trainer, tmp_path):
-    result = TrainingPipeline(make_extractor(), trainer=trainer).run(FUNCTION, feedback_pairs=[],
-                                                                     output_dir=str(tmp_path))
+    result = TrainingPipeline(make_extractor(), trainer=trainer).run(
+        FUNCTION, feedback_pairs=[], output_dir=str(tmp_path)
+    )
     assert result["status"] == "succeeded" and not result["promoted"]
     assert "no feedback pairs" in result["skipped"]["synthesize"]
     assert "keeping the incumbent" in result["gate"]["reason"] or "incumbent" in result["gate"]["reason"]
@@ -211,14 +229,14 @@ def test_fine_tuning_set_is_golden_rows_plus_corrections_without_held_out_reques
     def pair(text: str, fixed: str) -> FeedbackPair:
         return FeedbackPair(text, "bad", fixed, context={"messages": ask(text)})
 
-    golden = [{"messages": ask(t) + [{"role": "assistant", "content": f"as answered: {t}"}]} for t in "abcd"]
+    golden = [{"messages": [*ask(t), {"role": "assistant", "content": f"as answered: {t}"}]} for t in "abcd"]
     corrected, held = [pair("a", "fixed a"), pair("e", "fixed e")], [pair("b", "fixed b")]
     rows = training_rows(golden, corrected, held, repeats=2)
     answers = [r["messages"][-1]["content"] for r in rows]
     # "a" is corrected (its fix replaces the answer), "b" is held out (never trained on)
     assert answers == ["as answered: c", "as answered: d", "fixed a", "fixed a", "fixed e", "fixed e"]
     assert all(r["messages"][:-1] == ask(r["messages"][-1]["content"][-1]) for r in rows)
-    assert training_rows(golden, corrected, held, repeats=0) == [golden[0]] + golden[2:]  # held out only
+    assert training_rows(golden, corrected, held, repeats=0) == [golden[0], *golden[2:]]  # held out only
 
 
 def test_a_second_run_on_the_same_pipeline_is_refused_while_one_runs(vt_env, tmp_path):
@@ -237,8 +255,11 @@ def test_a_second_run_on_the_same_pipeline_is_refused_while_one_runs(vt_env, tmp
 
     pipeline = TrainingPipeline(SlowExtractor(get_store()), synthesizer_output_dir=vt_env.hooks_dir)
     results: Dict[str, Any] = {}
-    first = threading.Thread(target=lambda: results.update(first=pipeline.run(
-        FUNCTION, feedback_pairs=feedback(), output_dir=str(tmp_path / "a"))))
+    first = threading.Thread(
+        target=lambda: results.update(
+            first=pipeline.run(FUNCTION, feedback_pairs=feedback(), output_dir=str(tmp_path / "a"))
+        )
+    )
     first.start()
     try:
         assert entered.wait(30)
@@ -272,8 +293,9 @@ def test_feedback_on_captured_calls_learns_a_rating_read_from_each_calls_input(v
 
     def ask(prompt: str) -> str:
         # sampled: the tiny random model says random words (greedy, it only says newlines)
-        answer = client.chat.completions.create(model=TINY_ID, max_tokens=6, temperature=1.0,
-                                                messages=[{"role": "user", "content": prompt}])
+        answer = client.chat.completions.create(
+            model=TINY_ID, max_tokens=6, temperature=1.0, messages=[{"role": "user", "content": prompt}]
+        )
         return answer.choices[0].message.content or ""
 
     for i, stars in enumerate([1, 2, 4, 5, 2, 4, 1, 5, 4, 2]):
@@ -282,7 +304,8 @@ def test_feedback_on_captured_calls_learns_a_rating_read_from_each_calls_input(v
         vt.flush()
         vt.feedback(last_run_id(), f"{output.rstrip()}\n\nRating: {stars}/5")
     result = TrainingPipeline(make_extractor(), synthesizer_output_dir=vt_env.hooks_dir).run(
-        "rate", output_dir=str(tmp_path / "out"))
+        "rate", output_dir=str(tmp_path / "out")
+    )
     rating = next(r for r in result["rules"] if r["kind"] == "append")
     assert rating["action"]["parts"][1][0] == "input_match", rating
     assert result["promoted"], result["gate"]["reason"]
@@ -308,8 +331,13 @@ def test_gate_retries_without_prompt_rules_when_they_derail_the_model(vt_env, tm
     server = LocalServer(ScriptedBackend(_derailed_by_guidance), data_dir=tmp_path / "server").start()
     try:
         client = OpenAI(base_url=server.base_url, api_key="sk-local", max_retries=0)
-        pipeline = TrainingPipeline(make_extractor(), synthesizer_output_dir=vt_env.hooks_dir, eval_client=client,
-                                    base_model="scripted", monitor=RecordingMonitor())
+        pipeline = TrainingPipeline(
+            make_extractor(),
+            synthesizer_output_dir=vt_env.hooks_dir,
+            eval_client=client,
+            base_model="scripted",
+            monitor=RecordingMonitor(),
+        )
         result = pipeline.run("review_summary", feedback_pairs=pairs, output_dir=str(tmp_path / "out"))
     finally:
         server.stop()

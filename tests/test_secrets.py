@@ -4,6 +4,7 @@ configured custom pattern are planted in prompts, outputs (via a hook), function
 arguments, error messages, feedback and evolution inputs; afterwards the raw bytes of
 every artefact (LanceDB files, journal and its quarantine, golden/train JSONL, run records,
 evolver status, generated hooks and manifests) and everything the dashboards' data layer returns are searched."""
+
 from __future__ import annotations
 
 import json
@@ -42,17 +43,19 @@ SECRETS: Dict[str, str] = {
 }
 SK, PROJ, TOKEN, EMAIL, CUSTOM, JWT, PEM_BODY, CARD, CARD2, PHONE, AWS, SLACK, GITHUB, GCP = SECRETS.values()
 PEM = f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\nq83vEi1LzY2Tvd0Xs8Q3PKj\n-----END RSA PRIVATE KEY-----"
-SECRET_TEXT = (f"key {SK}, Authorization: Bearer {TOKEN}, mail {EMAIL}, customer {CUSTOM}, session {JWT}, "
-               f"card {CARD} or {CARD2}, call {PHONE}, aws {AWS}, slack {SLACK}, gh {GITHUB}, gcp {GCP}\n{PEM}")
+SECRET_TEXT = (
+    f"key {SK}, Authorization: Bearer {TOKEN}, mail {EMAIL}, customer {CUSTOM}, session {JWT}, "
+    f"card {CARD} or {CARD2}, call {PHONE}, aws {AWS}, slack {SLACK}, gh {GITHUB}, gcp {GCP}\n{PEM}"
+)
 
-HOOK = f'''
+HOOK = f"""
 def intercept_prompt(user_input, context):
     return user_input + " also {PROJ}"
 
 
 def intercept_output(model_output, context):
     return model_output + " reach me at {EMAIL} with {SK} or {JWT}, card {CARD}"
-'''
+"""
 
 
 def leaks(paths: Iterable[Path]) -> List[str]:
@@ -88,16 +91,20 @@ def _capture_everything(client: openai.OpenAI, hook_path: Path) -> List[str]:
     wrapped = vt.wrap(client, function_name="chat_secrets")
     ids = []
     response = wrapped.chat.completions.create(
-        model=TINY_ID, messages=[{"role": "system", "content": f"internal {PROJ}"},
-                                 {"role": "user", "content": SECRET_TEXT}], max_tokens=4)
+        model=TINY_ID,
+        messages=[{"role": "system", "content": f"internal {PROJ}"}, {"role": "user", "content": SECRET_TEXT}],
+        max_tokens=4,
+    )
     assert SK in response.choices[0].message.content  # the user's answer is untouched
     ids.append(last_run_id())
     for i in range(11):  # a dense group, so the density-based golden export selects them
-        wrapped.chat.completions.create(model=TINY_ID, messages=[{"role": "user", "content": SECRET_TEXT}],
-                                        max_tokens=4)
+        wrapped.chat.completions.create(
+            model=TINY_ID, messages=[{"role": "user", "content": SECRET_TEXT}], max_tokens=4
+        )
         ids.append(last_run_id())
-    chunks = wrapped.chat.completions.create(model=TINY_ID, messages=[{"role": "user", "content": SECRET_TEXT}],
-                                             max_tokens=4, stream=True)
+    chunks = wrapped.chat.completions.create(
+        model=TINY_ID, messages=[{"role": "user", "content": SECRET_TEXT}], max_tokens=4, stream=True
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     ids.append(last_run_id())
     with pytest.raises(openai.NotFoundError) as missing:  # the provider's error names the secret
@@ -140,7 +147,8 @@ def test_planted_secrets_reach_no_artefact(secret_env, openai_client, tmp_path, 
     assert leaks([secret_env.journal_path]) == []
     # a corrupt segment someone else left, quoting secrets: its lines are quarantined, redacted
     (secret_env.journal_path / "seg-1-999999-0.jsonl").write_text(
-        json.dumps({"uuid": "corrupt", "properties": SECRET_TEXT}) + "\n" + SECRET_TEXT + "\n", encoding="utf-8")
+        json.dumps({"uuid": "corrupt", "properties": SECRET_TEXT}) + "\n" + SECRET_TEXT + "\n", encoding="utf-8"
+    )
     down["on"] = False
     vt.get_runtime().reset()
     from vt_middleware.capture import worker
@@ -150,8 +158,12 @@ def test_planted_secrets_reach_no_artefact(secret_env, openai_client, tmp_path, 
     quarantine = Path(vt.capture_stats()["quarantine_path"])
     assert vt.capture_stats()["quarantined"] == 1 + SECRET_TEXT.count("\n") + 1
     assert "[REDACTED]" in quarantine.read_text(encoding="utf-8") and leaks([quarantine]) == []
-    stored = {c.uuid: CallRecord.from_properties(c.properties)
-              for name in ("chat_secrets", "tracked_secrets") for page in vt.get_store().iter_calls(name) for c in page}
+    stored = {
+        c.uuid: CallRecord.from_properties(c.properties)
+        for name in ("chat_secrets", "tracked_secrets")
+        for page in vt.get_store().iter_calls(name)
+        for c in page
+    }
     errors = [i for i, r in stored.items() if r.function_name == "tracked_secrets" and r.status == "ERROR"]
     assert errors == [ids[-1]] and sorted(stored) == sorted(ids)
     assert "[REDACTED]" in stored[ids[0]].inputs["messages"][1]["content"]  # redacted, not dropped
@@ -160,16 +172,27 @@ def test_planted_secrets_reach_no_artefact(secret_env, openai_client, tmp_path, 
     # feedback: through vt.feedback, the dashboard's correction form, and a raw pair
     vt.feedback(ids[0], f"Fixed. Write to {EMAIL} or use {SK}", comment=f"for {CUSTOM}, Bearer {TOKEN}")
     dashboard_data.submit_correction(ids[1], f"Sorry. Contact {EMAIL} ({PROJ})")
-    vt.get_store().add_feedback(FeedbackPair(input_prompt=SECRET_TEXT, bad_output=f"x {SK}",
-                                             fixed_output=f"y {EMAIL}", context={"function_name": "chat_secrets",
-                                                                                 "note": SECRET_TEXT}))
+    vt.get_store().add_feedback(
+        FeedbackPair(
+            input_prompt=SECRET_TEXT,
+            bad_output=f"x {SK}",
+            fixed_output=f"y {EMAIL}",
+            context={"function_name": "chat_secrets", "note": SECRET_TEXT},
+        )
+    )
     for pair in vt.get_store().list_feedback():
         assert leaks_in(pair.to_dict(), "feedback row") == []
 
     # evolution: golden export, synthesis from pairs that carry secrets, a stage error naming a key
-    pairs = [FeedbackPair(input_prompt=f"review {i} by {EMAIL}", bad_output=f"Good food {i}.",
-                          fixed_output=f"Good food {i}. Contact: {EMAIL} {CUSTOM} {PHONE} card {CARD} {JWT}",
-                          context={"function_name": "chat_secrets"}) for i in range(8)]
+    pairs = [
+        FeedbackPair(
+            input_prompt=f"review {i} by {EMAIL}",
+            bad_output=f"Good food {i}.",
+            fixed_output=f"Good food {i}. Contact: {EMAIL} {CUSTOM} {PHONE} card {CARD} {JWT}",
+            context={"function_name": "chat_secrets"},
+        )
+        for i in range(8)
+    ]
     out = tmp_path / "evolve_out"
     pipeline = TrainingPipeline(_extractor(), gate=None)
     pipeline.gate.client = None
@@ -211,8 +234,17 @@ def test_planted_secrets_reach_no_artefact(secret_env, openai_client, tmp_path, 
     answered = {}
     with ThreadedServer(create_app(token="t0ken")) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         client.headers["Authorization"] = "Bearer t0ken"
-        for path in ("/calls?limit=100", "/feedback", "/runs", "/stats", "/golden", "/rules", "/hooks/versions",
-                     "/promotions", "/pipeline/status"):
+        for path in (
+            "/calls?limit=100",
+            "/feedback",
+            "/runs",
+            "/stats",
+            "/golden",
+            "/rules",
+            "/hooks/versions",
+            "/promotions",
+            "/pipeline/status",
+        ):
             response = client.get(path)
             if response.status_code == 200:
                 answered[path] = response.json()

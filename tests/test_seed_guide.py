@@ -28,7 +28,6 @@ def guide_blocks() -> List[str]:
 def seed_review_calls(n: int = 16) -> None:
     """Captured calls of the guide's function: similar review prompts with good answers."""
     from store_data import write_records
-
     from vt_middleware.types import CallRecord
 
     products = ["노트북", "키보드", "마우스", "모니터"]

@@ -131,8 +131,8 @@ def test_synthesize_with_llm_names_what_is_missing_and_uses_the_proposer(openai_
 def test_cost_guard_counts_prices_and_raises_the_trainers_error(tmp_path):
     from vt_middleware import cost_guard
     from vt_middleware.errors import BudgetExceededError, ConfigError, DataError
-    from vt_middleware.train import BudgetExceededError as TrainBudgetError
     from vt_middleware.tokens import count_chat_tokens
+    from vt_middleware.train import BudgetExceededError as TrainBudgetError
 
     assert cost_guard.BudgetExceededError is TrainBudgetError is BudgetExceededError
     rows = [

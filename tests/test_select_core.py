@@ -1,17 +1,17 @@
 """Selection core without a store: density definition, exact vs approximate, clusters,
 steady state, anomalies, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from benchmarks.seed_reference import seed_anomalies, seed_top_k
-
+from benchmarks.synthetic_calls import RARE_LABEL_BASE, make_calls
 from vt_middleware.errors import ConfigError, DataError
 from vt_middleware.select.clusters import SelectionParams, allocate
 from vt_middleware.select.core import select_golden
 from vt_middleware.select.density import approximate_density, compute_density, exact_density
-from benchmarks.synthetic_calls import RARE_LABEL_BASE, make_calls
 from vt_middleware.types import STATUS_ERROR, STATUS_SUCCESS
 
 
@@ -105,8 +105,7 @@ def test_steady_picks_are_medoids_and_the_same_on_both_paths(knn_compiled):
     approx = select_golden(data.vectors, data.statuses, 0.3, method="approximate", sample_size=500)
     assert np.array_equal(exact.labels, approx.labels)
     assert sorted(p.index for p in exact.steady) == sorted(p.index for p in approx.steady)
-    again = select_golden(data.vectors, data.statuses, 0.3, method="approximate", sample_size=500,
-                          random_state=3)
+    again = select_golden(data.vectors, data.statuses, 0.3, method="approximate", sample_size=500, random_state=3)
     assert sorted(p.index for p in again.steady) == sorted(p.index for p in approx.steady)
     # each cluster's most central pick is its member with the largest summed similarity
     x = data.vectors / np.linalg.norm(data.vectors, axis=1, keepdims=True)
@@ -122,8 +121,9 @@ def test_steady_state_covers_clusters_without_duplicates_or_failures(calls):
     selection = select_golden(calls.vectors, calls.statuses, 0.3)
     picks = [p.index for p in selection.steady]
     assert 0 < len(picks) <= 50
-    ok_clusters = {int(l) for l, s in zip(calls.labels, calls.statuses)
-                   if 0 <= l < RARE_LABEL_BASE and s == STATUS_SUCCESS}
+    ok_clusters = {
+        int(lab) for lab, s in zip(calls.labels, calls.statuses) if 0 <= lab < RARE_LABEL_BASE and s == STATUS_SUCCESS
+    }
     ok_clusters = {c for c in ok_clusters if (calls.labels == c).sum() >= 10}
     covered = {int(calls.labels[i]) for i in picks}
     assert ok_clusters <= covered
@@ -149,8 +149,7 @@ def test_anomalies_are_planted_groups_not_noise_or_failures(calls):
     seed = seed_anomalies(selection.graph.densities, calls.statuses, 10)
     assert sum(calls.labels[i] >= RARE_LABEL_BASE for i in seed) < len(calls.rare_groups)
     # min_group_size=1: singletons count too; per_group=2: two of each group
-    loose = select_golden(calls.vectors, calls.statuses, 0.3,
-                          SelectionParams(min_group_size=1, per_group=2, top_k=200))
+    loose = select_golden(calls.vectors, calls.statuses, 0.3, SelectionParams(min_group_size=1, per_group=2, top_k=200))
     loose_labels = [int(calls.labels[p.index]) for p in loose.anomalies]
     assert loose_labels.count(-1) > 0
     assert all(loose_labels.count(g) == 2 for g in calls.rare_groups)

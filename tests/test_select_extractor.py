@@ -1,5 +1,6 @@
 """DensityBasedExtractor over a real LanceDB store: paged reads, candidates with the real
 rows, ChatML export of the real inputs/outputs, feedback corrections, golden registration."""
+
 from __future__ import annotations
 
 import json
@@ -7,20 +8,21 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.synthetic_calls import make_calls
+from vt_middleware.chatml import read_chat_examples, validate_chat_jsonl
 from vt_middleware.errors import ConfigError, DataError
 from vt_middleware.extractor import DensityBasedExtractor
 from vt_middleware.select.sources import ArraySource
-from benchmarks.synthetic_calls import make_calls
 from vt_middleware.store.executions import GOLDEN, get_store
-from vt_middleware.chatml import read_chat_examples, validate_chat_jsonl
 from vt_middleware.types import STATUS_SUCCESS, CallRecord, FeedbackPair
 
 FN = "generate_review_summary"
 
 
 def write(records, vectors):
-    get_store().write_calls([{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()}
-                             for r, v in zip(records, vectors)])
+    get_store().write_calls(
+        [{"uuid": r.run_id, "properties": r.to_properties(), "vector": v.tolist()} for r, v in zip(records, vectors)]
+    )
 
 
 def seed_store(n: int = 400, seed: int = 3):
@@ -29,13 +31,25 @@ def seed_store(n: int = 400, seed: int = 3):
     records = []
     for i, (label, status) in enumerate(zip(data.labels, data.statuses)):
         if i % 2:
-            inputs = {"messages": [{"role": "system", "content": "You summarise reviews."},
-                                   {"role": "user", "content": f"review {i} of product group {label}"}]}
+            inputs = {
+                "messages": [
+                    {"role": "system", "content": "You summarise reviews."},
+                    {"role": "user", "content": f"review {i} of product group {label}"},
+                ]
+            }
         else:
             inputs = {"args": {"review": f"review {i}", "group": int(label)}}
         output = f"summary {i} for group {label}" if status == STATUS_SUCCESS else None
-        records.append(CallRecord(FN, inputs, output, status=status, kind="openai" if i % 2 else "function",
-                                  error_type=None if output else "RuntimeError"))
+        records.append(
+            CallRecord(
+                FN,
+                inputs,
+                output,
+                status=status,
+                kind="openai" if i % 2 else "function",
+                error_type=None if output else "RuntimeError",
+            )
+        )
     write(records, data.vectors)
     return data, records
 
@@ -60,15 +74,17 @@ def test_steady_and_anomalies_from_the_store(vt_env):
 
 
 def test_export_uses_real_inputs_corrections_and_validates(vt_env, tmp_path):
-    data, records = seed_store()
+    _data, records = seed_store()
     ex = DensityBasedExtractor(get_store(), epsilon=0.3, top_k=20)
     steady = ex.select_steady_state(FN)
     anomaly = ex.select_anomalies(FN)[0]
     fixed = steady[0]
-    get_store().add_feedback(FeedbackPair("p", fixed.return_value, "the corrected summary",
-                                          context={"function_name": FN}, run_id=fixed.uuid))
-    get_store().add_feedback(FeedbackPair("p", anomaly.return_value, "bad anomaly fixed",
-                                          context={"function_name": FN}, run_id=anomaly.uuid))
+    get_store().add_feedback(
+        FeedbackPair("p", fixed.return_value, "the corrected summary", context={"function_name": FN}, run_id=fixed.uuid)
+    )
+    get_store().add_feedback(
+        FeedbackPair("p", anomaly.return_value, "bad anomaly fixed", context={"function_name": FN}, run_id=anomaly.uuid)
+    )
     path = ex.extract_golden_data(FN, str(tmp_path / "golden.jsonl"))
     assert validate_chat_jsonl(path).ok
     examples = read_chat_examples(path)
@@ -83,10 +99,14 @@ def test_export_uses_real_inputs_corrections_and_validates(vt_env, tmp_path):
         if "messages" in record.inputs:
             messages = record.inputs["messages"]
         else:
-            messages = [{"role": "system", "content": f"You are the function '{FN}'. Reply with its output "
-                                                      "for the arguments given as JSON."},
-                        {"role": "user", "content": json.dumps(record.inputs["args"], sort_keys=True)}]
-        expected.append(messages + [{"role": "assistant", "content": output}])
+            messages = [
+                {
+                    "role": "system",
+                    "content": f"You are the function '{FN}'. Reply with its output for the arguments given as JSON.",
+                },
+                {"role": "user", "content": json.dumps(record.inputs["args"], sort_keys=True)},
+            ]
+        expected.append([*messages, {"role": "assistant", "content": output}])
     key = lambda m: json.dumps(m, sort_keys=True)  # noqa: E731
     assert sorted(map(key, (e["messages"] for e in examples))) == sorted(map(key, expected))
     assert not any("density" in json.dumps(e) for e in examples)
@@ -96,8 +116,10 @@ def test_export_deduplicates_splits_and_skips_unusable(vt_env, tmp_path):
     rng = np.random.default_rng(0)
     centre = rng.standard_normal(384)
     vectors = centre + 0.3 * rng.standard_normal((30, 384)) / np.sqrt(384) * np.linspace(0.5, 3, 30)[:, None]
-    records = [CallRecord(FN, {"messages": [{"role": "user", "content": f"q{i % 10}"}]},
-                          f"a{i % 10}" if i != 7 else "  ") for i in range(30)]
+    records = [
+        CallRecord(FN, {"messages": [{"role": "user", "content": f"q{i % 10}"}]}, f"a{i % 10}" if i != 7 else "  ")
+        for i in range(30)
+    ]
     write(records, vectors)
     ex = DensityBasedExtractor(get_store(), epsilon=0.3, top_k=30, dedup_threshold=1.0)
     path = ex.extract_golden_data(FN, str(tmp_path / "g.jsonl"), val_fraction=0.2)
@@ -120,7 +142,7 @@ def test_vectorwave_dataset_manager_source_and_golden_registration(vt_env, tmp_p
     for name in vectorwave_env():
         monkeypatch.delenv(name, raising=False)  # restored after the test
     share_store_with_vectorwave()  # a seed-style app points VectorWave at the store itself
-    data, records = seed_store(n=200)
+    _data, _records = seed_store(n=200)
     manager = VectorWaveDatasetManager()
     ex = DensityBasedExtractor(dataset_manager=manager, epsilon=0.3, top_k=10)
     steady = ex.select_steady_state(FN)

@@ -1,4 +1,5 @@
 """The local server's chat side over HTTP: OpenAI wire format, errors, faults."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,11 @@ from vt_middleware.train.local_models import TINY_ID
 
 
 def test_plain_completion_shape(local_server):
-    body = httpx.post(f"{local_server.base_url}/chat/completions", timeout=60, json={
-        "model": TINY_ID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).json()
+    body = httpx.post(
+        f"{local_server.base_url}/chat/completions",
+        timeout=60,
+        json={"model": TINY_ID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+    ).json()
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
     choice = body["choices"][0]
     assert choice["message"]["role"] == "assistant" and isinstance(choice["message"]["content"], str)
@@ -22,9 +26,18 @@ def test_plain_completion_shape(local_server):
 
 def test_sse_stream_in_openai_chunk_format(local_server):
     lines = []
-    with httpx.stream("POST", f"{local_server.base_url}/chat/completions", timeout=60, json={
-            "model": TINY_ID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
-            "stream": True, "stream_options": {"include_usage": True}}) as response:
+    with httpx.stream(
+        "POST",
+        f"{local_server.base_url}/chat/completions",
+        timeout=60,
+        json={
+            "model": TINY_ID,
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 4,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in response.iter_lines() if line]
     assert all(line.startswith("data: ") for line in lines) and lines[-1] == "data: [DONE]"
@@ -38,8 +51,11 @@ def test_sse_stream_in_openai_chunk_format(local_server):
 def test_sdk_stream_text_matches_plain_completion(openai_client):
     kwargs = dict(model=TINY_ID, messages=[{"role": "user", "content": "same"}], max_tokens=6)
     plain = openai_client.chat.completions.create(**kwargs).choices[0].message.content
-    streamed = "".join(c.choices[0].delta.content or "" for c in openai_client.chat.completions.create(
-        **kwargs, stream=True) if c.choices)
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in openai_client.chat.completions.create(**kwargs, stream=True)
+        if c.choices
+    )
     assert plain, "the tiny model produced no text: the comparison below would prove nothing"
     assert streamed == plain  # greedy decoding: the same text either way
 
@@ -51,10 +67,13 @@ def test_errors_in_openai_shape(openai_client, local_server):
     with pytest.raises(openai.BadRequestError, match="messages"):
         openai_client.chat.completions.create(model=TINY_ID, messages=[])
     with pytest.raises(openai.BadRequestError, match="temperature"):
-        openai_client.chat.completions.create(model=TINY_ID, messages=[{"role": "user", "content": "x"}],
-                                              temperature=5)
-    raw = httpx.post(f"{local_server.base_url}/chat/completions", content=b"[1,2]", timeout=10,
-                     headers={"content-type": "application/json"})
+        openai_client.chat.completions.create(model=TINY_ID, messages=[{"role": "user", "content": "x"}], temperature=5)
+    raw = httpx.post(
+        f"{local_server.base_url}/chat/completions",
+        content=b"[1,2]",
+        timeout=10,
+        headers={"content-type": "application/json"},
+    )
     assert raw.status_code == 400 and "error" in raw.json()
 
 
@@ -70,7 +89,9 @@ def test_fault_plan_fails_next_calls_then_recovers(openai_client, local_server):
     local_server.backend.faults.fail_next = 2
     for _ in range(2):
         with pytest.raises(openai.InternalServerError):
-            openai_client.chat.completions.create(model=TINY_ID, messages=[{"role": "user", "content": "x"}], max_tokens=2)
+            openai_client.chat.completions.create(
+                model=TINY_ID, messages=[{"role": "user", "content": "x"}], max_tokens=2
+            )
     ok = openai_client.chat.completions.create(model=TINY_ID, messages=[{"role": "user", "content": "x"}], max_tokens=2)
     assert ok.choices
 
@@ -117,8 +138,13 @@ threads = [threading.Thread(target=ask) for _ in range(8)]
 [t.join() for t in threads]
 print(len(loads), sum(isinstance(r, str) and not r.startswith(("ImportError", "Error")) for r in results), results[:2])
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     loads, answered = done.stdout.split()[:2]
     assert (loads, answered) == ("1", "8"), done.stdout

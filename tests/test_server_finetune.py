@@ -1,5 +1,6 @@
 """OpenAITrainer end to end against the local OpenAI-compatible server over HTTP:
 /v1/files and /v1/fine_tuning/jobs run LoRA on the tiny model, the result is served."""
+
 from __future__ import annotations
 
 import json
@@ -48,9 +49,16 @@ def _write(path, examples) -> str:
 
 
 def _golden(n: int = 6) -> list:
-    return [{"messages": [{"role": "system", "content": "Summarise the review."},
-                          {"role": "user", "content": f"Review {i}: it was fine."},
-                          {"role": "assistant", "content": "SUMMARY: neutral."}]} for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": "Summarise the review."},
+                {"role": "user", "content": f"Review {i}: it was fine."},
+                {"role": "assistant", "content": "SUMMARY: neutral."},
+            ]
+        }
+        for i in range(n)
+    ]
 
 
 def test_fine_tune_end_to_end_and_serve(server, recorded_client, tmp_path):
@@ -59,11 +67,16 @@ def test_fine_tune_end_to_end_and_serve(server, recorded_client, tmp_path):
     progress: list = []
     file_id = trainer.prepare_data(_write(tmp_path / "golden.jsonl", _golden()))
     assert trainer.last_estimate is not None and trainer.last_estimate.usd > 0  # gpt-4o-mini priced
-    job_id = trainer.start_training(file_id, model="gpt-4o-mini-2024-07-18", hyperparameters={"n_epochs": 3},
-                                    suffix="reviews")
+    job_id = trainer.start_training(
+        file_id, model="gpt-4o-mini-2024-07-18", hyperparameters={"n_epochs": 3}, suffix="reviews"
+    )
     assert trainer.get_status(job_id)["status"] in ("validating_files", "queued", "running", "succeeded")
-    result = trainer.wait(job_id, poll_interval=0.2, timeout=300,
-                          on_progress=lambda status, events: progress.append((status["status"], events)))
+    result = trainer.wait(
+        job_id,
+        poll_interval=0.2,
+        timeout=300,
+        on_progress=lambda status, events: progress.append((status["status"], events)),
+    )
 
     model_id = result["fine_tuned_model"]
     assert result["status"] == "succeeded" and model_id.startswith(f"ft:{TINY_ID}:vt:reviews:")
@@ -81,8 +94,9 @@ def test_fine_tune_end_to_end_and_serve(server, recorded_client, tmp_path):
     assert results_csv.splitlines()[0].startswith("step,train_loss") and len(results_csv.splitlines()) == 7
 
     assert model_id in [m.id for m in client.models.list()]
-    reply = client.chat.completions.create(model=model_id, max_tokens=5,
-                                           messages=[{"role": "user", "content": "Review 9: it was fine."}])
+    reply = client.chat.completions.create(
+        model=model_id, max_tokens=5, messages=[{"role": "user", "content": "Review 9: it was fine."}]
+    )
     assert reply.model == model_id and reply.choices[0].message.content
 
 
@@ -100,7 +114,9 @@ def test_files_endpoints_with_the_sdk(recorded_client, tmp_path):
     with pytest.raises(openai.NotFoundError, match=uploaded.id):
         client.files.retrieve(uploaded.id)
 
-    corrupt = _write(tmp_path / "corrupt.jsonl", [_golden(1)[0], "{oops", {"messages": [{"role": "user", "content": "q"}]}])
+    corrupt = _write(
+        tmp_path / "corrupt.jsonl", [_golden(1)[0], "{oops", {"messages": [{"role": "user", "content": "q"}]}]
+    )
     with open(corrupt, "rb") as handle, pytest.raises(openai.BadRequestError) as caught:
         client.files.create(file=("corrupt.jsonl", handle), purpose="fine-tune")
     assert "line 2: invalid JSON" in str(caught.value) and "line 3: no assistant message" in str(caught.value)
@@ -147,7 +163,9 @@ def test_guards_fire_before_any_request(recorded_client, tmp_path):
     with pytest.raises(ConfigError, match="'my-model' is not in the fine-tuning price table"):
         OpenAITrainer(client=client, max_budget_usd=5.0, model="my-model").prepare_data(golden)
     with pytest.raises(DataError, match="line 1: no assistant message"):
-        OpenAITrainer(client=client).prepare_data(_write(tmp_path / "bad.jsonl", [{"messages": [{"role": "user", "content": "q"}]}]))
+        OpenAITrainer(client=client).prepare_data(
+            _write(tmp_path / "bad.jsonl", [{"messages": [{"role": "user", "content": "q"}]}])
+        )
     assert sent == []
 
 

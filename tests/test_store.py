@@ -1,5 +1,6 @@
 """VectorWave 1.0.2 lite-mode faults that store/lance.py works around, and that
 VectorWave's own readers see our rows."""
+
 from __future__ import annotations
 
 import uuid
@@ -88,14 +89,14 @@ def test_long_lived_store_sees_rows_another_process_wrote(vt_env):
 
     record = CallRecord(function_name="shared", inputs={"args": {}}, output="mine")
     store = vt.get_store()
-    store.write_calls([{"uuid": record.run_id, "properties": record.to_properties(),
-                        "vector": np.ones(384).tolist()}])
+    store.write_calls([{"uuid": record.run_id, "properties": record.to_properties(), "vector": np.ones(384).tolist()}])
     assert store.count("shared") == 1 and store.list_feedback("shared") == []
     store.add_feedback(vt.FeedbackPair("q0", "b0", "g0", context={"function_name": "shared"}))  # opens the table
     subprocess.run([sys.executable, "-c", _SECOND_PROCESS_WRITES, str(vt_env.store_path)], check=True, timeout=120)
     assert store.count("shared") == 2
     assert [c.properties["return_value"] for page in store.iter_calls("shared") for c in page].count(
-        "from the other process") == 1
+        "from the other process"
+    ) == 1
     assert len(store.list_feedback("shared")) == 2
 
 
@@ -108,8 +109,13 @@ def test_batched_writes_are_compacted_and_lose_nothing(vt_env, monkeypatch):
     rng = np.random.default_rng(0)
     ids = [str(uuid.uuid4()) for _ in range(40)]
     for start in range(0, 40, 4):
-        store.upsert_many("T", [{"uuid": u, "properties": {"function_name": "f"},
-                                 "vector": rng.random(384).astype("float32").tolist()} for u in ids[start:start + 4]])
+        store.upsert_many(
+            "T",
+            [
+                {"uuid": u, "properties": {"function_name": "f"}, "vector": rng.random(384).astype("float32").tolist()}
+                for u in ids[start : start + 4]
+            ],
+        )
     assert store.compactor.runs == 1  # started at the 5th write; later ones within the minute skip
     assert store.compactor.wait(120)
     table = store._open("T")

@@ -1,5 +1,6 @@
 """The store in Weaviate mode (``VT_STORE_MODE=weaviate``), over the real weaviate-client v4
 talking REST + gRPC to tests/weaviate_fake.py, and several app instances sharing it."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,13 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-from weaviate_fake import FakeWeaviate
 
 import vt_middleware as vt
 from vt_middleware.config import VTConfig
 from vt_middleware.errors import StoreError
 from vt_middleware.store.executions import EXECUTIONS, ExecutionStore
 from vt_middleware.types import CallRecord, FeedbackPair
+from weaviate_fake import FakeWeaviate
 
 
 @pytest.fixture
@@ -27,27 +28,49 @@ def fake():
 
 
 def _settings(fake: FakeWeaviate) -> dict:
-    return {"store_mode": "weaviate", "weaviate_host": "127.0.0.1", "weaviate_port": fake.http_port,
-            "weaviate_grpc_port": fake.grpc_port}
+    return {
+        "store_mode": "weaviate",
+        "weaviate_host": "127.0.0.1",
+        "weaviate_port": fake.http_port,
+        "weaviate_grpc_port": fake.grpc_port,
+    }
 
 
 @pytest.fixture
 def weaviate_env(fake, tmp_path):
-    config = vt.reset(**_settings(fake), store_path=tmp_path / "lance", journal_path=tmp_path / "journal",
-                      hooks_dir=tmp_path / "hooks", state_dir=tmp_path / "state", strict=True)
+    config = vt.reset(
+        **_settings(fake),
+        store_path=tmp_path / "lance",
+        journal_path=tmp_path / "journal",
+        hooks_dir=tmp_path / "hooks",
+        state_dir=tmp_path / "state",
+        strict=True,
+    )
     yield config
     vt.reset()  # closes the store's Weaviate connection
 
 
 def _item(record: CallRecord, seed: int) -> dict:
     vector = np.random.default_rng(seed).normal(size=384).astype(np.float32)
-    return {"uuid": record.run_id, "properties": record.to_properties(), "vector": (vector / np.linalg.norm(vector)).tolist()}
+    return {
+        "uuid": record.run_id,
+        "properties": record.to_properties(),
+        "vector": (vector / np.linalg.norm(vector)).tolist(),
+    }
 
 
 def test_calls_round_trip_idempotent_and_paged_with_vectors(weaviate_env, fake):
-    records = [CallRecord(function_name="summarize" if i % 3 else "summarize_v2", inputs={"args": {"i": i}},
-                          output=f"out {i}", prompt_tokens=i, latency_ms=1.5 * i, model_requested="m")
-               for i in range(12)]
+    records = [
+        CallRecord(
+            function_name="summarize" if i % 3 else "summarize_v2",
+            inputs={"args": {"i": i}},
+            output=f"out {i}",
+            prompt_tokens=i,
+            latency_ms=1.5 * i,
+            model_requested="m",
+        )
+        for i in range(12)
+    ]
     items = [_item(r, i) for i, r in enumerate(records)]
     store = vt.get_store()
     assert store.write_calls(items) == 12
@@ -65,7 +88,12 @@ def test_calls_round_trip_idempotent_and_paged_with_vectors(weaviate_env, fake):
         np.testing.assert_allclose(stored.vector, item["vector"], rtol=1e-6)
         back = CallRecord.from_properties(stored.properties)
         assert (back.inputs, back.output, back.prompt_tokens, back.latency_ms, back.timestamp_utc) == (
-            record.inputs, record.output, record.prompt_tokens, record.latency_ms, record.timestamp_utc)
+            record.inputs,
+            record.output,
+            record.prompt_tokens,
+            record.latency_ms,
+            record.timestamp_utc,
+        )
         assert isinstance(stored.properties["prompt_tokens"], int)  # declared INT, not auto-schema's float
     assert store.get_call(records[1].run_id, include_vector=True).vector.shape == (384,)
     assert store.get_call("00000000-0000-4000-8000-000000000000") is None
@@ -99,7 +127,8 @@ def test_vectorwave_search_executions_reads_captured_rows_from_weaviate(weaviate
     assert vt.flush(60)
     rows = search_executions(filters={"function_name": "vw_read"}, limit=10)
     assert [(r["uuid"], r["return_value"], datetime.fromisoformat(r["timestamp_utc"])) for r in rows] == [
-        (record.run_id, "hello", datetime.fromisoformat(record.timestamp_utc))]  # a DATE in Weaviate
+        (record.run_id, "hello", datetime.fromisoformat(record.timestamp_utc))
+    ]  # a DATE in Weaviate
     assert fake.unhandled == []
     from vectorwave.store.factory import get_vector_store
 
@@ -137,17 +166,24 @@ def test_two_app_instances_share_rows_feedback_and_promotions(weaviate_env, fake
     promoter_a = Promoter(runtime=Runtime(), store=store, hooks_dir=tmp_path / "hooks_a")
     promoter_a.promote("base-model", "ft-from-A", None, reason="instance A")
 
-    settings = {**_settings(fake), "store_path": tmp_path / "b_lance", "hooks_dir": tmp_path / "hooks_b",
-                "journal_path": tmp_path / "b_journal", "state_dir": tmp_path / "b_state", "strict": True}
+    settings = {
+        **_settings(fake),
+        "store_path": tmp_path / "b_lance",
+        "hooks_dir": tmp_path / "hooks_b",
+        "journal_path": tmp_path / "b_journal",
+        "state_dir": tmp_path / "b_state",
+        "strict": True,
+    }
     env = {**os.environ, "VECTORWAVE_QUIET": "1", **{f"VT_{k.upper()}": str(v) for k, v in settings.items()}}
-    done = subprocess.run([sys.executable, "-c", _OTHER_INSTANCE], capture_output=True, text=True, timeout=180,
-                          env=env)
+    done = subprocess.run([sys.executable, "-c", _OTHER_INSTANCE], capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     seen_by_b = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen_by_b == {"route": "ft-from-A", "calls": 1}
 
     assert sorted(c.properties["return_value"] for page in store.iter_calls("shared") for c in page) == [
-        "from instance A", "from instance B"]
+        "from instance A",
+        "from instance B",
+    ]
     assert len(store.list_feedback("shared")) == 1
     applied = promoter_a.sync_from_store()
     assert applied is not None and applied["reason"] == "instance B"
@@ -171,8 +207,11 @@ def test_vectorwave_weaviate_store_hides_failures_ours_raises(fake, tmp_path):
     store = ExecutionStore(VTConfig(**_settings(fake), store_path=tmp_path / "l"))
     theirs = WeaviateVectorStore(client=store.backend._client)
     record = CallRecord(function_name="f", inputs={"args": {}}, output="o")
-    bad = {"uuid": record.run_id, "properties": {**record.to_properties(), "prompt_tokens": "many"},
-           "vector": [0.0] * 384}
+    bad = {
+        "uuid": record.run_id,
+        "properties": {**record.to_properties(), "prompt_tokens": "many"},
+        "vector": [0.0] * 384,
+    }
     store.write_calls([_item(CallRecord(function_name="f", inputs={"args": {}}, output="ok"), 1)])
     assert theirs.insert_many(EXECUTIONS, [bad]) == 0  # the fault: no error
     with pytest.raises(StoreError, match="prompt_tokens"):

@@ -1,10 +1,10 @@
 """The Streamlit dashboard in headless Chromium against a seeded store: every tab renders its
 content, the rollback button changes the active hook version on disk, a submitted correction
 lands in the store. Plus fast AppTest checks of the same script."""
+
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,8 +16,14 @@ import pytest
 
 APP = Path(__file__).resolve().parents[1] / "vt_middleware" / "dashboards" / "streamlit_app.py"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +72,11 @@ def test_dashboard_in_headless_chromium(seeded, tmp_path):
     env = {**os.environ, **seeded.env, "PYTHONPATH": str(APP.parents[2])}
     server = subprocess.Popen(  # as a user starts it: `vt dashboard`
         [sys.executable, "-m", "vt_middleware.cli", "dashboard", "--port", str(port), "--host", "127.0.0.1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -89,7 +99,9 @@ def test_dashboard_in_headless_chromium(seeded, tmp_path):
             expect(tab("Pipeline")).to_be_visible()
             panel = page.get_by_role("tabpanel").first
             expect(panel.get_by_text("Next trigger:")).to_be_visible()
-            expect(panel.get_by_text("train failed: TrainingError: fine-tuning job ftjob-1 was cancelled")).to_be_visible()
+            expect(
+                panel.get_by_text("train failed: TrainingError: fine-tuning job ftjob-1 was cancelled")
+            ).to_be_visible()
             expect(panel.get_by_text("candidate beats incumbent by 0.29")).to_be_visible()
 
             # Golden data: the 2-D map and the JSONL preview with its download

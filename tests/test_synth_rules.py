@@ -1,13 +1,14 @@
 """Diff analysis, rule synthesis (generalisation, thresholds), conflicts, bad input."""
+
 from __future__ import annotations
 
 import random
 
 import pytest
+
 from scripted_backend import ScriptedBackend
 from synth_data import FAMILIES, good_outputs, make_pairs
 from synth_families import load_hook
-
 from vt_middleware.errors import DataError
 from vt_middleware.synthesize import (
     FeedbackDiffAnalyzer,
@@ -59,7 +60,9 @@ def test_rules_fix_unseen_outputs_of_every_family(split):
     hook = load(rules)
     fixed = {family: 0 for family in FAMILIES}
     for pair, family in held_out:
-        out = hook["intercept_output"](pair.bad_output, eval_context({"context": pair.context, "input_prompt": pair.input_prompt}))
+        out = hook["intercept_output"](
+            pair.bad_output, eval_context({"context": pair.context, "input_prompt": pair.input_prompt})
+        )
         fixed[family] += out == pair.fixed_output
     assert all(count >= 9 for count in fixed.values()), fixed
     kinds = {r.kind for r in rules}
@@ -88,9 +91,12 @@ def test_each_rule_records_support_confidence_and_sources(split):
 
 def test_weak_evidence_is_not_emitted(analyzer):
     one = [FeedbackPair("q", "It costs USD 20.", "It costs $20.", pair_id="a")]
-    assert [r for r in RuleSetSynthesizer(min_support=2).synthesize(analyzer.analyze_many(one)) if r.kind == "replace"] == []
+    assert [
+        r for r in RuleSetSynthesizer(min_support=2).synthesize(analyzer.analyze_many(one)) if r.kind == "replace"
+    ] == []
     # the same edit twice, but two good outputs keep "USD ": low confidence -> dropped
-    pairs = one + [
+    pairs = [
+        *one,
         FeedbackPair("q", "Pay USD 5 now.", "Pay $5 now.", pair_id="b"),
         FeedbackPair("q", "Fee: USD 7.", "Fee: USD 7.", pair_id="c"),
         FeedbackPair("q", "Tax: USD 9.", "Tax: USD 9.", pair_id="d"),
@@ -109,8 +115,16 @@ def test_synthesis_is_deterministic(split):
 
 def _rule(rule_id, pattern, text, support, kind="replace"):
     parts = [["lit", text, ""]]
-    return Rule(rule_id, f"{rule_id}", {"scope": None, "pattern": pattern, "anchor": ""}, {"parts": parts},
-                priority=50, sources=[f"p{i}-{rule_id}" for i in range(support)], kind=kind, support=support)
+    return Rule(
+        rule_id,
+        f"{rule_id}",
+        {"scope": None, "pattern": pattern, "anchor": ""},
+        {"parts": parts},
+        priority=50,
+        sources=[f"p{i}-{rule_id}" for i in range(support)],
+        kind=kind,
+        support=support,
+    )
 
 
 def test_conflicts_same_trigger_resolved_by_support_then_recency():
@@ -133,9 +147,16 @@ def test_conflicts_merge_duplicates_and_drop_undoing_rules():
     forward, backward = _rule("f", "colour", "color", 4), _rule("g", "color", "colour", 2)
     kept, report = resolve_conflicts([forward, backward])
     assert [r.rule_id for r in kept] == ["f"] and report.dropped[0]["rule_id"] == "g"
-    add = Rule("add", "add disclaimer", {"scope": None, "pattern": "Not advice"},
-               {"parts": [["lit", "Not advice.", ""]], "separator": " "}, priority=20, kind="append",
-               sources=["x1", "x2", "x3"], support=3)
+    add = Rule(
+        "add",
+        "add disclaimer",
+        {"scope": None, "pattern": "Not advice"},
+        {"parts": [["lit", "Not advice.", ""]], "separator": " "},
+        priority=20,
+        kind="append",
+        sources=["x1", "x2", "x3"],
+        support=3,
+    )
     remove = _rule("rm", "Not advice\\.", "", 2, kind="remove")
     kept, report = resolve_conflicts([add, remove])
     assert [r.rule_id for r in kept] == ["add"] and report.dropped[0]["rule_id"] == "rm"
@@ -178,8 +199,9 @@ def _rating_pairs(stars_values, seed=5):
         lead = " ".join(f"{rng.randint(2, 99)} times" for _ in range(rng.randint(0, 2)))
         prompt = f"Order {rng.randint(100, 999)}, used {lead} Summarise this review ({stars} stars): it is fine."
         body = f"It is fine, said after {rng.randint(2, 9)} weeks."
-        pairs.append(FeedbackPair(prompt, body, f"{body}\n\nRating: {stars}/5", context={"function_name": "rv"},
-                                  pair_id=f"r{i}"))
+        pairs.append(
+            FeedbackPair(prompt, body, f"{body}\n\nRating: {stars}/5", context={"function_name": "rv"}, pair_id=f"r{i}")
+        )
     return pairs
 
 
@@ -208,8 +230,10 @@ def test_present_line_with_a_wrong_value_is_corrected_and_a_right_one_kept(analy
 def test_input_slot_needs_pairs_that_agree(analyzer):
     # the appended number is unrelated to the input: no input slot is learned
     rng = random.Random(2)
-    pairs = [FeedbackPair(f"Review ({rng.randint(1, 5)} stars): ok", "Ok.", f"Ok.\n\nScore: {n}/9",
-                          pair_id=f"u{i}") for i, n in enumerate([7, 3, 8, 1, 6, 2])]
+    pairs = [
+        FeedbackPair(f"Review ({rng.randint(1, 5)} stars): ok", "Ok.", f"Ok.\n\nScore: {n}/9", pair_id=f"u{i}")
+        for i, n in enumerate([7, 3, 8, 1, 6, 2])
+    ]
     rules = RuleSetSynthesizer().synthesize(analyzer.analyze_many(pairs))
     assert not any(p[0] == "input_match" for r in rules for p in r.action.get("parts", []))
     assert learn_input_slot(["3", "3"], ["a (3 stars)", "b (3 stars)"]) is None  # constant, not a slot
@@ -223,8 +247,15 @@ def test_words_from_the_input_become_slots_in_additions_and_replacements(analyze
     pairs = []
     for i, name in enumerate(names):
         prompt = f"Write a blurb. Product name: {name}. Tone: calm."
-        pairs.append(FeedbackPair(prompt, "The product is calm and useful.", f"The {name} is calm and useful.\n\nSKU: {name}",
-                                  context={"function_name": "blurb"}, pair_id=f"w{i}"))
+        pairs.append(
+            FeedbackPair(
+                prompt,
+                "The product is calm and useful.",
+                f"The {name} is calm and useful.\n\nSKU: {name}",
+                context={"function_name": "blurb"},
+                pair_id=f"w{i}",
+            )
+        )
     rules = RuleSetSynthesizer(prompt_rules=False).synthesize(analyzer.analyze_many(pairs))
     hook = load(rules)
     context = {"function_name": "blurb", "user_input": "Write a blurb. Product name: heater. Tone: calm."}
@@ -234,8 +265,11 @@ def test_words_from_the_input_become_slots_in_additions_and_replacements(analyze
 
 
 # --- optional LLM-assisted synthesis (OpenAI SDK over HTTP against the local server) ------
-UTILIZE = [("Please utilize the form.", "Please use the form."), ("She utilizes two tools.", "She uses two tools."),
-           ("We utilized it daily.", "We used it daily.")]
+UTILIZE = [
+    ("Please utilize the form.", "Please use the form."),
+    ("She utilizes two tools.", "She uses two tools."),
+    ("We utilized it daily.", "We used it daily."),
+]
 
 
 def _llm_synthesize(analyzer, tmp_path, backend=None, model="scripted", base_url=None):
@@ -246,7 +280,9 @@ def _llm_synthesize(analyzer, tmp_path, backend=None, model="scripted", base_url
 
     pairs = [FeedbackPair(f"Rewrite: {bad}", bad, fixed, pair_id=f"z{i}") for i, (bad, fixed) in enumerate(UTILIZE)]
     diffs = analyzer.analyze_many(pairs)
-    server = LocalServer(backend=backend, data_dir=tmp_path / "server", model=model).start() if base_url is None else None
+    server = (
+        LocalServer(backend=backend, data_dir=tmp_path / "server", model=model).start() if base_url is None else None
+    )
     try:
         client = OpenAI(base_url=base_url or server.base_url, api_key="local", max_retries=0, timeout=60)
         synth = RuleSetSynthesizer(prompt_rules=False, llm=LLMRuleProposer(client, model))
@@ -257,11 +293,13 @@ def _llm_synthesize(analyzer, tmp_path, backend=None, model="scripted", base_url
 
 
 def test_llm_proposals_are_accepted_only_when_the_pairs_back_them(analyzer, tmp_path):
-    answer = ('Here you go:\n```json\n{"rules": ['
-              '{"kind": "replace", "find": "utiliz", "replace": "us"},'
-              '{"kind": "remove", "find": "the "},'
-              '{"kind": "replace", "find": "\\"\\"\\"); __import__(\'os\').system(\'x\') #", "replace": "y"},'
-              '{"kind": "exec", "find": "a"}]}\n```')
+    answer = (
+        'Here you go:\n```json\n{"rules": ['
+        '{"kind": "replace", "find": "utiliz", "replace": "us"},'
+        '{"kind": "remove", "find": "the "},'
+        '{"kind": "replace", "find": "\\"\\"\\"); __import__(\'os\').system(\'x\') #", "replace": "y"},'
+        '{"kind": "exec", "find": "a"}]}\n```'
+    )
     backend = ScriptedBackend(lambda messages: answer)
     synth, rules, diffs = _llm_synthesize(analyzer, tmp_path, backend)
     assert RuleSetSynthesizer(prompt_rules=False).synthesize(diffs) == []  # heuristics alone: one edit each
@@ -287,8 +325,11 @@ def test_llm_answers_that_are_not_rules_leave_the_heuristics_alone(analyzer, tmp
 # --- verified induction: mixtures, composition, self-estimate, negatives, bad input --------
 def _fixed_share(rules, items):
     hook = load(rules)
-    fixed = [hook["intercept_output"](p.bad_output, eval_context({"context": p.context, "input_prompt": p.input_prompt}))
-             == p.fixed_output for p, _ in items]
+    fixed = [
+        hook["intercept_output"](p.bad_output, eval_context({"context": p.context, "input_prompt": p.input_prompt}))
+        == p.fixed_output
+        for p, _ in items
+    ]
     return sum(fixed) / len(fixed), hook
 
 
@@ -297,8 +338,9 @@ def test_mixtures_of_defects_are_fixed_exactly_on_held_out_answers():
 
     data = make_mixed(200, seed=31)
     synth = RuleSetSynthesizer(prompt_rules=False)
-    rules = synth.synthesize(FeedbackDiffAnalyzer().analyze_many([p for p, _ in data[:120]]),
-                             negatives=mixed_goods(40, seed=32))
+    rules = synth.synthesize(
+        FeedbackDiffAnalyzer().analyze_many([p for p, _ in data[:120]]), negatives=mixed_goods(40, seed=32)
+    )
     share, hook = _fixed_share(rules, data[120:])
     assert share >= 0.9, share
     assert all(hook["intercept_output"](text, context) == text for text, context in mixed_goods(80, seed=33))
@@ -316,16 +358,17 @@ def test_rules_learned_from_single_defects_compose_on_answers_with_several():
 
     single = make_mixed(160, seed=21, max_defects=1)
     rules = RuleSetSynthesizer(prompt_rules=False, folds=0).synthesize(
-        FeedbackDiffAnalyzer().analyze_many([p for p, _ in single]))
+        FeedbackDiffAnalyzer().analyze_many([p for p, _ in single])
+    )
     several = [(p, f) for p, f in make_mixed(200, seed=22) if len(f) >= 3]
     share, _ = _fixed_share(rules, several)
     assert share >= 0.85, share
 
 
 def test_manifest_records_the_self_estimate_and_vt_hooks_show_prints_it(vt_env, tmp_path):
-    from synth_families import make_mixed, mixed_goods
     from typer.testing import CliRunner
 
+    from synth_families import make_mixed, mixed_goods
     from vt_middleware.cli import app
     from vt_middleware.synthesize import HookVersionStore, synthesize_version
 
@@ -335,16 +378,31 @@ def test_manifest_records_the_self_estimate_and_vt_hooks_show_prints_it(vt_env, 
     estimate = manifest["estimate"]
     assert estimate["folds"] == 5 and 0.0 <= estimate["fix_rate"] <= 1.0 and estimate["negative_harm_rate"] == 0.0
     assert set(estimate["per_rule"]) & {r.rule_id for r in result.rules}
-    out = CliRunner().invoke(app, ["--store-path", str(vt_env.store_path), "--hooks-dir", str(vt_env.hooks_dir),
-                                   "--state-dir", str(vt_env.state_dir), "hooks", "show", result.version, "--no-code"])
+    out = CliRunner().invoke(
+        app,
+        [
+            "--store-path",
+            str(vt_env.store_path),
+            "--hooks-dir",
+            str(vt_env.hooks_dir),
+            "--state-dir",
+            str(vt_env.state_dir),
+            "hooks",
+            "show",
+            result.version,
+            "--no-code",
+        ],
+    )
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.split())
     assert "self-estimate (5-fold cross-validation on" in text and "held-out exact-fix rate" in text
 
 
 def test_rules_changing_uncorrected_outputs_are_dropped():
-    pairs = [FeedbackPair("q", f"The colour is {c}.", f"The color is {c}.", pair_id=f"c{i}")
-             for i, c in enumerate(["red", "blue", "green"])]
+    pairs = [
+        FeedbackPair("q", f"The colour is {c}.", f"The color is {c}.", pair_id=f"c{i}")
+        for i, c in enumerate(["red", "blue", "green"])
+    ]
     diffs = FeedbackDiffAnalyzer().analyze_many(pairs)
     negatives = ["The colour is a choice.", "The colour is off.", "Fine as is.", ("No change here.", {})]
     strict = RuleSetSynthesizer(prompt_rules=False, max_negative_share=0.25)
@@ -369,8 +427,13 @@ def test_identical_contradictory_and_single_pairs_have_defined_results():
     assert synth.synthesize(analyzer.analyze_many(contradictory)) == []  # each rule would undo the other's fixes
     one = [FeedbackPair("q", "It costs USD 20.", "It costs $20.", pair_id="one")]
     assert synth.synthesize(analyzer.analyze_many(one)) == []
-    assert synth.last_estimate["training"] == {"pairs": 1, "exact_fixed": 0, "rules": 0, "negatives": 0,
-                                               "negative_harm_rate": None}
+    assert synth.last_estimate["training"] == {
+        "pairs": 1,
+        "exact_fixed": 0,
+        "rules": 0,
+        "negatives": 0,
+        "negative_harm_rate": None,
+    }
 
 
 @pytest.mark.slow

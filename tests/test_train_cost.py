@@ -1,4 +1,5 @@
 """Offline tiktoken, the chat JSONL validator and the cost guard."""
+
 from __future__ import annotations
 
 import json
@@ -8,15 +9,20 @@ import sys
 
 import pytest
 
-from vt_middleware.errors import BudgetExceededError, ConfigError, DataError, MissingDependencyError
 from vt_middleware import tokens
-from vt_middleware.train import cost
 from vt_middleware.chatml import validate_chat_jsonl
+from vt_middleware.errors import BudgetExceededError, ConfigError, DataError, MissingDependencyError
+from vt_middleware.train import cost
 
 
 def _example(user: str = "Summarise: great product", answer: str = "Positive.") -> dict:
-    return {"messages": [{"role": "system", "content": "You summarise reviews."},
-                         {"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+    return {
+        "messages": [
+            {"role": "system", "content": "You summarise reviews."},
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": answer},
+        ]
+    }
 
 
 def _write(path, rows) -> str:
@@ -89,26 +95,34 @@ def test_validator_accepts_good_file_and_counts(tmp_path):
     path = _write(tmp_path / "ok.jsonl", [_example(), "", _example("Summarise: broken", "Negative.")])
     report = validate_chat_jsonl(path, model="gpt-4o-mini-2024-07-18")
     assert report.ok and report.n_examples == 2
-    assert report.n_tokens == sum(tokens.count_chat_tokens(_example(u, a)["messages"], "gpt-4o-mini")
-                                  for u, a in (("Summarise: great product", "Positive."), ("Summarise: broken", "Negative.")))
+    assert report.n_tokens == sum(
+        tokens.count_chat_tokens(_example(u, a)["messages"], "gpt-4o-mini")
+        for u, a in (("Summarise: great product", "Positive."), ("Summarise: broken", "Negative."))
+    )
 
 
 def test_validator_names_lines_and_problems(tmp_path):
     rows = [
-        _example(),                                                              # 1 ok
-        "{not json",                                                             # 2
-        {"prompt": "x", "completion": "y"},                                     # 3 legacy format
-        {"messages": [{"role": "user", "content": "hi"}]},                       # 4 no assistant
+        _example(),  # 1 ok
+        "{not json",  # 2
+        {"prompt": "x", "completion": "y"},  # 3 legacy format
+        {"messages": [{"role": "user", "content": "hi"}]},  # 4 no assistant
         {"messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "a"}]},  # 5
         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]},  # 6
-        {"messages": [{"role": "user"}, {"role": "assistant", "content": "a", "weight": 2}]},       # 7
+        {"messages": [{"role": "user"}, {"role": "assistant", "content": "a", "weight": 2}]},  # 7
     ]
     report = validate_chat_jsonl(_write(tmp_path / "bad.jsonl", rows))
     text = "\n".join(report.errors)
     assert report.n_examples == 1
-    for expected in ("line 2: invalid JSON", "line 3: no 'messages' list", "line 4: no assistant message",
-                     "line 5: message 0 has unknown role 'robot'", "line 6: every assistant message is empty",
-                     "line 7: message 0 (user) has no 'content'", "line 7: message 1 has weight 2"):
+    for expected in (
+        "line 2: invalid JSON",
+        "line 3: no 'messages' list",
+        "line 4: no assistant message",
+        "line 5: message 0 has unknown role 'robot'",
+        "line 6: every assistant message is empty",
+        "line 7: message 0 (user) has no 'content'",
+        "line 7: message 1 has weight 2",
+    ):
         assert expected in text
     assert "line 1" not in text
     with pytest.raises(DataError, match=r"(?s)bad\.jsonl is not valid .*line 2: invalid JSON"):

@@ -1,4 +1,5 @@
 """LocalTrainer: LoRA on the tiny random model, assistant-only loss, adapters that load."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,10 @@ from vt_middleware.errors import ConfigError, DataError, TrainingError
 from vt_middleware.train.local_models import TINY_ID, generate, load_local_model, load_tokenizer, read_adapter_manifest
 from vt_middleware.train.local_trainer import IGNORE_INDEX, LocalTrainer, encode_chat_example
 
-PROMPT = [{"role": "system", "content": "Summarise the review."}, {"role": "user", "content": "Review: fine, arrived late."}]
+PROMPT = [
+    {"role": "system", "content": "Summarise the review."},
+    {"role": "user", "content": "Review: fine, arrived late."},
+]
 
 
 def _write(path, examples) -> str:
@@ -19,9 +23,16 @@ def _write(path, examples) -> str:
 
 
 def _golden(n: int = 8) -> list:
-    return [{"messages": [{"role": "system", "content": "Summarise the review."},
-                          {"role": "user", "content": f"Review {i}: the item was fine."},
-                          {"role": "assistant", "content": "SUMMARY: neutral. SUMMARY: neutral."}]} for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": "Summarise the review."},
+                {"role": "user", "content": f"Review {i}: the item was fine."},
+                {"role": "assistant", "content": "SUMMARY: neutral. SUMMARY: neutral."},
+            ]
+        }
+        for i in range(n)
+    ]
 
 
 class RecordingMonitor(PipelineMonitor):
@@ -34,17 +45,23 @@ class RecordingMonitor(PipelineMonitor):
 
 def test_only_assistant_tokens_carry_loss():
     tokenizer = load_tokenizer()
-    messages = [*PROMPT, {"role": "assistant", "content": "first answer"},
-                {"role": "user", "content": "again"}, {"role": "assistant", "content": "skip me", "weight": 0},
-                {"role": "user", "content": "last"}, {"role": "assistant", "content": "second answer"}]
+    messages = [
+        *PROMPT,
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": "skip me", "weight": 0},
+        {"role": "user", "content": "last"},
+        {"role": "assistant", "content": "second answer"},
+    ]
     encoded = encode_chat_example(tokenizer, messages)
     assert len(encoded.input_ids) == len(encoded.labels)
     labelled = [(i, t) for i, t in enumerate(encoded.labels) if t != IGNORE_INDEX]
     assert all(encoded.input_ids[i] == t for i, t in labelled)
     text = tokenizer.decode([t for _, t in labelled])
     assert text == "first answer<|im_end|>\nsecond answer<|im_end|>\n"
-    prompt_ids = tokenizer.apply_chat_template(PROMPT, tokenize=True, add_generation_prompt=True,
-                                               return_dict=True)["input_ids"]
+    prompt_ids = tokenizer.apply_chat_template(PROMPT, tokenize=True, add_generation_prompt=True, return_dict=True)[
+        "input_ids"
+    ]
     assert encoded.labels[: len(prompt_ids)] == [IGNORE_INDEX] * len(prompt_ids)
     assert len(encode_chat_example(tokenizer, messages, max_length=20).input_ids) == 20
 
@@ -87,9 +104,15 @@ def test_cancel_stops_a_running_job(tmp_path):
     job_id = trainer.start_training(trainer.prepare_data(_write(tmp_path / "g.jsonl", _golden(4))))
     seen_step = []
     with pytest.raises(TrainingError, match="was cancelled"):
-        trainer.wait(job_id, poll_interval=0.05, timeout=120,
-                     on_progress=lambda status, events: (seen_step.extend(e for e in events if e["type"] == "metrics"),
-                                                         seen_step and trainer.cancel(job_id)))
+        trainer.wait(
+            job_id,
+            poll_interval=0.05,
+            timeout=120,
+            on_progress=lambda status, events: (
+                seen_step.extend(e for e in events if e["type"] == "metrics"),
+                seen_step and trainer.cancel(job_id),
+            ),
+        )
     trainer.join(job_id, timeout=60)
     status = trainer.get_status(job_id)
     assert status["status"] == "cancelled" and status["fine_tuned_model"] is None

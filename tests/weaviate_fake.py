@@ -17,6 +17,7 @@ token-wise, as Weaviate does. Not implemented: other aggregations, hybrid/bm25, 
 multi-tenancy, generative, ``BatchStream``; calls outside the surface are answered
 "unimplemented" and listed in ``unhandled`` so a test sees that the client needed more.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -35,8 +36,16 @@ from typing import Any, Dict, List, Optional, Tuple
 import grpc
 import numpy as np
 from google.protobuf.struct_pb2 import Value as StructValue
-from weaviate.proto.v1 import (aggregate_pb2, base_pb2, batch_delete_pb2, batch_pb2, health_weaviate_pb2, properties_pb2,
-                               search_get_pb2, weaviate_pb2_grpc)
+from weaviate.proto.v1 import (
+    aggregate_pb2,
+    base_pb2,
+    batch_delete_pb2,
+    batch_pb2,
+    health_weaviate_pb2,
+    properties_pb2,
+    search_get_pb2,
+    weaviate_pb2_grpc,
+)
 
 VERSION = "1.30.0"
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -53,19 +62,36 @@ class _Object:
 
 
 _HNSW_DEFAULTS: Dict[str, Any] = {
-    "skip": False, "cleanupIntervalSeconds": 300, "maxConnections": 32, "efConstruction": 128, "ef": -1,
-    "dynamicEfMin": 100, "dynamicEfMax": 500, "dynamicEfFactor": 8, "vectorCacheMaxObjects": 1000000000000,
-    "flatSearchCutoff": 40000, "distance": "cosine", "filterStrategy": "sweeping",
-    "pq": {"enabled": False}, "bq": {"enabled": False}, "sq": {"enabled": False}, "rq": {"enabled": False},
-    "multivector": {"enabled": False}}
+    "skip": False,
+    "cleanupIntervalSeconds": 300,
+    "maxConnections": 32,
+    "efConstruction": 128,
+    "ef": -1,
+    "dynamicEfMin": 100,
+    "dynamicEfMax": 500,
+    "dynamicEfFactor": 8,
+    "vectorCacheMaxObjects": 1000000000000,
+    "flatSearchCutoff": 40000,
+    "distance": "cosine",
+    "filterStrategy": "sweeping",
+    "pq": {"enabled": False},
+    "bq": {"enabled": False},
+    "sq": {"enabled": False},
+    "rq": {"enabled": False},
+    "multivector": {"enabled": False},
+}
 
 
 def _property(prop: Dict[str, Any]) -> Dict[str, Any]:
     """A property definition with the defaults Weaviate fills in (the client reads them)."""
     text = prop["dataType"][0].startswith("text")
-    return {"indexFilterable": True, "indexSearchable": text, "indexRangeFilters": False,
-            **{k: v for k, v in prop.items() if v is not None}, "tokenization": prop.get("tokenization")
-            or ("word" if text else None)}
+    return {
+        "indexFilterable": True,
+        "indexSearchable": text,
+        "indexRangeFilters": False,
+        **{k: v for k, v in prop.items() if v is not None},
+        "tokenization": prop.get("tokenization") or ("word" if text else None),
+    }
 
 
 class _Class:
@@ -124,8 +150,11 @@ def _coerce(dtype: str, value: Any, name: str) -> Any:
     if dtype.endswith("[]"):
         return [_coerce(dtype[:-2], v, name) for v in value]
     if dtype in ("int", "number"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                dtype == "int" and float(value) != int(value)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (dtype == "int" and float(value) != int(value))
+        ):
             kind = "integer" if dtype == "int" else "number"
             raise ValueError(f"invalid {kind} property '{name}': requires a {kind}, got {value!r}")
         return int(value) if dtype == "int" else float(value)
@@ -155,7 +184,7 @@ def _struct_to_py(value: StructValue) -> Any:
     return getattr(value, kind)
 
 
-def _batch_props(obj: "batch_pb2.BatchObject") -> Dict[str, Any]:
+def _batch_props(obj: batch_pb2.BatchObject) -> Dict[str, Any]:
     props = {k: _struct_to_py(v) for k, v in obj.properties.non_ref_properties.fields.items()}
     for arr in obj.properties.text_array_properties:
         props[arr.prop_name] = list(arr.values)
@@ -164,8 +193,9 @@ def _batch_props(obj: "batch_pb2.BatchObject") -> Dict[str, Any]:
     for arr in obj.properties.int_array_properties:
         props[arr.prop_name] = list(arr.values)
     for arr in obj.properties.number_array_properties:
-        props[arr.prop_name] = (list(np.frombuffer(arr.values_bytes, dtype="<f8")) if arr.values_bytes
-                                else list(arr.values))
+        props[arr.prop_name] = (
+            list(np.frombuffer(arr.values_bytes, dtype="<f8")) if arr.values_bytes else list(arr.values)
+        )
     for name in obj.properties.empty_list_props:
         props[name] = []
     return props
@@ -201,8 +231,13 @@ def _value(dtype: str, value: Any) -> properties_pb2.Value:
         elif base == "uuid":
             lst.uuid_values.values.extend(value)
         return properties_pb2.Value(list_value=lst)
-    key = {"int": "int_value", "number": "number_value", "boolean": "bool_value", "date": "date_value",
-           "uuid": "uuid_value"}.get(dtype, "text_value")
+    key = {
+        "int": "int_value",
+        "number": "number_value",
+        "boolean": "bool_value",
+        "date": "date_value",
+        "uuid": "uuid_value",
+    }.get(dtype, "text_value")
     return properties_pb2.Value(**{key: value})
 
 
@@ -226,18 +261,27 @@ class FakeWeaviate:
         self.grpc_port = 0
 
     # -- lifecycle ------------------------------------------------------------------
-    def start(self) -> "FakeWeaviate":
+    def start(self) -> FakeWeaviate:
         self._http = ThreadingHTTPServer((self.host, 0), _make_handler(self))
         self._http.daemon_threads = True
         self.http_port = self._http.server_address[1]
         threading.Thread(target=self._http.serve_forever, name="fake-weaviate-http", daemon=True).start()
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         weaviate_pb2_grpc.add_WeaviateServicer_to_server(_Servicer(self), self._grpc)
-        self._grpc.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
-            "Check": grpc.unary_unary_rpc_method_handler(
-                self._health,
-                request_deserializer=health_weaviate_pb2.WeaviateHealthCheckRequest.FromString,
-                response_serializer=health_weaviate_pb2.WeaviateHealthCheckResponse.SerializeToString)})])
+        self._grpc.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "grpc.health.v1.Health",
+                    {
+                        "Check": grpc.unary_unary_rpc_method_handler(
+                            self._health,
+                            request_deserializer=health_weaviate_pb2.WeaviateHealthCheckRequest.FromString,
+                            response_serializer=health_weaviate_pb2.WeaviateHealthCheckResponse.SerializeToString,
+                        )
+                    },
+                )
+            ]
+        )
         self.grpc_port = self._grpc.add_insecure_port(f"{self.host}:0")
         self._grpc.start()
         return self
@@ -252,14 +296,16 @@ class FakeWeaviate:
     def _health(self, request: Any, context: Any) -> Any:
         self.calls.append("grpc Health/Check")
         return health_weaviate_pb2.WeaviateHealthCheckResponse(
-            status=health_weaviate_pb2.WeaviateHealthCheckResponse.SERVING)
+            status=health_weaviate_pb2.WeaviateHealthCheckResponse.SERVING
+        )
 
     def get_class(self, name: str) -> Optional[_Class]:
         return next((c for c in self.classes.values() if c.name.lower() == name.lower()), None)
 
     # -- writes -----------------------------------------------------------------------
-    def put_object(self, class_name: str, uid: Optional[str], props: Dict[str, Any],
-                   vector: Optional[np.ndarray], replace: bool) -> str:
+    def put_object(
+        self, class_name: str, uid: Optional[str], props: Dict[str, Any], vector: Optional[np.ndarray], replace: bool
+    ) -> str:
         with self._lock:
             cls = self.get_class(class_name)
             if cls is None:  # auto-schema creates the class on first write
@@ -327,8 +373,15 @@ def _make_handler(fake: FakeWeaviate) -> type:
 def _rest(fake: FakeWeaviate, h: Any, method: str, parts: List[str]) -> bool:
     """Answer one REST call; False when it is outside the implemented surface."""
     if parts == ["meta"] and method == "GET":
-        h._send(200, {"hostname": f"http://{fake.host}:{fake.http_port}", "version": VERSION, "modules": {},
-                      "grpcMaxMessageSize": 104858000})
+        h._send(
+            200,
+            {
+                "hostname": f"http://{fake.host}:{fake.http_port}",
+                "version": VERSION,
+                "modules": {},
+                "grpcMaxMessageSize": 104858000,
+            },
+        )
     elif parts[:1] == [".well-known"] and method == "GET" and parts[1:] in (["ready"], ["live"]):
         h._send(200)
     elif parts == [".well-known", "openid-configuration"] and method == "GET":
@@ -336,9 +389,22 @@ def _rest(fake: FakeWeaviate, h: Any, method: str, parts: List[str]) -> bool:
     elif parts == ["nodes"] and method == "GET":  # the client's dynamic batch sizes itself from this
         with fake._lock:
             count = sum(len(c.objects) for c in fake.classes.values())
-        h._send(200, {"nodes": [{"name": "fake-node-1", "status": "HEALTHY", "version": VERSION, "gitHash": "fake",
-                                 "stats": {"objectCount": count, "shardCount": len(fake.classes)},
-                                 "batchStats": {"queueLength": 0, "ratePerSecond": 0}, "shards": None}]})
+        h._send(
+            200,
+            {
+                "nodes": [
+                    {
+                        "name": "fake-node-1",
+                        "status": "HEALTHY",
+                        "version": VERSION,
+                        "gitHash": "fake",
+                        "stats": {"objectCount": count, "shardCount": len(fake.classes)},
+                        "batchStats": {"queueLength": 0, "ratePerSecond": 0},
+                        "shards": None,
+                    }
+                ]
+            },
+        )
     elif parts == ["schema"] and method == "GET":
         with fake._lock:
             h._send(200, {"classes": [c.definition for c in fake.classes.values()]})
@@ -405,8 +471,9 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
         errors = []
         for index, obj in enumerate(request.objects):
             try:
-                self.fake.put_object(obj.collection, obj.uuid or None, _batch_props(obj), _batch_vector(obj),
-                                     replace=True)  # a batch overwrites an object with the same id
+                self.fake.put_object(
+                    obj.collection, obj.uuid or None, _batch_props(obj), _batch_vector(obj), replace=True
+                )  # a batch overwrites an object with the same id
             except (ValueError, TypeError) as exc:
                 errors.append(batch_pb2.BatchObjectsReply.BatchError(index=index, error=str(exc)))
         return batch_pb2.BatchObjectsReply(took=time.perf_counter() - started, errors=errors)
@@ -433,10 +500,12 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
             cls = self.fake.get_class(request.collection)
             if cls is None:
                 context.abort(grpc.StatusCode.UNKNOWN, f"could not find class {request.collection} in schema")
-            count = sum(1 for o in cls.objects.values()
-                        if not request.HasField("filters") or _matches(cls, o, request.filters))
-        return aggregate_pb2.AggregateReply(took=time.perf_counter() - started,
-                                            single_result=aggregate_pb2.AggregateReply.Single(objects_count=count))
+            count = sum(
+                1 for o in cls.objects.values() if not request.HasField("filters") or _matches(cls, o, request.filters)
+            )
+        return aggregate_pb2.AggregateReply(
+            took=time.perf_counter() - started, single_result=aggregate_pb2.AggregateReply.Single(objects_count=count)
+        )
 
     def Search(self, request: Any, context: Any) -> Any:
         self.fake.calls.append("grpc Search")
@@ -455,15 +524,20 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
 
 
 def _search(cls: _Class, request: Any) -> List[Tuple[_Object, Optional[float]]]:
-    unsupported = [name for name in ("hybrid_search", "bm25_search", "near_object", "near_text", "group_by",
-                                     "generative", "rerank") if request.HasField(name)]
+    unsupported = [
+        name
+        for name in ("hybrid_search", "bm25_search", "near_object", "near_text", "group_by", "generative", "rerank")
+        if request.HasField(name)
+    ]
     if unsupported:
         raise ValueError(f"fake weaviate: {', '.join(unsupported)} not implemented")
     objects = sorted(cls.objects.values(), key=lambda o: o.uid)  # the cursor's (and our default) order
     if request.after:
         if request.HasField("filters") or len(request.sort_by) or request.HasField("near_vector"):
-            raise ValueError("explorer: list objects: invalid 'after' parameter: other params cannot be set "
-                             "along with after and limit parameters")
+            raise ValueError(
+                "explorer: list objects: invalid 'after' parameter: other params cannot be set "
+                "along with after and limit parameters"
+            )
         objects = [o for o in objects if o.uid > str(uuid_lib.UUID(request.after))]
     if request.HasField("filters"):
         objects = [o for o in objects if _matches(cls, o, request.filters)]
@@ -476,7 +550,7 @@ def _search(cls: _Class, request: Any) -> List[Tuple[_Object, Optional[float]]]:
         present.sort(key=lambda h: h[0].props[name], reverse=not sort.ascending)
         hits = present + [h for h in hits if h[0].props.get(name) is None]  # missing values sort last
     limit = request.limit or 10  # Weaviate's QUERY_DEFAULTS_LIMIT
-    return hits[request.offset:request.offset + limit]
+    return hits[request.offset : request.offset + limit]
 
 
 def _near(objects: List[_Object], near: Any) -> List[Tuple[_Object, Optional[float]]]:
@@ -540,10 +614,17 @@ def _matches(cls: _Class, obj: _Object, f: Any) -> bool:
     if op in (_OPS.OPERATOR_CONTAINS_ANY, _OPS.OPERATOR_CONTAINS_ALL, _OPS.OPERATOR_CONTAINS_NONE):
         have = set(actual) if isinstance(actual, list) else {actual}
         hits = [w in have for w in wanted]
-        return any(hits) if op == _OPS.OPERATOR_CONTAINS_ANY else (
-            all(hits) if op == _OPS.OPERATOR_CONTAINS_ALL else not any(hits))
-    compare = {_OPS.OPERATOR_GREATER_THAN: lambda a, b: a > b, _OPS.OPERATOR_GREATER_THAN_EQUAL: lambda a, b: a >= b,
-               _OPS.OPERATOR_LESS_THAN: lambda a, b: a < b, _OPS.OPERATOR_LESS_THAN_EQUAL: lambda a, b: a <= b}
+        return (
+            any(hits)
+            if op == _OPS.OPERATOR_CONTAINS_ANY
+            else (all(hits) if op == _OPS.OPERATOR_CONTAINS_ALL else not any(hits))
+        )
+    compare = {
+        _OPS.OPERATOR_GREATER_THAN: lambda a, b: a > b,
+        _OPS.OPERATOR_GREATER_THAN_EQUAL: lambda a, b: a >= b,
+        _OPS.OPERATOR_LESS_THAN: lambda a, b: a < b,
+        _OPS.OPERATOR_LESS_THAN_EQUAL: lambda a, b: a <= b,
+    }
     if op in compare:
         return compare[op](actual, wanted)
     raise ValueError(f"fake weaviate: filter operator {_OPS.Operator.Name(op)} not implemented")
@@ -553,8 +634,13 @@ def _result(cls: _Class, request: Any, obj: _Object, distance: Optional[float]) 
     meta = search_get_pb2.MetadataResult(id=obj.uid, id_as_bytes=uuid_lib.UUID(obj.uid).bytes)
     wants = request.metadata
     if (wants.vector or len(wants.vectors)) and obj.vector is not None:
-        meta.vectors.append(base_pb2.Vectors(name="default", vector_bytes=obj.vector.astype("<f4").tobytes(),
-                                             type=base_pb2.Vectors.VECTOR_TYPE_SINGLE_FP32))
+        meta.vectors.append(
+            base_pb2.Vectors(
+                name="default",
+                vector_bytes=obj.vector.astype("<f4").tobytes(),
+                type=base_pb2.Vectors.VECTOR_TYPE_SINGLE_FP32,
+            )
+        )
     if wants.creation_time_unix:
         meta.creation_time_unix, meta.creation_time_unix_present = obj.created_ms, True
     if wants.last_update_time_unix:
@@ -565,8 +651,7 @@ def _result(cls: _Class, request: Any, obj: _Object, distance: Optional[float]) 
         meta.certainty, meta.certainty_present = 1.0 - distance / 2.0, True
     props = properties_pb2.Properties()
     every = not request.HasField("properties") or request.properties.return_all_nonref_properties
-    for name in (list(obj.props) if every else list(request.properties.non_ref_properties)):
+    for name in list(obj.props) if every else list(request.properties.non_ref_properties):
         if obj.props.get(name) is not None:
             props.fields[name].CopyFrom(_value(cls.dtype(name, obj.props[name]), obj.props[name]))
-    return search_get_pb2.SearchResult(properties=search_get_pb2.PropertiesResult(non_ref_props=props),
-                                       metadata=meta)
+    return search_get_pb2.SearchResult(properties=search_get_pb2.PropertiesResult(non_ref_props=props), metadata=meta)

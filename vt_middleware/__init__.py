@@ -5,6 +5,7 @@
 
 Heavy modules (torch, streamlit, langchain) load only when their feature is used.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -44,8 +45,16 @@ _LAZY = {
 }
 
 __all__ = [
-    "VTConfig", "configure", "get_config", "VTError", "ConfigError", "BudgetExceededError",
-    "CallRecord", "FeedbackPair", "reset", *_LAZY,
+    "VTConfig",
+    "configure",
+    "get_config",
+    "VTError",
+    "ConfigError",
+    "BudgetExceededError",
+    "CallRecord",
+    "FeedbackPair",
+    "reset",
+    *_LAZY,
 ]
 
 

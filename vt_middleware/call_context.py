@@ -1,4 +1,5 @@
 """Per-call context: capture suppression, the enclosing tracked function, the last run id."""
+
 from __future__ import annotations
 
 import contextvars
@@ -127,13 +128,13 @@ def set_last_run_id(run_id: str) -> None:
             scope.last_run_id = run_id
 
 
-def open_scope(root_run_id: Optional[str] = None) -> "Tuple[RunScope, contextvars.Token[Optional[RunScope]]]":
+def open_scope(root_run_id: Optional[str] = None) -> Tuple[RunScope, contextvars.Token[Optional[RunScope]]]:
     """Open a run scope in this context; end it with :func:`close_scope`."""
     scope = RunScope(root_run_id)
     return scope, _scope.set(scope)
 
 
-def close_scope(scope: RunScope, token: "contextvars.Token[Optional[RunScope]]") -> None:
+def close_scope(scope: RunScope, token: contextvars.Token[Optional[RunScope]]) -> None:
     """Close ``scope``. From the context that opened it, the last run id captured inside
     becomes that context's; from another one, the opener still reads it (:func:`last_run_id`)."""
     scope.closed = True

@@ -6,6 +6,7 @@ with content (or tool calls); ``weight`` 0 or 1; each example within the model's
 limit. Errors name the line. This is the single validator of the project: the
 selection stage, both trainers and the local server's upload endpoint use it.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,20 +38,21 @@ class ValidationReport:
     def ok(self) -> bool:
         return not self.errors
 
-    def raise_if_invalid(self) -> "ValidationReport":
+    def raise_if_invalid(self) -> ValidationReport:
         """Raise :class:`DataError` listing the first errors; return self when valid."""
         if self.errors:
             shown = "\n  ".join(self.errors[:MAX_ERRORS_SHOWN])
             more = len(self.errors) - MAX_ERRORS_SHOWN
             tail = f"\n  ... and {more} more" if more > 0 else ""
-            raise DataError(f"{self.path} is not valid chat fine-tuning JSONL "
-                            f"({len(self.errors)} error(s)):\n  {shown}{tail}")
+            raise DataError(
+                f"{self.path} is not valid chat fine-tuning JSONL ({len(self.errors)} error(s)):\n  {shown}{tail}"
+            )
         return self
 
 
 def iter_jsonl_lines(path: Union[str, Path]) -> Iterator[Tuple[int, str]]:
     """(1-based line number, stripped text) of the non-blank lines of ``path``."""
-    with open(path, "r", encoding="utf-8") as handle:
+    with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             text = line.strip()
             if text:
@@ -100,14 +102,14 @@ def example_errors(example: Any) -> List[str]:
     assistants = [m for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
     if not assistants:
         errors.append("no assistant message (each example needs at least one)")
-    elif not any(content_text(m.get("content")).strip() or m.get("tool_calls") or m.get("function_call")
-                 for m in assistants):
+    elif not any(
+        content_text(m.get("content")).strip() or m.get("tool_calls") or m.get("function_call") for m in assistants
+    ):
         errors.append("every assistant message is empty")
     return errors
 
 
-def validate_chat_jsonl(path: Union[str, Path], model: Optional[str] = None,
-                        min_examples: int = 1) -> ValidationReport:
+def validate_chat_jsonl(path: Union[str, Path], model: Optional[str] = None, min_examples: int = 1) -> ValidationReport:
     """Check a chat fine-tuning JSONL file; never raises for bad content
     (see :meth:`ValidationReport.raise_if_invalid`). ``model`` picks the token limit
     and tokenizer."""
@@ -135,8 +137,10 @@ def validate_chat_jsonl(path: Union[str, Path], model: Optional[str] = None,
             continue
         tokens = count_chat_tokens(example["messages"], model)
         if tokens > limit:
-            report.errors.append(f"line {number}: {tokens} tokens, over the {limit}-token limit per example"
-                                 + (f" for {model}" if model else ""))
+            report.errors.append(
+                f"line {number}: {tokens} tokens, over the {limit}-token limit per example"
+                + (f" for {model}" if model else "")
+            )
             continue
         report.n_examples += 1
         report.n_tokens += tokens

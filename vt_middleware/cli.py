@@ -4,6 +4,7 @@ Paths come from the ``VT_*`` environment (see ``VTConfig``) or the global option
 (``vt --store-path ... --hooks-dir ... --state-dir ... <command>``). Every command exits
 non-zero with a one-line ``error:`` message when it cannot do its job.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-app = typer.Typer(help="vt_middleware: capture, learn from feedback, fine-tune, gate and hot-swap an LLM app.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="vt_middleware: capture, learn from feedback, fine-tune, gate and hot-swap an LLM app.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 hooks_app = typer.Typer(help="Generated hook versions: list, show, roll back.", no_args_is_help=True)
 app.add_typer(hooks_app, name="hooks")
 
@@ -31,6 +36,7 @@ def _print_version(value: bool) -> None:
 
         typer.echo(f"vt_middleware {__version__}")
         raise typer.Exit()
+
 
 console = Console()
 err_console = Console(stderr=True)
@@ -77,12 +83,16 @@ def _global(
     store_path: Optional[Path] = typer.Option(None, help="LanceDB store directory (VT_STORE_PATH)."),
     hooks_dir: Optional[Path] = typer.Option(None, help="Generated hook versions (VT_HOOKS_DIR)."),
     state_dir: Optional[Path] = typer.Option(None, help="Run records and evolver status (VT_STATE_DIR)."),
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                 help="Print the installed version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the installed version and exit."
+    ),
 ) -> None:
     """Set the paths every command uses (they override the VT_* environment)."""
-    overrides = {k: v for k, v in (("store_path", store_path), ("hooks_dir", hooks_dir),
-                                   ("state_dir", state_dir)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("store_path", store_path), ("hooks_dir", hooks_dir), ("state_dir", state_dir))
+        if v is not None
+    }
     if overrides:  # `vt dashboard` passes the resulting config on to streamlit
         from .config import configure
 
@@ -92,29 +102,37 @@ def _global(
 # --- server, demo, dashboard ---------------------------------------------------------------
 @app.command()
 @handled
-def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-          port: int = typer.Option(8000, help="Port."),
-          model: Optional[str] = typer.Option(None, help="Default model id (smollm2-135m-instruct or vt-tiny-random)."),
-          data_dir: Path = typer.Option(Path(".vt/server"), help="Where uploaded files and fine-tuned models live."),
-          max_body_bytes: int = typer.Option(1 << 20, help="Largest request body (413 past it)."),
-          max_tokens: int = typer.Option(4096, help="Largest max_tokens (also capped at the model's context)."),
-          max_n: int = typer.Option(8, help="Most choices (n) per request."),
-          max_generation_s: float = typer.Option(120.0, help="Generation stops after this many seconds."),
-          ) -> None:
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port."),
+    model: Optional[str] = typer.Option(None, help="Default model id (smollm2-135m-instruct or vt-tiny-random)."),
+    data_dir: Path = typer.Option(Path(".vt/server"), help="Where uploaded files and fine-tuned models live."),
+    max_body_bytes: int = typer.Option(1 << 20, help="Largest request body (413 past it)."),
+    max_tokens: int = typer.Option(4096, help="Largest max_tokens (also capped at the model's context)."),
+    max_n: int = typer.Option(8, help="Most choices (n) per request."),
+    max_generation_s: float = typer.Option(120.0, help="Generation stops after this many seconds."),
+) -> None:
     """Serve a local model over OpenAI's API (chat, files, fine-tuning jobs) until Ctrl-C or SIGTERM."""
     from .server.limits import ServerLimits
     from .server.runner import serve as run_server
 
-    run_server(host=host, port=port, model=model, data_dir=data_dir,
-               limits=ServerLimits(max_body_bytes, max_tokens, max_n, max_generation_s))
+    run_server(
+        host=host,
+        port=port,
+        model=model,
+        data_dir=data_dir,
+        limits=ServerLimits(max_body_bytes, max_tokens, max_n, max_generation_s),
+    )
 
 
 @app.command()
 @handled
-def demo(quick: bool = typer.Option(False, "--quick", help="Tiny model and few requests (a smoke run)."),
-         demo_dir: Path = typer.Option(Path(".vt-demo"), "--dir", help="Where the demo keeps its store and state."),
-         corrections: Optional[int] = typer.Option(None, help="Corrections that trigger the evolution run."),
-         keep: bool = typer.Option(False, help="Keep the previous demo data instead of starting fresh.")) -> None:
+def demo(
+    quick: bool = typer.Option(False, "--quick", help="Tiny model and few requests (a smoke run)."),
+    demo_dir: Path = typer.Option(Path(".vt-demo"), "--dir", help="Where the demo keeps its store and state."),
+    corrections: Optional[int] = typer.Option(None, help="Corrections that trigger the evolution run."),
+    keep: bool = typer.Option(False, help="Keep the previous demo data instead of starting fresh."),
+) -> None:
     """Run the offline demo: the sample app serves from several threads while the evolver learns and hot-swaps."""
     if not DEMO_SCRIPT.exists():
         _fail(f"the demo script is not at {DEMO_SCRIPT} (run from a source checkout of vt_middleware)")
@@ -127,8 +145,10 @@ def demo(quick: bool = typer.Option(False, "--quick", help="Tiny model and few r
 
 @app.command("api")
 @handled
-def api(host: str = typer.Option("127.0.0.1", help="Interface to listen on (non-loopback needs VT_API_TOKEN)."),
-        port: int = typer.Option(8080, help="Port to listen on.")) -> None:
+def api(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (non-loopback needs VT_API_TOKEN)."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+) -> None:
     """Serve the management API (feedback, calls, runs, golden data, rules, hooks, promotions, cost)."""
     from .api.app import TOKEN_ENV, create_app, is_loopback
 
@@ -136,16 +156,20 @@ def api(host: str = typer.Option("127.0.0.1", help="Interface to listen on (non-
     application = create_app(protect_reads=protect)  # refuses a non-loopback host without a token
     import uvicorn
 
-    console.print(f"vt api on http://{host}:{port}  (OpenAPI: /openapi.json; writes need {TOKEN_ENV}"
-                  f"{', and so does every read' if protect else ''})")
+    console.print(
+        f"vt api on http://{host}:{port}  (OpenAPI: /openapi.json; writes need {TOKEN_ENV}"
+        f"{', and so does every read' if protect else ''})"
+    )
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
 @app.command()
 @handled
-def dashboard(port: int = typer.Option(8501, help="Port of the web dashboard."),
-              host: str = typer.Option("localhost", help="Address to bind."),
-              once: bool = typer.Option(False, "--once", help="Print status and the last run here, then exit.")) -> None:
+def dashboard(
+    port: int = typer.Option(8501, help="Port of the web dashboard."),
+    host: str = typer.Option("localhost", help="Address to bind."),
+    once: bool = typer.Option(False, "--once", help="Print status and the last run here, then exit."),
+) -> None:
     """Open the Streamlit dashboard on http://HOST:PORT for the configured store and state
     (``--once``: the same state as text in the terminal, no server)."""
     import importlib.util
@@ -159,12 +183,30 @@ def dashboard(port: int = typer.Option(8501, help="Port of the web dashboard."),
     from .config import get_config
 
     config = get_config()
-    env = dict(os.environ, VT_STORE_PATH=str(Path(config.store_path).resolve()),
-               VT_HOOKS_DIR=str(Path(config.hooks_dir).resolve()), VT_STATE_DIR=str(Path(config.state_dir).resolve()))
+    env = dict(
+        os.environ,
+        VT_STORE_PATH=str(Path(config.store_path).resolve()),
+        VT_HOOKS_DIR=str(Path(config.hooks_dir).resolve()),
+        VT_STATE_DIR=str(Path(config.state_dir).resolve()),
+    )
     console.print(f"vt dashboard on http://{host}:{port}  (store {env['VT_STORE_PATH']})")
-    argv = [sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP), "--server.port", str(port),
-            "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none"]
+    argv = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(STREAMLIT_APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)  # streamlit replaces us: Ctrl-C and kill reach it directly
 
@@ -172,9 +214,13 @@ def dashboard(port: int = typer.Option(8501, help="Port of the web dashboard."),
 # --- loop stages ---------------------------------------------------------------------------
 @app.command()
 @handled
-def extract(function_name: str = typer.Argument(..., help="The captured function to select golden data for."),
-            output: Path = typer.Option(Path("golden_data.jsonl"), "--output", "-o", help="ChatML JSONL to write."),
-            epsilon: float = EPSILON, top_k: int = TOP_K, min_group_size: int = MIN_GROUP) -> None:
+def extract(
+    function_name: str = typer.Argument(..., help="The captured function to select golden data for."),
+    output: Path = typer.Option(Path("golden_data.jsonl"), "--output", "-o", help="ChatML JSONL to write."),
+    epsilon: float = EPSILON,
+    top_k: int = TOP_K,
+    min_group_size: int = MIN_GROUP,
+) -> None:
     """Select golden data (steady state + anomalies) from captured calls and write ChatML JSONL."""
     with console.status(f"selecting golden data for {function_name} ..."):
         from .api.runs import make_extractor
@@ -196,10 +242,12 @@ def extract(function_name: str = typer.Argument(..., help="The captured function
 
 @app.command()
 @handled
-def synthesize(function_name: Optional[str] = typer.Option(None, "--function", "-f", help="Only this function's feedback."),
-               activate: bool = typer.Option(False, help="Make the new version active if it validates."),
-               min_support: int = typer.Option(2, help="Pairs a rule needs behind it."),
-               min_confidence: float = typer.Option(0.8, help="Share of pairs a rule must agree with.")) -> None:
+def synthesize(
+    function_name: Optional[str] = typer.Option(None, "--function", "-f", help="Only this function's feedback."),
+    activate: bool = typer.Option(False, help="Make the new version active if it validates."),
+    min_support: int = typer.Option(2, help="Pairs a rule needs behind it."),
+    min_confidence: float = typer.Option(0.8, help="Share of pairs a rule must agree with."),
+) -> None:
     """Synthesise a new hook version from the stored feedback pairs."""
     from .config import get_config
     from .errors import DataError
@@ -208,31 +256,51 @@ def synthesize(function_name: Optional[str] = typer.Option(None, "--function", "
 
     pairs = get_store().list_feedback(function_name)
     if not pairs:
-        raise DataError(f"no feedback pairs{' for ' + function_name if function_name else ''} in "
-                        f"{get_config().store_path}; record corrections with vt.feedback(run_id, fixed_output)")
+        raise DataError(
+            f"no feedback pairs{' for ' + function_name if function_name else ''} in "
+            f"{get_config().store_path}; record corrections with vt.feedback(run_id, fixed_output)"
+        )
     from .synthesize.negatives import uncorrected_outputs
 
-    names = sorted({p.context.get("function_name") for p in pairs
-                    if isinstance(p.context, dict) and isinstance(p.context.get("function_name"), str)})
+    names = sorted(
+        {
+            p.context.get("function_name")
+            for p in pairs
+            if isinstance(p.context, dict) and isinstance(p.context.get("function_name"), str)
+        }
+    )
     negatives = [item for name in names for item in uncorrected_outputs(name, pairs)]
-    with console.status(f"synthesising rules from {len(pairs)} feedback pairs and {len(negatives)} uncorrected "
-                        "outputs ..."):
-        result = synthesize_version(pairs, get_config().hooks_dir, activate=activate,
-                                    min_support=min_support, min_confidence=min_confidence, negatives=negatives)
+    with console.status(
+        f"synthesising rules from {len(pairs)} feedback pairs and {len(negatives)} uncorrected outputs ..."
+    ):
+        result = synthesize_version(
+            pairs,
+            get_config().hooks_dir,
+            activate=activate,
+            min_support=min_support,
+            min_confidence=min_confidence,
+            negatives=negatives,
+        )
     console.print(_rules_table(result.version, [r.to_dict() for r in result.rules], result.estimate))
     console.print(_estimate_text(result.estimate))
     state = "active" if result.activated else "not active"
-    console.print(f"hook version {result.version} ({state}), validation ok={result.validation.get('ok')}: {result.hook_path}")
+    console.print(
+        f"hook version {result.version} ({state}), validation ok={result.validation.get('ok')}: {result.hook_path}"
+    )
 
 
 @app.command()
 @handled
-def train(jsonl: Path = typer.Argument(..., help="ChatML JSONL training file.", exists=True, dir_okay=False),
-          backend: str = typer.Option("local", help="'local' (LoRA on CPU) or 'openai' (API or --base-url server)."),
-          base_model: Optional[str] = typer.Option(None, help="Model to fine-tune."),
-          base_url: Optional[str] = BASE_URL, max_budget_usd: Optional[float] = BUDGET, epochs: int = EPOCHS,
-          max_steps: Optional[int] = MAX_STEPS,
-          output_dir: Path = typer.Option(Path(".vt/models"), help="Where local adapters go.")) -> None:
+def train(
+    jsonl: Path = typer.Argument(..., help="ChatML JSONL training file.", exists=True, dir_okay=False),
+    backend: str = typer.Option("local", help="'local' (LoRA on CPU) or 'openai' (API or --base-url server)."),
+    base_model: Optional[str] = typer.Option(None, help="Model to fine-tune."),
+    base_url: Optional[str] = BASE_URL,
+    max_budget_usd: Optional[float] = BUDGET,
+    epochs: int = EPOCHS,
+    max_steps: Optional[int] = MAX_STEPS,
+    output_dir: Path = typer.Option(Path(".vt/models"), help="Where local adapters go."),
+) -> None:
     """Fine-tune on a JSONL file, showing progress and loss; prints the fine-tuned model id."""
     from .dashboards.cli_dashboard import CLIDashboard
 
@@ -245,8 +313,9 @@ def train(jsonl: Path = typer.Argument(..., help="ChatML JSONL training file.", 
     monitor.on_stage_complete("prepare", {"file_id": file_id})
     monitor.on_stage_start("train")
     try:
-        job_id = trainer.start_training(file_id, model=base_model or getattr(trainer, "model", None),
-                                        hyperparameters={"n_epochs": epochs})
+        job_id = trainer.start_training(
+            file_id, model=base_model or getattr(trainer, "model", None), hyperparameters={"n_epochs": epochs}
+        )
         result = trainer.wait(job_id, poll_interval=1.0, timeout=None)
     except BaseException as exc:
         monitor.on_stage_error("train", exc)
@@ -258,24 +327,41 @@ def train(jsonl: Path = typer.Argument(..., help="ChatML JSONL training file.", 
 
 @app.command()
 @handled
-def evolve(function_name: str = typer.Argument(..., help="The captured function to evolve."),
-           backend: str = typer.Option("none", help="Trainer: 'none' (hooks only), 'local' or 'openai'."),
-           base_model: Optional[str] = typer.Option(None, help="Model the app calls (routed to the fine-tune)."),
-           base_url: Optional[str] = BASE_URL, max_budget_usd: Optional[float] = BUDGET, epochs: int = EPOCHS,
-           max_steps: Optional[int] = MAX_STEPS,
-           epsilon: float = EPSILON, top_k: int = TOP_K, min_group_size: int = MIN_GROUP,
-           gate_items: int = typer.Option(16, min=1, help="Gate: at most this many held-out items per source."),
-           gate_max_tokens: int = typer.Option(64, min=1, help="Gate: tokens generated per answer."),
-           output_dir: Path = typer.Option(Path(".vt/evolve"), help="Golden data and training files.")) -> None:
+def evolve(
+    function_name: str = typer.Argument(..., help="The captured function to evolve."),
+    backend: str = typer.Option("none", help="Trainer: 'none' (hooks only), 'local' or 'openai'."),
+    base_model: Optional[str] = typer.Option(None, help="Model the app calls (routed to the fine-tune)."),
+    base_url: Optional[str] = BASE_URL,
+    max_budget_usd: Optional[float] = BUDGET,
+    epochs: int = EPOCHS,
+    max_steps: Optional[int] = MAX_STEPS,
+    epsilon: float = EPSILON,
+    top_k: int = TOP_K,
+    min_group_size: int = MIN_GROUP,
+    gate_items: int = typer.Option(16, min=1, help="Gate: at most this many held-out items per source."),
+    gate_max_tokens: int = typer.Option(64, min=1, help="Gate: tokens generated per answer."),
+    output_dir: Path = typer.Option(Path(".vt/evolve"), help="Golden data and training files."),
+) -> None:
     """Run one evolution cycle (extract, synthesize, prepare, train, evaluate, promote) with live progress."""
     from .api.runs import RunOptions, build_pipeline
     from .dashboards.cli_dashboard import CLIDashboard
 
     monitor = CLIDashboard(console)
-    options = RunOptions(function_name, backend=backend, base_model=base_model, base_url=base_url,
-                         max_budget_usd=max_budget_usd, epochs=epochs, max_steps=max_steps, epsilon=epsilon,
-                         top_k=top_k, min_group_size=min_group_size, gate_items=gate_items,
-                         gate_max_tokens=gate_max_tokens, output_dir=str(output_dir))
+    options = RunOptions(
+        function_name,
+        backend=backend,
+        base_model=base_model,
+        base_url=base_url,
+        max_budget_usd=max_budget_usd,
+        epochs=epochs,
+        max_steps=max_steps,
+        epsilon=epsilon,
+        top_k=top_k,
+        min_group_size=min_group_size,
+        gate_items=gate_items,
+        gate_max_tokens=gate_max_tokens,
+        output_dir=str(output_dir),
+    )
     pipeline = build_pipeline(options, monitor)
     try:
         result = pipeline.run(function_name, output_dir=str(output_dir / function_name))
@@ -297,8 +383,10 @@ def flush(timeout: float = typer.Option(120.0, help="Seconds to wait for the sto
     before = capture_stats()["journal_pending"]
     done = flush_capture(timeout)
     stats = capture_stats()
-    console.print(f"journal: {before} records waiting; {stats['replayed']} replayed into the store; "
-                  f"{stats['journal_pending']} still waiting")
+    console.print(
+        f"journal: {before} records waiting; {stats['replayed']} replayed into the store; "
+        f"{stats['journal_pending']} still waiting"
+    )
     if not done or stats["journal_pending"]:
         _fail("the store did not take every journaled record (see vt status); run vt flush again later")
 
@@ -316,9 +404,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 @app.command()
 @handled
-def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-           journal_path: Optional[Path] = typer.Option(None, help="Capture journal directory (VT_JOURNAL_PATH).")
-           ) -> None:
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    journal_path: Optional[Path] = typer.Option(None, help="Capture journal directory (VT_JOURNAL_PATH)."),
+) -> None:
     """Check capture's journal: records waiting for the store, records quarantined (could not be
     read or were rejected by the store), where they are and what to do with them."""
     from .capture.journal import Journal
@@ -340,20 +429,28 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 
 def _status_info() -> dict:
-    from .config import get_config
     from .api import service as data
+    from .config import get_config
     from .store.executions import get_store
 
     config = get_config()
     store = get_store()
     functions = {name: store.count(name) for name in store.function_names()}
     info = {
-        "store_path": str(config.store_path), "hooks_dir": str(config.hooks_dir), "state_dir": str(config.state_dir),
-        "calls": functions, "feedback_pairs": len(store.list_feedback()),
-        "hook_versions": [v["version"] for v in data.hook_versions()], "active_hook_version": data.active_hook_version(),
-        "runs": [{k: r.get(k) for k in ("run_id", "function_name", "status", "started_at")} | {
-            "promoted": (r.get("decision") or {}).get("promoted")} for r in data.runs(limit=5)],
-        "evolver": data.evolver_status(), "promotions": len(data.promotions()),
+        "store_path": str(config.store_path),
+        "hooks_dir": str(config.hooks_dir),
+        "state_dir": str(config.state_dir),
+        "calls": functions,
+        "feedback_pairs": len(store.list_feedback()),
+        "hook_versions": [v["version"] for v in data.hook_versions()],
+        "active_hook_version": data.active_hook_version(),
+        "runs": [
+            {k: r.get(k) for k in ("run_id", "function_name", "status", "started_at")}
+            | {"promoted": (r.get("decision") or {}).get("promoted")}
+            for r in data.runs(limit=5)
+        ],
+        "evolver": data.evolver_status(),
+        "promotions": len(data.promotions()),
     }
     return info
 
@@ -370,12 +467,20 @@ def _status_table(info: dict) -> Table:
     table.add_row("active hooks", info["active_hook_version"] or "none")
     table.add_row("promotions", str(info["promotions"]))
     evolver = info["evolver"]
-    table.add_row("evolver", Text("not running here" if not evolver else
-                                  f"{evolver.get('state')} ({evolver.get('runs', 0)} runs, next trigger "
-                                  f"{evolver.get('next_trigger_at') or 'on new calls/feedback'})"))
+    table.add_row(
+        "evolver",
+        Text(
+            "not running here"
+            if not evolver
+            else f"{evolver.get('state')} ({evolver.get('runs', 0)} runs, next trigger "
+            f"{evolver.get('next_trigger_at') or 'on new calls/feedback'})"
+        ),
+    )
     for run in info["runs"]:
-        table.add_row("run", Text(f"{run['run_id']} {run['function_name']} {run['status']}"
-                                  f"{' promoted' if run['promoted'] else ''}"))
+        table.add_row(
+            "run",
+            Text(f"{run['run_id']} {run['function_name']} {run['status']}{' promoted' if run['promoted'] else ''}"),
+        )
     return table
 
 
@@ -395,8 +500,9 @@ def _print_last_run() -> None:
         monitor.stages[stage] = {key: entry.get(key) for key in ("status", "result", "error", "duration_s")}
     decision = run.get("decision") or {}
     result = dict(run.get("result") or {})  # the gate's verdict lives in the record's decision
-    result.setdefault("gate", {"promote": decision.get("promoted", False),
-                               "reason": decision.get("reason", "not evaluated")})
+    result.setdefault(
+        "gate", {"promote": decision.get("promoted", False), "reason": decision.get("reason", "not evaluated")}
+    )
     result["promoted"] = bool(result.get("promoted") or decision.get("promoted"))
     monitor.summary(result)
 
@@ -404,16 +510,30 @@ def _print_last_run() -> None:
 def _rules_table(version: str, rules: List[dict], estimate: Optional[dict] = None) -> Table:
     per_rule = (estimate or {}).get("per_rule") or {}
     table = Table(title=f"rules of hook version {version}")
-    for column in ("rule", "kind", "target", "support", "confidence", "held-out fires", "held-out precision",
-                   "description"):
+    for column in (
+        "rule",
+        "kind",
+        "target",
+        "support",
+        "confidence",
+        "held-out fires",
+        "held-out precision",
+        "description",
+    ):
         table.add_column(column, overflow="fold")
     for rule in rules:
         held = per_rule.get(str(rule.get("rule_id")), {})
         precision = held.get("precision")
-        table.add_row(Text(str(rule.get("rule_id", ""))), str(rule.get("kind", "")), str(rule.get("target", "")),
-                      str(rule.get("support", "")), f"{float(rule.get('confidence', 0)):.2f}",
-                      str(held.get("fires", "-")), "-" if precision is None else f"{precision:.2f}",
-                      Text(str(rule.get("description", ""))))
+        table.add_row(
+            Text(str(rule.get("rule_id", ""))),
+            str(rule.get("kind", "")),
+            str(rule.get("target", "")),
+            str(rule.get("support", "")),
+            f"{float(rule.get('confidence', 0)):.2f}",
+            str(held.get("fires", "-")),
+            "-" if precision is None else f"{precision:.2f}",
+            Text(str(rule.get("description", ""))),
+        )
     return table
 
 
@@ -428,12 +548,17 @@ def _estimate_text(estimate: Optional[dict]) -> Text:
         return "-" if value is None else f"{value:.1%}"
 
     training = estimate.get("training") or {}
-    return Text(f"self-estimate ({estimate['folds']}-fold cross-validation on {estimate.get('held_out_pairs')} pairs): "
-                f"held-out exact-fix rate {rate('fix_rate')}, harm rate on good outputs {rate('harm_rate')}; "
-                f"harm on {training.get('negatives', 0)} uncorrected outputs {rate('negative_harm_rate')}; "
-                f"training pairs fixed exactly {training.get('exact_fixed', '-')}/{training.get('pairs', '-')}"
-                + (f"; not emitted (low held-out precision): {', '.join(estimate['not_emitted'])}"
-                   if estimate.get("not_emitted") else ""))
+    return Text(
+        f"self-estimate ({estimate['folds']}-fold cross-validation on {estimate.get('held_out_pairs')} pairs): "
+        f"held-out exact-fix rate {rate('fix_rate')}, harm rate on good outputs {rate('harm_rate')}; "
+        f"harm on {training.get('negatives', 0)} uncorrected outputs {rate('negative_harm_rate')}; "
+        f"training pairs fixed exactly {training.get('exact_fixed', '-')}/{training.get('pairs', '-')}"
+        + (
+            f"; not emitted (low held-out precision): {', '.join(estimate['not_emitted'])}"
+            if estimate.get("not_emitted")
+            else ""
+        )
+    )
 
 
 @hooks_app.command("list")
@@ -454,8 +579,13 @@ def hooks_list() -> None:
         if "error" in manifest:
             table.add_row(manifest["version"], "*" if manifest.get("active") else "", "-", "-", "broken")
             continue
-        table.add_row(manifest["version"], "*" if manifest.get("active") else "", str(manifest.get("created_at", "")),
-                      str(manifest.get("rule_count", 0)), str((manifest.get("validation") or {}).get("ok")))
+        table.add_row(
+            manifest["version"],
+            "*" if manifest.get("active") else "",
+            str(manifest.get("created_at", "")),
+            str(manifest.get("rule_count", 0)),
+            str((manifest.get("validation") or {}).get("ok")),
+        )
     console.print(table)
     for manifest in broken:
         console.print(Text(f"{manifest['version']}: {manifest['error']}"), style="red")
@@ -463,8 +593,10 @@ def hooks_list() -> None:
 
 @hooks_app.command("show")
 @handled
-def hooks_show(version: Optional[str] = typer.Argument(None, help="Version like v0003 (default: the active one)."),
-               code: bool = typer.Option(True, help="Print the generated module.")) -> None:
+def hooks_show(
+    version: Optional[str] = typer.Argument(None, help="Version like v0003 (default: the active one)."),
+    code: bool = typer.Option(True, help="Print the generated module."),
+) -> None:
     """A hook version's rules and generated code."""
     from rich.syntax import Syntax
 
@@ -483,8 +615,10 @@ def hooks_show(version: Optional[str] = typer.Argument(None, help="Version like 
 
 @hooks_app.command("rollback")
 @handled
-def hooks_rollback(to: Optional[str] = typer.Option(None, help="Roll back to this version instead of the previous one."),
-                   reason: str = typer.Option("cli rollback", help="Recorded with the rollback.")) -> None:
+def hooks_rollback(
+    to: Optional[str] = typer.Option(None, help="Roll back to this version instead of the previous one."),
+    reason: str = typer.Option("cli rollback", help="Recorded with the rollback."),
+) -> None:
     """Make the previous hook version (and model routing) live again."""
     from .api import service as data
 

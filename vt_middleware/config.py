@@ -8,6 +8,7 @@ The environment fails open: an invalid ``VT_*`` value is logged once (name, valu
 default used) and replaced by the default; an unknown ``VT_*`` name is logged once with
 the closest valid name. Invalid values passed in code (``configure(...)``) raise ``ConfigError``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -100,8 +101,11 @@ class VTConfig(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> Tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, _TolerantEnvSource(settings_cls), dotenv_settings, file_secret_settings
@@ -129,8 +133,9 @@ class _TolerantEnvSource(EnvSettingsSource):
         except ValueError as exc:
             variable = ENV_PREFIX + field_name.upper()
             default = field.get_default(call_default_factory=True)
-            _report_once(variable, str(value), f"{variable}={value!r} cannot be parsed ({exc}); "
-                                               f"using the default {default!r}")
+            _report_once(
+                variable, str(value), f"{variable}={value!r} cannot be parsed ({exc}); using the default {default!r}"
+            )
             return None
 
 
@@ -181,8 +186,9 @@ def build_config(**overrides: Any) -> VTConfig:
                 fixed[name] = default
                 variable = ENV_PREFIX + name.upper()
                 value = _env_value(environ, variable)
-                _report_once(variable, value, f"{variable}={value!r} is invalid ({reason}); "
-                                              f"using the default {default!r}")
+                _report_once(
+                    variable, value, f"{variable}={value!r} is invalid ({reason}); using the default {default!r}"
+                )
     raise ConfigError("invalid configuration: could not fall back to defaults")  # pragma: no cover
 
 
@@ -255,7 +261,7 @@ class PerConfig(Generic[T]):
         return built[1] if built is not None else None
 
 
-_per_config: "weakref.WeakSet[PerConfig[Any]]" = weakref.WeakSet()
+_per_config: weakref.WeakSet[PerConfig[Any]] = weakref.WeakSet()
 
 
 def _renew_locks_in_forked_child() -> None:

@@ -11,10 +11,10 @@ import os
 from dataclasses import replace
 from typing import Optional, Union
 
+from .chatml import validate_chat_jsonl
 from .errors import BudgetExceededError, ConfigError
 from .train.cost import check_budget as _check_estimate
 from .train.cost import estimate_from_counts, training_price
-from .chatml import validate_chat_jsonl
 from .types import CostEstimate
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"

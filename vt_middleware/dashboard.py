@@ -1,5 +1,6 @@
 """Seed-compatible names: ``from vt_middleware.dashboard import CLIDashboard``."""
+
 from .dashboards.cli_dashboard import CLIDashboard
 from .evolve.monitor import STAGES, PipelineMonitor
 
-__all__ = ["CLIDashboard", "PipelineMonitor", "STAGES"]
+__all__ = ["STAGES", "CLIDashboard", "PipelineMonitor"]

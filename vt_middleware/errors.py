@@ -1,4 +1,5 @@
 """Exception types. Every error vt_middleware raises on purpose derives from ``VTError``."""
+
 from __future__ import annotations
 
 
@@ -39,9 +40,7 @@ def require(module: str, extra: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(
-            f"'{module}' is required for this feature: pip install 'vt_middleware[{extra}]'"
-        )
+        raise MissingDependencyError(f"'{module}' is required for this feature: pip install 'vt_middleware[{extra}]'")
 
 
 class NotFoundError(DataError):

@@ -1,5 +1,6 @@
 """Seed-compatible import path: ``from vt_middleware.extractor import DensityBasedExtractor``."""
+
 from .select.extractor import DensityBasedExtractor
 from .types import Candidate
 
-__all__ = ["DensityBasedExtractor", "Candidate"]
+__all__ = ["Candidate", "DensityBasedExtractor"]

@@ -1,5 +1,6 @@
 """Fail-open bookkeeping: internal errors are counted and logged once, never raised
 into the user's call -- unless the config says ``strict=True`` (tests)."""
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,8 @@ from .config import get_config
 logger = logging.getLogger("vt_middleware")
 
 _lock = threading.Lock()
-_errors: "Counter[Tuple[str, str]]" = Counter()
-_logged: "set[Tuple[str, str]]" = set()
+_errors: Counter[Tuple[str, str]] = Counter()
+_logged: set[Tuple[str, str]] = set()
 
 
 def record_internal_error(component: str, exc: BaseException) -> None:

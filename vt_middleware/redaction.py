@@ -13,11 +13,12 @@ OAuth keys, Hugging Face tokens, whole PEM private key blocks and ``key=value`` 
 phone numbers; and ``redact_patterns``. One combined search runs first: text without a
 match (most text) costs one scan.
 """
+
 from __future__ import annotations
 
 import importlib
 import re
-from typing import Any, Callable, List, Match, Optional, Pattern, Tuple, Union
+from typing import Any, Callable, Iterable, List, Match, Optional, Pattern, Tuple, Union
 
 from .config import VTConfig, get_config
 
@@ -31,8 +32,11 @@ Replacement = Union[str, Callable[[Match[str]], str]]
 # (pattern, replacement); a replacement may keep group 1 (the key name) visible.
 _SECRET_PATTERNS: List[Tuple[str, str]] = [
     # PEM private keys, whole: header, body and footer (or to the end of a truncated text)
-    (r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END[A-Z0-9 ]{0,40} PRIVATE KEY"
-     r"(?: BLOCK)?-----|\Z)", REDACTED),
+    (
+        r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END[A-Z0-9 ]{0,40} PRIVATE KEY"
+        r"(?: BLOCK)?-----|\Z)",
+        REDACTED,
+    ),
     (r"\bsk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}", REDACTED),  # OpenAI/Anthropic
     (r"\beyJ[A-Za-z0-9_\-]{5,}={0,2}\.[A-Za-z0-9_\-]{3,}={0,2}\.[A-Za-z0-9_\-+/]{3,}=*", REDACTED),  # JWT
     (r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*", r"\1" + REDACTED),
@@ -51,22 +55,45 @@ _SECRET_PATTERNS: List[Tuple[str, str]] = [
 ]
 # lower-case strings one of which text must contain for the rule of the same index to run
 _TRIGGERS: List[Tuple[str, ...]] = [
-    ("private key",), ("sk-",), ("eyj",), ("bearer",), ("a3t", "akia", "asia", "abia", "acca"),
-    ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), ("xox",), ("aiza", "ya29."), ("hf_",),
-    ("k_live_", "k_test_"), ("key", "secret", "token", "passw", "pwd"),
+    ("private key",),
+    ("sk-",),
+    ("eyj",),
+    ("bearer",),
+    ("a3t", "akia", "asia", "abia", "acca"),
+    ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ("xox",),
+    ("aiza", "ya29."),
+    ("hf_",),
+    ("k_live_", "k_test_"),
+    ("key", "secret", "token", "passw", "pwd"),
 ]
 _EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"
 _CARD = r"(?<![\d.,])\d(?:[ \-]?\d){12,60}(?![\d])"  # a run; _card finds the card in it
-_PHONE = (r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}(?!\w)"  # +CC ...
-          r"|(?<![\w(])\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}(?!\w)"  # (555) 123-4567
-          r"|(?<![\w.\-])\d{3}[.\-]\d{3}[.\-]\d{4}(?![\w.\-])")  # 555-123-4567
+_PHONE = (
+    r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}(?!\w)"  # +CC ...
+    r"|(?<![\w(])\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}(?!\w)"  # (555) 123-4567
+    r"|(?<![\w.\-])\d{3}[.\-]\d{3}[.\-]\d{4}(?![\w.\-])"
+)  # 555-123-4567
 # detect-secrets plugins whose patterns we use. Left out: private key and JWT (ours redact
 # the whole PEM block and any JWT), IPs (not secrets), artifactory (its patterns match the
 # blanks around a token), and the keyword-context IBM/Cloudant/SoftLayer/Mailchimp patterns
 # (tens of times slower than all the others together; our key=value rule covers the same text)
 _DETECT_SECRETS_PLUGINS = (
-    "aws", "azure_storage_key", "basic_auth", "discord", "github_token", "gitlab_token", "npm", "openai",
-    "pypi_token", "sendgrid", "slack", "square_oauth", "stripe", "telegram_token", "twilio",
+    "aws",
+    "azure_storage_key",
+    "basic_auth",
+    "discord",
+    "github_token",
+    "gitlab_token",
+    "npm",
+    "openai",
+    "pypi_token",
+    "sendgrid",
+    "slack",
+    "square_oauth",
+    "stripe",
+    "telegram_token",
+    "twilio",
 )
 # dict keys whose whole value is a secret
 _SECRET_KEY = re.compile(
@@ -97,9 +124,13 @@ def detect_secrets_patterns() -> List[Pattern[str]]:
             except ImportError:
                 continue
             for value in vars(module).values():
-                if (isinstance(value, type) and issubclass(value, RegexBasedDetector)
-                        and value.__module__ == module.__name__):
-                    patterns.extend(p for p in value.denylist if isinstance(p, re.Pattern))
+                if (
+                    isinstance(value, type)
+                    and issubclass(value, RegexBasedDetector)
+                    and value.__module__ == module.__name__
+                ):
+                    denylist: Iterable[object] = getattr(value, "denylist", ())  # a class attribute
+                    patterns.extend(p for p in denylist if isinstance(p, re.Pattern))
         _plugin_patterns = patterns
     return _plugin_patterns
 
@@ -114,7 +145,7 @@ def _secret_span(match: Match[str]) -> str:
     start, end = match.span(index)
     whole_start = match.start()
     text = match.group(0)
-    return text[: start - whole_start] + REDACTED + text[end - whole_start:]
+    return text[: start - whole_start] + REDACTED + text[end - whole_start :]
 
 
 def luhn_ok(digits: str) -> bool:
@@ -136,11 +167,11 @@ def _card(match: Match[str]) -> str:
     for i in range(len(runs)):
         digits = ""
         for j in range(i, len(runs)):
-            digits += text[runs[j][0]:runs[j][1]]
+            digits += text[runs[j][0] : runs[j][1]]
             if len(digits) > 19:
                 break
             if len(digits) >= 13 and luhn_ok(digits):
-                return text[:runs[i][0]] + REDACTED_CARD + text[runs[j][1]:]
+                return text[: runs[i][0]] + REDACTED_CARD + text[runs[j][1] :]
     return text
 
 

@@ -7,6 +7,7 @@ reads (``TIKTOKEN_CACHE_DIR``, else ``DATA_GYM_CACHE_DIR``, else ``<tmp>/data-gy
 same rule as tiktoken's own) under the names it looks for (sha1 of the blob URL). After that
 plain ``tiktoken.encoding_for_model(...)`` works without a network.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -61,7 +62,8 @@ def tiktoken_cache_dir() -> Path:
             if not os.environ[name]:
                 raise MissingDependencyError(
                     f"{name} is empty, which turns tiktoken's cache off, so it would download its "
-                    "encodings: unset it or point it at a writable directory for offline token counts")
+                    "encodings: unset it or point it at a writable directory for offline token counts"
+                )
             return Path(os.environ[name])
     return Path(tempfile.gettempdir()) / "data-gym-cache"
 
@@ -166,6 +168,12 @@ def max_example_tokens(model: str | None) -> int:
 
 
 __all__: List[str] = [
-    "ensure_offline_encodings", "get_encoding", "count_tokens", "count_chat_tokens",
-    "encoding_name_for_model", "max_example_tokens", "content_text", "cache_key",
+    "cache_key",
+    "content_text",
+    "count_chat_tokens",
+    "count_tokens",
+    "encoding_name_for_model",
+    "ensure_offline_encodings",
+    "get_encoding",
+    "max_example_tokens",
 ]

@@ -1,6 +1,7 @@
 """Shared data shapes: what a captured call, a feedback pair, a selected candidate,
 a synthesised rule and a cost estimate look like. Seed-compatible names and fields
 (``ExecutionLog``, ``GoldenCandidate``, ``SelectionStrategy``, ``CostEstimate``)."""
+
 from __future__ import annotations
 
 import json
@@ -188,16 +189,29 @@ class ExecutionLog:
     timestamp_utc: str = ""
 
     @classmethod
-    def from_properties(cls, uuid: str, props: Dict[str, Any],
-                        vector: Optional[Sequence[float]] = None) -> ExecutionLog:
+    def from_properties(
+        cls, uuid: str, props: Dict[str, Any], vector: Optional[Sequence[float]] = None
+    ) -> ExecutionLog:
         record = CallRecord.from_properties(props)
-        return cls(uuid=uuid, function_name=record.function_name, return_value=record.output or "",
-                   status=record.status, vector=None if vector is None else [float(x) for x in vector],
-                   inputs=record.inputs, timestamp_utc=record.timestamp_utc)
+        return cls(
+            uuid=uuid,
+            function_name=record.function_name,
+            return_value=record.output or "",
+            status=record.status,
+            vector=None if vector is None else [float(x) for x in vector],
+            inputs=record.inputs,
+            timestamp_utc=record.timestamp_utc,
+        )
 
     def to_call_record(self) -> CallRecord:
-        return CallRecord(function_name=self.function_name, inputs=dict(self.inputs), output=self.return_value,
-                          status=self.status, run_id=self.uuid, timestamp_utc=self.timestamp_utc or utc_now_iso())
+        return CallRecord(
+            function_name=self.function_name,
+            inputs=dict(self.inputs),
+            output=self.return_value,
+            status=self.status,
+            run_id=self.uuid,
+            timestamp_utc=self.timestamp_utc or utc_now_iso(),
+        )
 
 
 class SelectionStrategy(str, Enum):
@@ -277,23 +291,51 @@ class Rule:
         scope = None
         description = self.description or f"{condition} -> {action}".strip(" ->")
         if _SEED_REPLACE_RE.match(action) and len(quoted) >= 2:
-            return replace(self, description=description, kind="replace", target="output",
-                           condition={"scope": scope, "pattern": re.escape(quoted[0]),
-                                      "anchor": anchors[0] if anchors else "", "ignore_case": False},
-                           action={"parts": [["lit", quoted[1], None]]})
+            return replace(
+                self,
+                description=description,
+                kind="replace",
+                target="output",
+                condition={
+                    "scope": scope,
+                    "pattern": re.escape(quoted[0]),
+                    "anchor": anchors[0] if anchors else "",
+                    "ignore_case": False,
+                },
+                action={"parts": [["lit", quoted[1], None]]},
+            )
         if _SEED_REMOVE_RE.match(action) and quoted:
-            return replace(self, description=description, kind="remove", target="output",
-                           condition={"scope": scope, "pattern": re.escape(quoted[0]),
-                                      "anchor": anchors[0] if anchors else "", "ignore_case": False},
-                           action={"parts": []})
+            return replace(
+                self,
+                description=description,
+                kind="remove",
+                target="output",
+                condition={
+                    "scope": scope,
+                    "pattern": re.escape(quoted[0]),
+                    "anchor": anchors[0] if anchors else "",
+                    "ignore_case": False,
+                },
+                action={"parts": []},
+            )
         if _SEED_ADD_RE.match(action) and quoted:
-            return replace(self, description=description, kind="append", target="output",
-                           condition={"scope": scope, "pattern": re.escape(quoted[0])},
-                           action={"parts": [["lit", quoted[0], None]], "separator": " "})
+            return replace(
+                self,
+                description=description,
+                kind="append",
+                target="output",
+                condition={"scope": scope, "pattern": re.escape(quoted[0])},
+                action={"parts": [["lit", quoted[0], None]], "separator": " "},
+            )
         guidance = f"\n\n{condition}: {action}" if condition else f"\n\n{action}"
-        return replace(self, description=description, kind="prompt", target="prompt",
-                       condition={"scope": scope, "keywords": [], "min_overlap": 0.0},
-                       action={"block": guidance})
+        return replace(
+            self,
+            description=description,
+            kind="prompt",
+            target="prompt",
+            condition={"scope": scope, "keywords": [], "min_overlap": 0.0},
+            action={"block": guidance},
+        )
 
 
 @dataclass(frozen=True)
@@ -327,10 +369,17 @@ class CostEstimate:
         return self.max_budget_usd is None or self.usd <= self.max_budget_usd
 
     def summary(self) -> str:
-        return (f"fine-tuning estimate for {self.model}: {self.n_examples} examples, {self.tokens:,} tokens "
-                f"x {self.epochs} epochs = {self.billed_tokens:,} billed tokens "
-                f"@ ${self.price_per_1m:.2f}/1M = ${self.usd:.4f}")
+        return (
+            f"fine-tuning estimate for {self.model}: {self.n_examples} examples, {self.tokens:,} tokens "
+            f"x {self.epochs} epochs = {self.billed_tokens:,} billed tokens "
+            f"@ ${self.price_per_1m:.2f}/1M = ${self.usd:.4f}"
+        )
 
     def to_dict(self) -> Dict[str, Any]:
-        return {**asdict(self), "token_count": self.tokens, "n_epochs": self.epochs,
-                "estimated_cost_usd": self.usd, "within_budget": self.within_budget}
+        return {
+            **asdict(self),
+            "token_count": self.tokens,
+            "n_epochs": self.epochs,
+            "estimated_cost_usd": self.usd,
+            "within_budget": self.within_budget,
+        }

@@ -100,10 +100,10 @@ def create_app(token: Optional[str] = None, protect_reads: bool = False) -> Fast
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise _AuthError(401, "wrong bearer token")
 
-    def write_auth(credentials: Optional[HTTPAuthorizationCredentials] = Depends(_bearer)) -> None:  # noqa: B008 - FastAPI dependency
+    def write_auth(credentials: Optional[HTTPAuthorizationCredentials] = Depends(_bearer)) -> None:
         check(credentials)
 
-    def read_auth(credentials: Optional[HTTPAuthorizationCredentials] = Depends(_bearer)) -> None:  # noqa: B008 - FastAPI dependency
+    def read_auth(credentials: Optional[HTTPAuthorizationCredentials] = Depends(_bearer)) -> None:
         if protect_reads:
             check(credentials)
 

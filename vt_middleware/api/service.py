@@ -535,8 +535,11 @@ def active_hook() -> Optional[Dict[str, Any]]:
 def rollback_hooks(to: Optional[str] = None, reason: str = "api rollback") -> Dict[str, Any]:
     """:func:`rollback` reported by hook version: ``{"rolled_back", "previous", "active"}``."""
     outcome = rollback(reason=reason, to=to)
-    return {"rolled_back": outcome["rolled_back"], "previous": outcome.get("replaced_hook_version"),
-            "active": outcome.get("hook_version")}
+    return {
+        "rolled_back": outcome["rolled_back"],
+        "previous": outcome.get("replaced_hook_version"),
+        "active": outcome.get("hook_version"),
+    }
 
 
 def cost_estimate(

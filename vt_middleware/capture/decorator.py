@@ -1,5 +1,6 @@
 """``@vt.track``: capture an app function's calls (sync and async); with ``hooks=True`` the
 active hooks also apply to the function's prompt argument and its text return value."""
+
 from __future__ import annotations
 
 import functools
@@ -47,11 +48,31 @@ class _TrackedCall:
     only the hooks apply. With hooks, :attr:`args`/:attr:`kwargs` are the (hooked)
     arguments to call the function with."""
 
-    __slots__ = ("args", "context", "hook_version", "inputs", "kwargs", "name", "pair", "parent", "prompt_after",
-                 "raw_output", "recorded", "run_id", "started", "token")
+    __slots__ = (
+        "args",
+        "context",
+        "hook_version",
+        "inputs",
+        "kwargs",
+        "name",
+        "pair",
+        "parent",
+        "prompt_after",
+        "raw_output",
+        "recorded",
+        "run_id",
+        "started",
+        "token",
+    )
 
-    def __init__(self, name: str, signature: Optional[inspect.Signature], args: tuple, kwargs: dict,
-                 hooks: Optional[_HookSpec] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        signature: Optional[inspect.Signature],
+        args: tuple,
+        kwargs: dict,
+        hooks: Optional[_HookSpec] = None,
+    ) -> None:
         self.name, self.args, self.kwargs = name, args, kwargs
         self.token: Any = None
         self.pair: Any = None
@@ -76,8 +97,11 @@ class _TrackedCall:
         self.pair = pair
         args = self.inputs.get("args") or {}
         # the input rules read: the arguments flattened as at learning time (feedback, export)
-        self.context = {"function_name": self.name, "run_id": self.run_id,
-                        "user_input": input_text({"args": to_jsonable(args, get_config().max_field_chars)})}
+        self.context = {
+            "function_name": self.name,
+            "run_id": self.run_id,
+            "user_input": input_text({"args": to_jsonable(args, get_config().max_field_chars)}),
+        }
         name = hooks.prompt_arg or next((k for k, v in args.items() if isinstance(v, str)), None)
         if name is None or not isinstance(args.get(name), str) or signature is None:
             return
@@ -119,9 +143,13 @@ class _TrackedCall:
             if self.prompt_after is not None:
                 params["prompt_after_hook"] = self.prompt_after
             fields: Dict[str, Any] = {
-                "function_name": self.name, "inputs": to_jsonable(self.inputs, limit), "kind": "function",
-                "latency_ms": (perf_counter() - self.started) * 1000.0, "params": params,
-                "run_id": self.run_id, "parent_run_id": self.parent,
+                "function_name": self.name,
+                "inputs": to_jsonable(self.inputs, limit),
+                "kind": "function",
+                "latency_ms": (perf_counter() - self.started) * 1000.0,
+                "params": params,
+                "run_id": self.run_id,
+                "parent_run_id": self.parent,
             }
             if self.pair is not None:
                 fields["hook_version"] = self.pair.hook_version
@@ -133,12 +161,14 @@ class _TrackedCall:
 @overload
 def track(function_name: F) -> F: ...
 @overload
-def track(function_name: Optional[str] = None, *, hooks: bool = False,
-          prompt_arg: Optional[str] = None) -> Callable[[F], F]: ...
+def track(
+    function_name: Optional[str] = None, *, hooks: bool = False, prompt_arg: Optional[str] = None
+) -> Callable[[F], F]: ...
 
 
-def track(function_name: Union[str, Callable[..., Any], None] = None, *, hooks: bool = False,
-          prompt_arg: Optional[str] = None) -> Any:
+def track(
+    function_name: Union[str, Callable[..., Any], None] = None, *, hooks: bool = False, prompt_arg: Optional[str] = None
+) -> Any:
     """Decorate a function so each call is captured: inputs by parameter name, return
     value, status, error type and duration. Exceptions are re-raised unchanged.
     Usable as ``@vt.track`` or ``@vt.track("name")`` / ``@vt.track(function_name="name")``.
@@ -164,8 +194,10 @@ def track(function_name: Union[str, Callable[..., Any], None] = None, *, hooks: 
         except (TypeError, ValueError):
             signature = None
         if prompt_arg is not None and signature is not None and prompt_arg not in signature.parameters:
-            raise ConfigError(f"@vt.track(prompt_arg={prompt_arg!r}): {name} has no such parameter "
-                              f"(it has {', '.join(signature.parameters) or 'none'})")
+            raise ConfigError(
+                f"@vt.track(prompt_arg={prompt_arg!r}): {name} has no such parameter "
+                f"(it has {', '.join(signature.parameters) or 'none'})"
+            )
 
         if inspect.iscoroutinefunction(fn):
 

@@ -8,6 +8,7 @@ sealed for replay instead. Replay passes write sealed segments (this process's a
 those dead processes left) with the checked, uuid-idempotent write. Only where the
 journal itself is unwritable are records held in memory, bounded by ``queue_size``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -27,8 +28,17 @@ _REPLAY_CHECK_S = 1.0
 _IDLE_TICK_S = 0.25
 
 IN_PROCESS_EMBEDDERS = ("static", "hash")  # microseconds a text: a child process would cost more
-STAT_NAMES = ("written", "journaled", "replayed", "dropped", "errors", "batches", "held", "embedded",
-              "embed_cache_hits")
+STAT_NAMES = (
+    "written",
+    "journaled",
+    "replayed",
+    "dropped",
+    "errors",
+    "batches",
+    "held",
+    "embedded",
+    "embed_cache_hits",
+)
 
 
 def report(component: str, exc: BaseException) -> None:
@@ -54,8 +64,9 @@ class Chunk:
     since: float = field(default_factory=time.monotonic)
 
 
-def build_items(batch: Sequence[Any], config: VTConfig, on_error: Callable[[BaseException], None],
-                texts: Optional[List[str]] = None) -> List[Item]:
+def build_items(
+    batch: Sequence[Any], config: VTConfig, on_error: Callable[[BaseException], None], texts: Optional[List[str]] = None
+) -> List[Item]:
     """Store items of ``batch`` (``CallRecord`` or ``RawCall``); one that cannot be built is
     reported through ``on_error`` and left out. ``texts`` gets each item's embedding text
     (so embedding need not parse the properties back)."""
@@ -163,17 +174,16 @@ class Delivery:
             with self._cond:
                 settled = self._cond.wait_for(self.settled, remaining(deadline))
                 # (a pass already running when we asked may predate our newest segment)
-                while (settled and (self.journal.has_pending() or self._held)
-                       and time.monotonic() >= self._retry_at):
+                while settled and (self.journal.has_pending() or self._held) and time.monotonic() >= self._retry_at:
                     passes = self._replay_passes
                     self._replay_wanted = True
                     self._cond.notify_all()
-                    done = self._cond.wait_for(lambda n=passes: self._replay_passes > n or not self.alive(),
-                                               remaining(deadline))
+                    done = self._cond.wait_for(
+                        lambda n=passes: self._replay_passes > n or not self.alive(), remaining(deadline)
+                    )
                     if not done or not self.alive():
                         break
-                return (self.settled() and not self._held
-                        and (self._journal_only() or not self.journal.has_pending()))
+                return self.settled() and not self._held and (self._journal_only() or not self.journal.has_pending())
         finally:
             with self._cond:
                 self._flushers -= 1
@@ -427,4 +437,3 @@ class Delivery:
         with self._cond:
             self._retry_at = 0.0
             self._backoff = 0.5
-

@@ -1,13 +1,14 @@
 """``vt.feedback(run_id, fixed_output)``: turn a correction of a captured call into a
 ``FeedbackPair`` linked to that call."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
 from ..errors import ConfigError, DataError
+from ..redaction import redact
 from ..types import CallRecord, FeedbackPair, input_text
 from .record import content_text, last_user_index
-from ..redaction import redact
 from .worker import flush
 
 FLUSH_TIMEOUT_S = 30.0
@@ -25,8 +26,9 @@ def prompt_text(record: CallRecord) -> str:
     return input_text(record.inputs)
 
 
-def feedback(run_id: str, fixed_output: Optional[str] = None, *, thumbs_up: Optional[bool] = None,
-             comment: Optional[str] = None) -> FeedbackPair:
+def feedback(
+    run_id: str, fixed_output: Optional[str] = None, *, thumbs_up: Optional[bool] = None, comment: Optional[str] = None
+) -> FeedbackPair:
     """Store a correction (``fixed_output``) or approval (``thumbs_up=True``) of call ``run_id``."""
     from ..store import get_store
 
@@ -46,9 +48,12 @@ def feedback(run_id: str, fixed_output: Optional[str] = None, *, thumbs_up: Opti
     record = CallRecord.from_properties(stored.properties)
     bad_output = record.output or ""
     context: Dict[str, Any] = {
-        "function": record.function_name, "function_name": record.function_name,
-        "kind": record.kind, "model": record.model_used or record.model_requested,
-        "hook_version": record.hook_version, "status": record.status,
+        "function": record.function_name,
+        "function_name": record.function_name,
+        "kind": record.kind,
+        "model": record.model_used or record.model_requested,
+        "hook_version": record.hook_version,
+        "status": record.status,
     }
     if isinstance(record.inputs.get("messages"), list):
         context["messages"] = record.inputs["messages"]
@@ -57,9 +62,11 @@ def feedback(run_id: str, fixed_output: Optional[str] = None, *, thumbs_up: Opti
     if comment:
         context["comment"] = redact(comment)
     pair = FeedbackPair(
-        input_prompt=prompt_text(record), bad_output=bad_output,
+        input_prompt=prompt_text(record),
+        bad_output=bad_output,
         fixed_output=redact(fixed_output) if fixed_output is not None else bad_output,
-        context=context, run_id=run_id,
+        context=context,
+        run_id=run_id,
     )
     get_store().add_feedback(pair)
     return pair

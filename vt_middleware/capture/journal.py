@@ -15,6 +15,7 @@ rejects as data (``DataError``/``TypeError``/``ValueError`` on its own), is move
 and logged once; the rest of the segment and later segments replay. Only a failure of
 the store itself stops a pass (and gives back what is left of the segment).
 """
+
 from __future__ import annotations
 
 import json
@@ -45,6 +46,7 @@ class _StoreFailed(Exception):
     def __init__(self, error: BaseException, done: int) -> None:
         super().__init__(str(error))
         self.error, self.done = error, done
+
 
 SEGMENT_BYTES = 16 * 1024 * 1024
 _OPEN_SUFFIX = ".jsonl.open"
@@ -134,7 +136,7 @@ class Journal:
             self._pid = os.getpid()
             self.path.mkdir(parents=True, exist_ok=True)
             self._file_path = self.path / self._segment_name()
-            self._file = open(self._file_path, "a", encoding="utf-8")
+            self._file = open(self._file_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across appends
         return self._file
 
     def seal(self) -> None:
@@ -216,11 +218,18 @@ class Journal:
         log the first one with the file's path."""
         from ..redaction import redact_unparsed  # a corrupt line may hold anything
 
-        text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else json.dumps(
-            raw, ensure_ascii=False, default=str)
-        entry = {"segment": segment.name.split(".claimed-")[0], "offset": offset, "reason": reason,
-                 "raw": redact_unparsed(text.rstrip("\n")),
-                 "quarantined_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        text = (
+            raw.decode("utf-8", "backslashreplace")
+            if isinstance(raw, bytes)
+            else json.dumps(raw, ensure_ascii=False, default=str)
+        )
+        entry = {
+            "segment": segment.name.split(".claimed-")[0],
+            "offset": offset,
+            "reason": reason,
+            "raw": redact_unparsed(text.rstrip("\n")),
+            "quarantined_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         path = self.quarantine_path
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._quarantine_lock:
@@ -231,9 +240,14 @@ class Journal:
             self.quarantined += 1
             first, self._quarantine_logged = not self._quarantine_logged, True
         if first:
-            logger.warning("vt_middleware journal: a record could not be replayed (%s at %s offset %d) and was "
-                           "moved to %s; later ones are counted in capture_stats()['quarantined']; see `vt doctor`",
-                           reason, entry["segment"], offset, path)
+            logger.warning(
+                "vt_middleware journal: a record could not be replayed (%s at %s offset %d) and was "
+                "moved to %s; later ones are counted in capture_stats()['quarantined']; see `vt doctor`",
+                reason,
+                entry["segment"],
+                offset,
+                path,
+            )
 
     def quarantine_count(self) -> int:
         """Records in the quarantine file (every process's)."""
@@ -263,15 +277,25 @@ class Journal:
             pass
         quarantined = sum(reasons.values())
         segments = sorted(p.name for p in self.path.glob("seg-*")) if self.path.exists() else []
-        advice = ("nothing to do" if not quarantined else
-                  f"each line of {self.quarantine_path} is one record that could not be replayed: its segment, "
-                  "byte offset, reason and raw (redacted) text. Such records never block capture. To keep one, "
-                  "fix its JSON to {\"uuid\", \"properties\": {...}, \"vector\": null} and append it to a new "
-                  f"file {self.path}/seg-manual-0-0.jsonl (replayed on the next flush); then delete or archive the "
-                  "quarantine file")
-        return {"journal_path": str(self.path), "segments": len(segments), "pending_records": self.pending_count(),
-                "quarantined": quarantined, "quarantine_path": str(self.quarantine_path),
-                "quarantine_reasons": reasons, "examples": shown, "advice": advice}
+        advice = (
+            "nothing to do"
+            if not quarantined
+            else f"each line of {self.quarantine_path} is one record that could not be replayed: its segment, "
+            "byte offset, reason and raw (redacted) text. Such records never block capture. To keep one, "
+            'fix its JSON to {"uuid", "properties": {...}, "vector": null} and append it to a new '
+            f"file {self.path}/seg-manual-0-0.jsonl (replayed on the next flush); then delete or archive the "
+            "quarantine file"
+        )
+        return {
+            "journal_path": str(self.path),
+            "segments": len(segments),
+            "pending_records": self.pending_count(),
+            "quarantined": quarantined,
+            "quarantine_path": str(self.quarantine_path),
+            "quarantine_reasons": reasons,
+            "examples": shown,
+            "advice": advice,
+        }
 
     # -- replay -----------------------------------------------------------------------
     def replay(self, write: Callable[[List[Item]], Any], batch_size: int = 256) -> int:
@@ -294,11 +318,11 @@ class Journal:
             position = 0
             try:
                 while position < len(good):
-                    batch = good[position:position + batch_size]
+                    batch = good[position : position + batch_size]
                     replayed += self._write_batch(claimed, batch, write)
                     position += len(batch)
             except _StoreFailed as failed:
-                self._give_back(claimed, segment, [item for _, item in good[position + failed.done:]])
+                self._give_back(claimed, segment, [item for _, item in good[position + failed.done :]])
                 raise failed.error from None
             except BaseException:
                 self._give_back(claimed, segment, [item for _, item in good[position:]])
@@ -374,7 +398,7 @@ def read_entries(segment: Path) -> Iterator[Tuple[int, Entry]]:
     """``(byte offset, record or (reason, raw line))`` for every non-blank line of ``segment``.
     Never raises for the content (bytes are decoded per line)."""
     try:
-        handle = open(segment, "rb")
+        handle = open(segment, "rb")  # noqa: SIM115 - closed by the reader that iterates it
     except FileNotFoundError:
         return
     with handle:
@@ -411,8 +435,10 @@ def record_problem(item: Any) -> Optional[str]:
     if not isinstance(item.get("properties"), dict):
         return f"properties must be an object, got {type(item.get('properties')).__name__}"
     vector = item.get("vector")
-    if vector is not None and not (isinstance(vector, list) and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in vector)):
+    if vector is not None and not (
+        isinstance(vector, list)
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in vector)
+    ):
         return "vector must be a list of finite numbers or null"
     return None
 

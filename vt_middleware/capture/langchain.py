@@ -7,6 +7,7 @@
 Importing any of them installs the run-scope tracker that lets ``vt.last_run_id()`` see
 calls captured inside chains and agents.
 """
+
 from __future__ import annotations
 
 from typing import Any

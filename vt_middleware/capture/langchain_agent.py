@@ -8,6 +8,7 @@ the output hook (tool calls never; structured responses only by JSON hooks), and
 messages sent (tool calls and tool results included), the tools offered and the agent's
 run as parent. Tool calls are captured too.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,9 +53,15 @@ class AgentMiddleware(_LCAgentMiddleware):
             params["tools"] = ToolsSnapshot(request.tools)
         if request.tool_choice is not None:
             params["tool_choice"] = request.tool_choice
-        call, messages, routed = begin_call(request.messages, request.system_message, requested,
-                                            self.function_name, "langchain.agent", params,
-                                            structured=request.response_format is not None)
+        call, messages, routed = begin_call(
+            request.messages,
+            request.system_message,
+            requested,
+            self.function_name,
+            "langchain.agent",
+            params,
+            structured=request.response_format is not None,
+        )
         overrides: Dict[str, Any] = {}
         if messages is not request.messages:
             overrides["messages"] = messages
@@ -79,7 +86,7 @@ class AgentMiddleware(_LCAgentMiddleware):
             return response
         if not isinstance(response, ModelResponse):
             return message
-        return dataclasses.replace(response, result=[*result[:index], message, *result[index + 1:]])
+        return dataclasses.replace(response, result=[*result[:index], message, *result[index + 1 :]])
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], Any]) -> Any:
         call, request = self._begin(request)
@@ -92,8 +99,7 @@ class AgentMiddleware(_LCAgentMiddleware):
             raise
         return self._finish(call, request, response)
 
-    async def awrap_model_call(self, request: ModelRequest,
-                               handler: Callable[[ModelRequest], Awaitable[Any]]) -> Any:
+    async def awrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[Any]]) -> Any:
         call, request = self._begin(request)
         try:
             response = await handler(request)
@@ -112,8 +118,9 @@ class AgentMiddleware(_LCAgentMiddleware):
         return tool_call, perf_counter()
 
     @staticmethod
-    def _tool_end(started: Optional[Tuple[Dict[str, Any], float]], result: Any,
-                  error: Optional[BaseException] = None) -> None:
+    def _tool_end(
+        started: Optional[Tuple[Dict[str, Any], float]], result: Any, error: Optional[BaseException] = None
+    ) -> None:
         if started is None:
             return
         tool_call, t0 = started
@@ -128,12 +135,21 @@ class AgentMiddleware(_LCAgentMiddleware):
             elif result is not None:
                 output = type(result).__name__  # a Command
             limit = get_config().max_field_chars
-            submit(RawCall(output, None, {
-                "function_name": "langchain.tool:" + str(tool_call.get("name")),
-                "inputs": {"args": to_jsonable(tool_call.get("args") or {}, limit)},
-                "kind": "langchain.tool", "params": params, "latency_ms": (perf_counter() - t0) * 1000.0,
-                "parent_run_id": current_run_id() or (scope.root_run_id if scope is not None else None),
-            }, error))
+            submit(
+                RawCall(
+                    output,
+                    None,
+                    {
+                        "function_name": "langchain.tool:" + str(tool_call.get("name")),
+                        "inputs": {"args": to_jsonable(tool_call.get("args") or {}, limit)},
+                        "kind": "langchain.tool",
+                        "params": params,
+                        "latency_ms": (perf_counter() - t0) * 1000.0,
+                        "parent_run_id": current_run_id() or (scope.root_run_id if scope is not None else None),
+                    },
+                    error,
+                )
+            )
 
     def wrap_tool_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
         started = self._tool_start(request)

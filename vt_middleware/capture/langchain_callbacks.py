@@ -2,6 +2,7 @@
 with tags, metadata and their parent run) and the run-scope tracker that makes
 ``vt.last_run_id()`` see ids captured inside LangChain runs, whose steps run in copied
 contexts."""
+
 from __future__ import annotations
 
 import threading
@@ -74,20 +75,24 @@ class RunScopeTracker(BaseCallbackHandler):
                         _tracker_var.set(self)
                 close_scope(scope, token)
 
-    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID,
-                       parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
+    def on_chain_start(
+        self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: Optional[UUID] = None, **kwargs: Any
+    ) -> None:
         self._start(run_id, parent_run_id)
 
-    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
-                            parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self, serialized: Any, messages: Any, *, run_id: UUID, parent_run_id: Optional[UUID] = None, **kwargs: Any
+    ) -> None:
         self._start(run_id, parent_run_id, has_steps=False)
 
-    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID,
-                     parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
+    def on_llm_start(
+        self, serialized: Any, prompts: Any, *, run_id: UUID, parent_run_id: Optional[UUID] = None, **kwargs: Any
+    ) -> None:
         self._start(run_id, parent_run_id, has_steps=False)
 
-    def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: UUID,
-                      parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
+    def on_tool_start(
+        self, serialized: Any, input_str: Any, *, run_id: UUID, parent_run_id: Optional[UUID] = None, **kwargs: Any
+    ) -> None:
         self._start(run_id, parent_run_id)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -144,8 +149,16 @@ def _output_text(value: Any) -> Any:
 class _Run:
     __slots__ = ("inputs", "kind", "model", "name", "params", "parent", "recorded", "started", "tokens")
 
-    def __init__(self, name: str, kind: str, inputs: Any, model: Optional[str], parent: Optional[str],
-                 params: Dict[str, Any], recorded: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        inputs: Any,
+        model: Optional[str],
+        parent: Optional[str],
+        params: Dict[str, Any],
+        recorded: bool,
+    ) -> None:
         self.name, self.kind, self.inputs, self.model, self.parent = name, kind, inputs, model, parent
         self.params, self.recorded = params, recorded
         self.started = perf_counter()
@@ -162,8 +175,15 @@ class _RunLog:
         self._runs: Dict[UUID, _Run] = {}
         self._lock = threading.Lock()
 
-    def start(self, run_id: UUID, parent: Optional[UUID], serialized: Optional[Dict[str, Any]], inputs: Any,
-              kwargs: Dict[str, Any], kind: str) -> None:
+    def start(
+        self,
+        run_id: UUID,
+        parent: Optional[UUID],
+        serialized: Optional[Dict[str, Any]],
+        inputs: Any,
+        kwargs: Dict[str, Any],
+        kind: str,
+    ) -> None:
         if capture_suppressed() or not get_config().capture_enabled:
             return
         with self._lock:
@@ -174,8 +194,12 @@ class _RunLog:
             ancestor = str(parent) if parent_run.recorded else parent_run.parent
         metadata = kwargs.get("metadata") or {}
         if kind == "model":
-            name = (self.function_name or metadata.get("vt_function_name") or current_function_name()
-                    or "langchain." + str((serialized or {}).get("name") or "chat_model"))
+            name = (
+                self.function_name
+                or metadata.get("vt_function_name")
+                or current_function_name()
+                or "langchain." + str((serialized or {}).get("name") or "chat_model")
+            )
         else:
             name = f"langchain.{kind}:{_run_name(serialized, kwargs, kind)}"
         params: Dict[str, Any] = {}
@@ -187,8 +211,15 @@ class _RunLog:
                 params["metadata"] = to_jsonable(metadata, limit)
             if parent is not None:
                 params["langchain_parent_run_id"] = str(parent)
-        run = _Run(name, kind, inputs, _model_name(serialized, kwargs) if kind == "model" else None,
-                   ancestor or current_run_id(), params, recorded)
+        run = _Run(
+            name,
+            kind,
+            inputs,
+            _model_name(serialized, kwargs) if kind == "model" else None,
+            ancestor or current_run_id(),
+            params,
+            recorded,
+        )
         with self._lock:
             self._runs[run_id] = run
 
@@ -198,8 +229,9 @@ class _RunLog:
         if run is not None and token:
             run.tokens.append(token)
 
-    def end(self, run_id: UUID, response: Any = None, error: Optional[BaseException] = None,
-            output: Any = None) -> None:
+    def end(
+        self, run_id: UUID, response: Any = None, error: Optional[BaseException] = None, output: Any = None
+    ) -> None:
         with self._lock:
             run = self._runs.pop(run_id, None)
         if run is None or not run.recorded:
@@ -219,14 +251,25 @@ class _RunLog:
         if run.kind != "model":
             args = inputs if isinstance(inputs, dict) else {"input": inputs}
             inputs = {"args": to_jsonable(args, get_config().max_field_chars)}
-        submit(RawCall(output, usage, {
-            "function_name": run.name, "inputs": inputs,
-            "kind": "langchain" if run.kind == "model" else "langchain." + run.kind,
-            "model_requested": run.model, "model_used": model_used or run.model, "params": params,
-            "latency_ms": (perf_counter() - run.started) * 1000.0,
-            "hook_version": get_runtime().current().hook_version if run.kind == "model" else None,
-            "run_id": str(run_id), "parent_run_id": run.parent,
-        }, error))
+        submit(
+            RawCall(
+                output,
+                usage,
+                {
+                    "function_name": run.name,
+                    "inputs": inputs,
+                    "kind": "langchain" if run.kind == "model" else "langchain." + run.kind,
+                    "model_requested": run.model,
+                    "model_used": model_used or run.model,
+                    "params": params,
+                    "latency_ms": (perf_counter() - run.started) * 1000.0,
+                    "hook_version": get_runtime().current().hook_version if run.kind == "model" else None,
+                    "run_id": str(run_id),
+                    "parent_run_id": run.parent,
+                },
+                error,
+            )
+        )
         if run.kind == "model":
             set_last_run_id(str(run_id))
 
@@ -263,22 +306,43 @@ class CallbackHandler(BaseCallbackHandler):
         super().__init__()
         self._log = _RunLog(function_name)
 
-    def on_chat_model_start(self, serialized: Dict[str, Any], messages: List[List[BaseMessage]], *,
-                            run_id: UUID, parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self,
+        serialized: Dict[str, Any],
+        messages: List[List[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: Optional[UUID] = None,
+        **kwargs: Any,
+    ) -> None:
         with fail_open(COMPONENT):
             first = {"messages": MessageSnapshot(messages[0])}
             inputs = first if len(messages) == 1 else {**first, "batch": [MessageSnapshot(m) for m in messages]}
             self._log.start(run_id, parent_run_id, serialized, inputs, kwargs, "model")
 
-    def on_llm_start(self, serialized: Dict[str, Any], prompts: List[str], *, run_id: UUID,
-                     parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
+    def on_llm_start(
+        self,
+        serialized: Dict[str, Any],
+        prompts: List[str],
+        *,
+        run_id: UUID,
+        parent_run_id: Optional[UUID] = None,
+        **kwargs: Any,
+    ) -> None:
         with fail_open(COMPONENT):
             inputs = {"prompt": prompts[0]} if len(prompts) == 1 else {"prompt": prompts[0], "batch": list(prompts)}
             self._log.start(run_id, parent_run_id, serialized, inputs, kwargs, "model")
 
-    def on_llm_new_token(self, token: Any, *, chunk: Any = None, run_id: UUID,
-                         parent_run_id: Optional[UUID] = None, tags: Optional[List[str]] = None,
-                         **kwargs: Any) -> None:
+    def on_llm_new_token(
+        self,
+        token: Any,
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: Optional[UUID] = None,
+        tags: Optional[List[str]] = None,
+        **kwargs: Any,
+    ) -> None:
         if isinstance(token, str):  # content blocks (lists) are read from the end event
             with fail_open(COMPONENT):
                 self._log.token(run_id, token)
@@ -291,11 +355,19 @@ class CallbackHandler(BaseCallbackHandler):
         with fail_open(COMPONENT):
             self._log.end(run_id, error=error)
 
-    def on_chain_start(self, serialized: Dict[str, Any], inputs: Any, *, run_id: UUID,
-                       parent_run_id: Optional[UUID] = None, **kwargs: Any) -> None:
+    def on_chain_start(
+        self,
+        serialized: Dict[str, Any],
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: Optional[UUID] = None,
+        **kwargs: Any,
+    ) -> None:
         with fail_open(COMPONENT):
-            self._log.start(run_id, parent_run_id, serialized, inputs if parent_run_id is None else None,
-                            kwargs, "chain")
+            self._log.start(
+                run_id, parent_run_id, serialized, inputs if parent_run_id is None else None, kwargs, "chain"
+            )
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         with fail_open(COMPONENT):
@@ -305,12 +377,20 @@ class CallbackHandler(BaseCallbackHandler):
         with fail_open(COMPONENT):
             self._log.end(run_id, error=error)
 
-    def on_tool_start(self, serialized: Dict[str, Any], input_str: str, *, run_id: UUID,
-                      parent_run_id: Optional[UUID] = None, inputs: Optional[Dict[str, Any]] = None,
-                      **kwargs: Any) -> None:
+    def on_tool_start(
+        self,
+        serialized: Dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: Optional[UUID] = None,
+        inputs: Optional[Dict[str, Any]] = None,
+        **kwargs: Any,
+    ) -> None:
         with fail_open(COMPONENT):
-            self._log.start(run_id, parent_run_id, serialized, inputs if inputs is not None else input_str,
-                            kwargs, "tool")
+            self._log.start(
+                run_id, parent_run_id, serialized, inputs if inputs is not None else input_str, kwargs, "tool"
+            )
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
         with fail_open(COMPONENT):
@@ -331,16 +411,24 @@ class AsyncVTCallbackHandler(AsyncCallbackHandler):
         super().__init__()
         self._sync = CallbackHandler(function_name)
 
-    async def on_chat_model_start(self, serialized: Dict[str, Any], messages: List[List[BaseMessage]],
-                                  **kwargs: Any) -> None:
+    async def on_chat_model_start(
+        self, serialized: Dict[str, Any], messages: List[List[BaseMessage]], **kwargs: Any
+    ) -> None:
         self._sync.on_chat_model_start(serialized, messages, **kwargs)
 
     async def on_llm_start(self, serialized: Dict[str, Any], prompts: List[str], **kwargs: Any) -> None:
         self._sync.on_llm_start(serialized, prompts, **kwargs)
 
-    async def on_llm_new_token(self, token: Any, *, chunk: Any = None, run_id: UUID,
-                               parent_run_id: Optional[UUID] = None, tags: Optional[List[str]] = None,
-                               **kwargs: Any) -> None:
+    async def on_llm_new_token(
+        self,
+        token: Any,
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: Optional[UUID] = None,
+        tags: Optional[List[str]] = None,
+        **kwargs: Any,
+    ) -> None:
         self._sync.on_llm_new_token(token, run_id=run_id, **kwargs)
 
     async def on_llm_end(self, response: Any, **kwargs: Any) -> None:

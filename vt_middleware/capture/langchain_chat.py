@@ -2,6 +2,7 @@
 model, applies the prompt hook to the last human message and the output hook to final
 text answers, and captures each call. Being a chat model, it works with ``bind_tools``,
 ``with_structured_output``, ``create_agent``, ``stream``/``astream`` and ``batch``."""
+
 from __future__ import annotations
 
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -57,13 +58,15 @@ class VTChatModel(BaseChatModel):
         return model_name_of(self.inner)
 
     # one call --------------------------------------------------------------------------
-    def _begin(self, messages: List[BaseMessage],
-               kwargs: Dict[str, Any]) -> Tuple[Optional[ChatCall], List[BaseMessage], BaseChatModel]:
+    def _begin(
+        self, messages: List[BaseMessage], kwargs: Dict[str, Any]
+    ) -> Tuple[Optional[ChatCall], List[BaseMessage], BaseChatModel]:
         inner = self.inner
         requested = model_name_of(inner)
         structured = any(k in kwargs for k in STRUCTURED_KWARGS)
-        call, sent, routed = begin_call(messages, None, requested, self.function_name,
-                                        "langchain." + type(inner).__name__, {}, structured)
+        call, sent, routed = begin_call(
+            messages, None, requested, self.function_name, "langchain." + type(inner).__name__, {}, structured
+        )
         model = inner if routed is None or routed == requested else self._router.routed(inner, routed)
         return call, list(sent), model
 
@@ -78,8 +81,13 @@ class VTChatModel(BaseChatModel):
         hooked = ChatGeneration(message=message, generation_info=first.generation_info)
         return ChatResult(generations=[hooked, *result.generations[1:]], llm_output=result.llm_output)
 
-    def _generate(self, messages: List[BaseMessage], stop: Optional[List[str]] = None,
-                  run_manager: Optional[CallbackManagerForLLMRun] = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: List[BaseMessage],
+        stop: Optional[List[str]] = None,
+        run_manager: Optional[CallbackManagerForLLMRun] = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         call, sent, model = self._begin(messages, kwargs)
         try:
             result = model._generate(sent, stop=stop, run_manager=run_manager, **kwargs)
@@ -88,8 +96,13 @@ class VTChatModel(BaseChatModel):
             raise
         return self._result(call, result)
 
-    async def _agenerate(self, messages: List[BaseMessage], stop: Optional[List[str]] = None,
-                         run_manager: Optional[AsyncCallbackManagerForLLMRun] = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: List[BaseMessage],
+        stop: Optional[List[str]] = None,
+        run_manager: Optional[AsyncCallbackManagerForLLMRun] = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         call, sent, model = self._begin(messages, kwargs)
         try:
             result = await model._agenerate(sent, stop=stop, run_manager=run_manager, **kwargs)
@@ -98,8 +111,13 @@ class VTChatModel(BaseChatModel):
             raise
         return self._result(call, result)
 
-    def _stream(self, messages: List[BaseMessage], stop: Optional[List[str]] = None,
-                run_manager: Optional[CallbackManagerForLLMRun] = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: List[BaseMessage],
+        stop: Optional[List[str]] = None,
+        run_manager: Optional[CallbackManagerForLLMRun] = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         call, sent, model = self._begin(messages, kwargs)
         hook = _StreamHook(call)
         try:
@@ -113,9 +131,13 @@ class VTChatModel(BaseChatModel):
         if tail:
             yield ChatGenerationChunk(message=AIMessageChunk(content=tail))
 
-    async def _astream(self, messages: List[BaseMessage], stop: Optional[List[str]] = None,
-                       run_manager: Optional[AsyncCallbackManagerForLLMRun] = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: List[BaseMessage],
+        stop: Optional[List[str]] = None,
+        run_manager: Optional[AsyncCallbackManagerForLLMRun] = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         call, sent, model = self._begin(messages, kwargs)
         hook = _StreamHook(call)
         try:
@@ -145,8 +167,10 @@ class VTChatModel(BaseChatModel):
         found: List[bool] = []
         reaimed = _replace(runnable, self.inner, self, found)
         if not found:
-            raise ConfigError(f"cannot route {type(runnable).__name__} from {type(self.inner).__name__} "
-                              "through vt.middleware: the inner model is not part of it")
+            raise ConfigError(
+                f"cannot route {type(runnable).__name__} from {type(self.inner).__name__} "
+                "through vt.middleware: the inner model is not part of it"
+            )
         return reaimed
 
 
@@ -163,8 +187,12 @@ def _replace(node: Any, old: Any, new: Any, found: List[bool]) -> Any:
     if isinstance(node, RunnableParallel):
         return node.model_copy(update={"steps__": {k: _replace(v, old, new, found) for k, v in node.steps__.items()}})
     if isinstance(node, RunnableWithFallbacks):
-        return node.model_copy(update={"runnable": _replace(node.runnable, old, new, found),
-                                       "fallbacks": [_replace(f, old, new, found) for f in node.fallbacks]})
+        return node.model_copy(
+            update={
+                "runnable": _replace(node.runnable, old, new, found),
+                "fallbacks": [_replace(f, old, new, found) for f in node.fallbacks],
+            }
+        )
     return node
 
 
@@ -201,8 +229,9 @@ class _StreamHook:
         self.received.append(out)
         if out == text:
             return chunk
-        return ChatGenerationChunk(message=message.model_copy(update={"content": out}),
-                                   generation_info=chunk.generation_info)
+        return ChatGenerationChunk(
+            message=message.model_copy(update={"content": out}), generation_info=chunk.generation_info
+        )
 
     def failed(self, error: BaseException) -> None:
         if not self.done:
@@ -220,7 +249,7 @@ class _StreamHook:
             with fail_open(COMPONENT):
                 if self.tools:  # never hooked: release what the processor held back
                     raw, sent = content_text(total.content) or "", "".join(self.received)
-                    tail = raw[len(sent):] if raw.startswith(sent) else ""
+                    tail = raw[len(sent) :] if raw.startswith(sent) else ""
                 else:
                     tail = self.proc.finish()
         finish_stream(self.call, total, "".join(self.received) + tail if self.proc is not None else None)
@@ -231,6 +260,8 @@ def middleware(chat_model: Any, function_name: Optional[str] = None) -> VTChatMo
     """A chat model around ``chat_model`` that applies the active hooks and routing and
     captures each call."""
     if not isinstance(chat_model, BaseChatModel):
-        raise ConfigError("vt.middleware expects a LangChain chat model (a BaseChatModel Runnable such as "
-                          f"ChatOpenAI), got {type(chat_model).__name__}")
+        raise ConfigError(
+            "vt.middleware expects a LangChain chat model (a BaseChatModel Runnable such as "
+            f"ChatOpenAI), got {type(chat_model).__name__}"
+        )
     return VTChatModel(inner=chat_model, function_name=function_name)

@@ -1,6 +1,7 @@
 """What LangChain capture paths share: one model call of a chat model (routing the model
 instance, the prompt hook on the last human message, the output hook on a final text
 answer, the record), and message snapshots converted to OpenAI's format on the worker."""
+
 from __future__ import annotations
 
 import json
@@ -55,9 +56,14 @@ class ToolsSnapshot:
 
 def openai_tool_calls(message: AIMessage) -> List[Dict[str, Any]]:
     """``message.tool_calls`` in OpenAI's wire format."""
-    return [{"id": call.get("id"), "type": "function",
-             "function": {"name": call["name"], "arguments": json.dumps(call.get("args") or {}, ensure_ascii=False)}}
-            for call in message.tool_calls]
+    return [
+        {
+            "id": call.get("id"),
+            "type": "function",
+            "function": {"name": call["name"], "arguments": json.dumps(call.get("args") or {}, ensure_ascii=False)},
+        }
+        for call in message.tool_calls
+    ]
 
 
 def model_name_of(model: Any) -> Optional[str]:
@@ -94,9 +100,15 @@ def last_human_index(messages: Sequence[BaseMessage]) -> Optional[int]:
     return None
 
 
-def begin_call(messages: Sequence[BaseMessage], system: Optional[BaseMessage], model_name: Optional[str],
-               function_name: Optional[str], default_name: str, params: Dict[str, Any],
-               structured: bool = False) -> Tuple[Optional[ChatCall], Sequence[BaseMessage], Optional[str]]:
+def begin_call(
+    messages: Sequence[BaseMessage],
+    system: Optional[BaseMessage],
+    model_name: Optional[str],
+    function_name: Optional[str],
+    default_name: str,
+    params: Dict[str, Any],
+    structured: bool = False,
+) -> Tuple[Optional[ChatCall], Sequence[BaseMessage], Optional[str]]:
     """Start one model call: ``(call, messages to send, routed model name)``. ``call`` is
     None when capture is suppressed; prompt hooks touch only the last human message's text.
     ``structured``: the answer is schema-constrained JSON (only JSON hooks apply to it)."""
@@ -115,8 +127,9 @@ def begin_call(messages: Sequence[BaseMessage], system: Optional[BaseMessage], m
         index = last_human_index(messages) if hooks is not None else None
         text = content_text(messages[index].content) if index is not None else None
         if hooks is not None and index is not None and text is not None:
-            hooked = hooks.apply_prompt(text, {"function_name": name, "model": routed, "messages": dicts,
-                                               "user_input": text})
+            hooked = hooks.apply_prompt(
+                text, {"function_name": name, "model": routed, "messages": dicts, "user_input": text}
+            )
             prompt = PromptHookResult(dicts, text, hooked)
             if prompt.changed:
                 target = messages[index]
@@ -125,8 +138,19 @@ def begin_call(messages: Sequence[BaseMessage], system: Optional[BaseMessage], m
                 messages[index] = target.model_copy(update={"content": content})
         scope = current_scope()
         parent = current_run_id() or (scope.root_run_id if scope is not None else None)
-        call = ChatCall(pair, name, "langchain", dicts, model_name, routed, prompt, params, parent_run_id=parent,
-                        recorded=MessageSnapshot(sent), structured=structured)  # type: ignore[arg-type]
+        call = ChatCall(
+            pair,
+            name,
+            "langchain",
+            dicts,
+            model_name,
+            routed,
+            prompt,
+            params,
+            parent_run_id=parent,
+            recorded=MessageSnapshot(sent),
+            structured=structured,
+        )  # type: ignore[arg-type]
     return call, messages, routed
 
 
@@ -137,15 +161,26 @@ def answer_text(message: Any) -> Tuple[Optional[str], List[Dict[str, Any]]]:
     return text, calls
 
 
-def _submit(call: ChatCall, message: Any, output: Optional[str], raw: Optional[str],
-            tool_calls: List[Dict[str, Any]], streamed: bool) -> None:
+def _submit(
+    call: ChatCall,
+    message: Any,
+    output: Optional[str],
+    raw: Optional[str],
+    tool_calls: List[Dict[str, Any]],
+    streamed: bool,
+) -> None:
     metadata = getattr(message, "response_metadata", None) or {}
     extra: Dict[str, Any] = {"stream": True} if streamed else {}
     if metadata.get("finish_reason"):
         extra["finish_reason"] = metadata["finish_reason"]
     recorded = assistant_output(output, tool_calls, extra)
-    call.finish(output=recorded, raw_output=recorded if tool_calls else raw, model_used=metadata.get("model_name"),
-                usage=getattr(message, "usage_metadata", None), extra=extra)
+    call.finish(
+        output=recorded,
+        raw_output=recorded if tool_calls else raw,
+        model_used=metadata.get("model_name"),
+        usage=getattr(message, "usage_metadata", None),
+        extra=extra,
+    )
 
 
 def fail_call(call: Optional[ChatCall], error: BaseException) -> None:

@@ -1,5 +1,6 @@
 """The Responses API side of the wrapped client: its input as chat messages (for prompt
 hooks and the record), hooking a ``Response``'s text in place, and reading its record."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
@@ -7,8 +8,20 @@ from typing import Any, Dict, List, Optional, Tuple
 from .record import ChatCall, assistant_output
 
 RESPONSES_FUNCTION = "openai.responses"
-RESPONSES_PARAM_KEYS = frozenset(("temperature", "max_output_tokens", "top_p", "stream", "text", "tools",
-                                  "tool_choice", "reasoning", "previous_response_id", "parallel_tool_calls"))
+RESPONSES_PARAM_KEYS = frozenset(
+    (
+        "temperature",
+        "max_output_tokens",
+        "top_p",
+        "stream",
+        "text",
+        "tools",
+        "tool_choice",
+        "reasoning",
+        "previous_response_id",
+        "parallel_tool_calls",
+    )
+)
 
 
 def input_messages(kwargs: Dict[str, Any]) -> List[Any]:
@@ -38,8 +51,13 @@ def is_structured(kwargs: Dict[str, Any]) -> bool:
 
 
 def _text_parts(response: Any) -> List[Any]:
-    return [part for item in (getattr(response, "output", None) or []) if getattr(item, "type", None) == "message"
-            for part in item.content if getattr(part, "type", None) == "output_text"]
+    return [
+        part
+        for item in (getattr(response, "output", None) or [])
+        if getattr(item, "type", None) == "message"
+        for part in item.content
+        if getattr(part, "type", None) == "output_text"
+    ]
 
 
 def hook_response(call: ChatCall, response: Any, parse_as: Any = None) -> Tuple[str, str]:
@@ -68,8 +86,9 @@ def read_response(response: Any) -> Tuple[Optional[str], Optional[str], Optional
         if kind == "message":
             texts.extend(p.text for p in item.content if getattr(p, "type", None) == "output_text")
         elif kind == "function_call":
-            tool_calls.append({"id": item.call_id, "type": "function",
-                               "function": {"name": item.name, "arguments": item.arguments}})
+            tool_calls.append(
+                {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": item.arguments}}
+            )
     extra: Dict[str, Any] = {"response_id": getattr(response, "id", None), "status": getattr(response, "status", None)}
     output = assistant_output("".join(texts) or None, tool_calls, extra)
     return output, output, getattr(response, "model", None), getattr(response, "usage", None), extra

@@ -11,6 +11,7 @@ helpers (``get_final_completion`` / ``get_final_response``) return it too. The s
 is what the user received. ``"record_only"`` passes the model's chunks through and hooks only
 the stored copy. Tool-call deltas and function-call events are never hooked.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
@@ -127,8 +128,12 @@ class ChatStreamState(_StreamState):
             if not self.procs or self.template is None:
                 return None
             chunk, choice = self.template
-            tails = [self._tail_chunk(chunk, choice, tail, index)
-                     for index in list(self.procs) for tail in [self._close(index)] if tail]
+            tails = [
+                self._tail_chunk(chunk, choice, tail, index)
+                for index in list(self.procs)
+                for tail in [self._close(index)]
+                if tail
+            ]
             return tails or None
         return None
 
@@ -159,8 +164,11 @@ class ChatStreamState(_StreamState):
         if self.call.finished:
             return
         with fail_open(_COMPONENT):
-            extra: Dict[str, Any] = {"finish_reason": self.finish_reasons.get(0), "chunks": self.chunks,
-                                     "closed_early": closed_early}
+            extra: Dict[str, Any] = {
+                "finish_reason": self.finish_reasons.get(0),
+                "chunks": self.chunks,
+                "closed_early": closed_early,
+            }
             choices = []
             for index in sorted(set(self.raw) | set(self.tools) | set(self.finish_reasons)) or [0]:
                 tool_calls = [self.tools[index][k] for k in sorted(self.tools.get(index, {}))]
@@ -173,8 +181,14 @@ class ChatStreamState(_StreamState):
             if len(choices) > 1:
                 extra["choices"] = [entry for entry, _ in choices]
             output = first["output"] or ""
-            self.call.finish(output=output, raw_output=output if first.get("output_is_tool_calls") else raw,
-                             model_used=self.model, usage=self.usage, error=error, extra=extra)
+            self.call.finish(
+                output=output,
+                raw_output=output if first.get("output_is_tool_calls") else raw,
+                model_used=self.model,
+                usage=self.usage,
+                error=error,
+                extra=extra,
+            )
 
 
 class ResponseStreamState(_StreamState):
@@ -241,17 +255,29 @@ class ResponseStreamState(_StreamState):
             output = "".join(self.texts(k, error)[0] for k in keys)
             raw = "".join("".join(self.raw[k]) for k in keys)
             extra = {"chunks": self.chunks, "closed_early": closed_early}
-            self.call.finish(output=output, raw_output=raw, response=self.response, error=error, extra=extra,
-                             read=None if self.response is None else self.read)
+            self.call.finish(
+                output=output,
+                raw_output=raw,
+                response=self.response,
+                error=error,
+                extra=extra,
+                read=None if self.response is None else self.read,
+            )
 
 
 def _text_delta(done: Any, tail: str) -> Any:
     """A ``response.output_text.delta`` event carrying ``tail``, just before ``done``."""
     from openai.types.responses import ResponseTextDeltaEvent
 
-    return ResponseTextDeltaEvent(type="response.output_text.delta", item_id=done.item_id,
-                                  output_index=done.output_index, content_index=done.content_index,
-                                  delta=tail, logprobs=[], sequence_number=done.sequence_number)
+    return ResponseTextDeltaEvent(
+        type="response.output_text.delta",
+        item_id=done.item_id,
+        output_index=done.output_index,
+        content_index=done.content_index,
+        delta=tail,
+        logprobs=[],
+        sequence_number=done.sequence_number,
+    )
 
 
 class _Proxy:

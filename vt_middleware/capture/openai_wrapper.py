@@ -9,6 +9,7 @@ json_schema, the ``parse`` APIs) and tool-call messages are not touched by outpu
 client's own; one that produces model output logs one warning naming it. Provider errors
 are re-raised unchanged and recorded as ERROR rows; our own failures never reach the call.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,21 @@ DEFAULT_FUNCTION = "openai.chat.completions"
 _COMPONENT = "capture.openai"
 _RAW_HEADER = "X-Stainless-Raw-Response"  # how the SDK's with_raw_response / with_streaming_response mark a call
 _OMITTED = (Omit, NotGiven)
-_CHAT_PARAM_KEYS = frozenset(("temperature", "max_tokens", "max_completion_tokens", "top_p", "n", "seed", "stop",
-                              "stream", "response_format", "tools", "tool_choice"))
+_CHAT_PARAM_KEYS = frozenset(
+    (
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "top_p",
+        "n",
+        "seed",
+        "stop",
+        "stream",
+        "response_format",
+        "tools",
+        "tool_choice",
+    )
+)
 _JSON_FORMATS = ("json_schema", "json_object")
 log = logging.getLogger("vt_middleware.capture.openai")
 
@@ -53,11 +67,15 @@ _NO_PROMPT_HOOK = PromptHookResult([], None, None)  # no hooks: nothing changed 
 _UNINTERCEPTED = {
     "completions": "client.completions (legacy text completions)",
     "beta": "client.beta (assistants, threads, beta chat helpers)",
-    "realtime": "client.realtime", "live": "client.live", "audio": "client.audio",
-    "images": "client.images", "videos": "client.videos",
+    "realtime": "client.realtime",
+    "live": "client.live",
+    "audio": "client.audio",
+    "images": "client.images",
+    "videos": "client.videos",
     "with_raw_response": "client.with_raw_response (use client.chat.completions.with_raw_response)",
     "with_streaming_response": "client.with_streaming_response (use client.chat.completions.with_streaming_response)",
-    "compact": "client.responses.compact", "connect": "client.responses.connect (websocket)",
+    "compact": "client.responses.compact",
+    "connect": "client.responses.connect (websocket)",
 }
 _warned: set = set()
 
@@ -65,26 +83,39 @@ _warned: set = set()
 def _warn_unintercepted(name: str) -> None:
     if name not in _warned:
         _warned.add(name)
-        log.warning("vt_middleware: %s is not intercepted: its calls are passed through unrouted, unhooked "
-                    "and not captured", _UNINTERCEPTED[name])
+        log.warning(
+            "vt_middleware: %s is not intercepted: its calls are passed through unrouted, unhooked and not captured",
+            _UNINTERCEPTED[name],
+        )
 
 
 class _Api:
     """One API family (chat completions, Responses): how its input becomes messages, how a
     result is hooked and read, which state follows its streams."""
 
-    def __init__(self, default_name: str, param_keys: frozenset,
-                 messages: Optional[Callable[[Dict[str, Any]], List[Any]]],
-                 put_messages: Optional[Callable[[Dict[str, Any], Dict[str, Any], List[Any], List[Any]], None]],
-                 structured: Optional[Callable[[Dict[str, Any]], bool]], read: Any, hook: Any,
-                 stream_state: Any) -> None:
-        self.default_name, self.param_keys, self.messages, self.put_messages = (default_name, param_keys, messages,
-                                                                               put_messages)
+    def __init__(
+        self,
+        default_name: str,
+        param_keys: frozenset,
+        messages: Optional[Callable[[Dict[str, Any]], List[Any]]],
+        put_messages: Optional[Callable[[Dict[str, Any], Dict[str, Any], List[Any], List[Any]], None]],
+        structured: Optional[Callable[[Dict[str, Any]], bool]],
+        read: Any,
+        hook: Any,
+        stream_state: Any,
+    ) -> None:
+        self.default_name, self.param_keys, self.messages, self.put_messages = (
+            default_name,
+            param_keys,
+            messages,
+            put_messages,
+        )
         self.structured, self.read, self.hook, self.stream_state = structured, read, hook, stream_state
 
 
-def _begin(api: _Api, function_name: Optional[str], kwargs: Dict[str, Any], config: Any,
-           structured: bool) -> Tuple[ChatCall, Dict[str, Any]]:
+def _begin(
+    api: _Api, function_name: Optional[str], kwargs: Dict[str, Any], config: Any, structured: bool
+) -> Tuple[ChatCall, Dict[str, Any]]:
     """Route the model, hook the prompt, start the record; returns the kwargs to send.
     Runs on every call, so helpers are inlined (each call costs microseconds once the
     caches are cold after the HTTP round trip)."""
@@ -121,8 +152,19 @@ def _begin(api: _Api, function_name: Optional[str], kwargs: Dict[str, Any], conf
         structured = structured or api.structured(kwargs)
         send = {**kwargs}
         api.put_messages(send, kwargs, messages, sent)
-    call = ChatCall(pair, name, "openai", messages, model, routed, prompt, params,
-                    tracked[1] if tracked else None, recorded, structured=structured)
+    call = ChatCall(
+        pair,
+        name,
+        "openai",
+        messages,
+        model,
+        routed,
+        prompt,
+        params,
+        tracked[1] if tracked else None,
+        recorded,
+        structured=structured,
+    )
     if "model" in kwargs:
         send["model"] = routed
     return call, send
@@ -138,14 +180,19 @@ def _read_completion(result: Any) -> Tuple[Optional[str], Optional[str], Optiona
     for choice in choices:
         message = getattr(choice, "message", None)
         content = getattr(message, "content", None)
-        entry: Dict[str, Any] = {"index": getattr(choice, "index", len(entries)),
-                                 "finish_reason": getattr(choice, "finish_reason", None)}
+        entry: Dict[str, Any] = {
+            "index": getattr(choice, "index", len(entries)),
+            "finish_reason": getattr(choice, "finish_reason", None),
+        }
         text = content if isinstance(content, str) else getattr(message, "refusal", None)
         entry["output"] = assistant_output(text, tool_call_dicts(getattr(message, "tool_calls", None)), entry)
         entries.append(entry)
     first = entries[0] if entries else {"output": None}
-    extra = {"finish_reason": first.get("finish_reason"), "response_id": getattr(result, "id", None),
-             "n_choices": len(choices)}
+    extra = {
+        "finish_reason": first.get("finish_reason"),
+        "response_id": getattr(result, "id", None),
+        "n_choices": len(choices),
+    }
     extra.update({k: v for k, v in first.items() if k in ("tool_calls", "output_is_tool_calls")})
     if len(entries) > 1:
         extra["choices"] = entries
@@ -183,11 +230,26 @@ def _responses_put(send: Dict[str, Any], kwargs: Dict[str, Any], messages: List[
         responses_api.send_input(send, kwargs, sent)
 
 
-CHAT = _Api(DEFAULT_FUNCTION, _CHAT_PARAM_KEYS, None, None, None,  # inlined in _begin
-            _read_completion, _hook_completion, ChatStreamState)
-RESPONSES = _Api(responses_api.RESPONSES_FUNCTION, responses_api.RESPONSES_PARAM_KEYS, responses_api.input_messages,
-                 _responses_put, responses_api.is_structured, responses_api.read_response, _hook_response,
-                 lambda call: ResponseStreamState(call, responses_api.read_response))
+CHAT = _Api(
+    DEFAULT_FUNCTION,
+    _CHAT_PARAM_KEYS,
+    None,
+    None,
+    None,  # inlined in _begin
+    _read_completion,
+    _hook_completion,
+    ChatStreamState,
+)
+RESPONSES = _Api(
+    responses_api.RESPONSES_FUNCTION,
+    responses_api.RESPONSES_PARAM_KEYS,
+    responses_api.input_messages,
+    _responses_put,
+    responses_api.is_structured,
+    responses_api.read_response,
+    _hook_response,
+    lambda call: ResponseStreamState(call, responses_api.read_response),
+)
 
 
 # -- one call -------------------------------------------------------------------------------
@@ -200,8 +262,15 @@ class _Attempt:
 
     __slots__ = ("api", "call", "parse_as", "raw", "send", "t_call", "t_enter")
 
-    def __init__(self, api: _Api, function_name: Optional[str], args: tuple, kwargs: Dict[str, Any],
-                 parse_as: Any = None, structured: bool = False) -> None:
+    def __init__(
+        self,
+        api: _Api,
+        function_name: Optional[str],
+        args: tuple,
+        kwargs: Dict[str, Any],
+        parse_as: Any = None,
+        structured: bool = False,
+    ) -> None:
         self.t_enter = perf_counter_ns()
         self.api = api
         self.call: Optional[ChatCall] = None
@@ -343,8 +412,9 @@ class _SyncResource(_Proxy):
         return attempt.settle(result, False)
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
-        attempt = _Attempt(self._vt_api, self._vt_function, args, kwargs, _parse_as(kwargs.get(self._vt_parse_arg)),
-                           structured=True)
+        attempt = _Attempt(
+            self._vt_api, self._vt_function, args, kwargs, _parse_as(kwargs.get(self._vt_parse_arg)), structured=True
+        )
         try:
             result = self._vt_target.parse(*args, **attempt.send)
         except Exception as exc:
@@ -378,8 +448,9 @@ class _AsyncResource(_SyncResource):
         return attempt.settle(result, True)
 
     async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        attempt = _Attempt(self._vt_api, self._vt_function, args, kwargs, _parse_as(kwargs.get(self._vt_parse_arg)),
-                           structured=True)
+        attempt = _Attempt(
+            self._vt_api, self._vt_function, args, kwargs, _parse_as(kwargs.get(self._vt_parse_arg)), structured=True
+        )
         try:
             result = await self._vt_target.parse(*args, **attempt.send)
         except Exception as exc:
@@ -413,8 +484,9 @@ class WrappedClient(_Proxy):
         object.__setattr__(self, "chat", _ChatProxy(client.chat, completions))
         responses = getattr(client, "responses", None)
         if responses is not None:
-            object.__setattr__(self, "responses", (_AsyncResponses if is_async else _SyncResponses)(
-                responses, function_name))
+            object.__setattr__(
+                self, "responses", (_AsyncResponses if is_async else _SyncResponses)(responses, function_name)
+            )
         object.__setattr__(self, "vt_function_name", function_name)
 
     def __getattr__(self, name: str) -> Any:
@@ -442,9 +514,7 @@ def wrap(client: Any, function_name: Optional[str] = None) -> Any:
         return client if function_name in (None, client.vt_function_name) else wrap(client.unwrap(), function_name)
     completions = getattr(getattr(client, "chat", None), "completions", None)
     if completions is None or not callable(getattr(completions, "create", None)):
-        raise ConfigError(
-            f"vt.wrap expects an openai.OpenAI or openai.AsyncOpenAI client, got {type(client).__name__}"
-        )
+        raise ConfigError(f"vt.wrap expects an openai.OpenAI or openai.AsyncOpenAI client, got {type(client).__name__}")
     if function_name is not None and (not isinstance(function_name, str) or not function_name):
         raise ConfigError(f"function_name must be a non-empty string, got {function_name!r}")
     import openai

@@ -8,6 +8,7 @@ is doing. A full queue spills to the journal on the caller's thread. After ``for
 the child's first call sees a new pid and starts afresh (the parent delivers what was
 queued before the fork).
 """
+
 from __future__ import annotations
 
 import collections
@@ -36,8 +37,7 @@ class CaptureQueue:
     Locking: each field's lock is written beside it in ``__init__``.
     """
 
-    def __init__(self, config: VTConfig, delivery: Delivery,
-                 on_start: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, config: VTConfig, delivery: Delivery, on_start: Optional[Callable[[], None]] = None) -> None:
         self.config = config
         self.delivery = delivery
         self._on_start = on_start

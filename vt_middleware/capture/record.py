@@ -4,6 +4,7 @@ The caller's thread copies what a record holds into plain JSON values (so later
 mutation of the caller's objects cannot change it) and queues a :class:`RawCall`; the
 worker truncates to ``max_field_chars`` with a marker, redacts and serialises.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,10 @@ from datetime import datetime, timezone
 from time import perf_counter, time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..config import VTConfig, get_config
-from ..types import STATUS_ERROR, CallRecord
 from ..call_context import new_run_id, set_last_run_id
+from ..config import VTConfig, get_config
 from ..redaction import redact, redact_value
+from ..types import STATUS_ERROR, CallRecord
 from .worker import submit
 
 TRUNCATION_MARKER = "...[truncated {n} chars]"
@@ -54,8 +55,10 @@ def to_jsonable(obj: Any, limit: int, depth: int = 0) -> Any:
     if (cls is dict or cls is list) and depth < _MAX_DEPTH and len(obj) <= _MAX_ITEMS:
         if cls is list:
             return [v if _plain(v, limit) else to_jsonable(v, limit, depth + 1) for v in obj]
-        return {k if type(k) is str else str(k): v if _plain(v, limit) else to_jsonable(v, limit, depth + 1)
-                for k, v in obj.items()}
+        return {
+            k if type(k) is str else str(k): v if _plain(v, limit) else to_jsonable(v, limit, depth + 1)
+            for k, v in obj.items()
+        }
     if obj is None or isinstance(obj, (bool, int)):
         return obj
     if isinstance(obj, float):
@@ -110,10 +113,10 @@ def sanitize(record: CallRecord, config: Optional[VTConfig] = None) -> CallRecor
         record.raw_output = redact(truncate(str(record.raw_output), limit), config)
     if record.error_message is not None:
         record.error_message = redact(truncate(str(record.error_message), limit), config)
-    for field in ("model_requested", "model_used"):  # a caller's own text, e.g. a key pasted as model
-        value = getattr(record, field)
+    for name in ("model_requested", "model_used"):  # a caller's own text, e.g. a key pasted as model
+        value = getattr(record, name)
         if value is not None:
-            setattr(record, field, redact(truncate(str(value), limit), config))
+            setattr(record, name, redact(truncate(str(value), limit), config))
     return record
 
 
@@ -149,7 +152,7 @@ def replace_content_text(content: Any, text: str, hooked: str) -> Any:
     parts = list(content)
     if len(where) > 1 and hooked.startswith(text):
         last = parts[where[-1]]
-        parts[where[-1]] = {**last, "text": last.get("text", "") + hooked[len(text):]}
+        parts[where[-1]] = {**last, "text": last.get("text", "") + hooked[len(text) :]}
         return parts
     if len(where) > 1 and hooked.endswith(text):
         first = parts[where[0]]
@@ -222,8 +225,12 @@ class ChatCall:
         set_last_run_id(self.run_id)
 
     def context(self) -> Dict[str, Any]:
-        return {"function_name": self.function_name, "model": self.model_sent,
-                "messages": self.messages, "run_id": self.run_id}
+        return {
+            "function_name": self.function_name,
+            "model": self.model_sent,
+            "messages": self.messages,
+            "run_id": self.run_id,
+        }
 
     def apply_output(self, text: str) -> str:
         if self.pair.hooks is None:
@@ -238,10 +245,18 @@ class ChatCall:
             return None
         return self.pair.hooks.output_stream(self.context(), structured=self.structured)
 
-    def finish(self, *, output: Optional[str] = _UNSET, raw_output: Optional[str] = None,
-               model_used: Optional[str] = None, usage: Any = None,
-               error: Optional[BaseException] = None, extra: Optional[Dict[str, Any]] = None,
-               response: Any = None, read: Optional[ResponseReader] = None) -> None:
+    def finish(
+        self,
+        *,
+        output: Optional[str] = _UNSET,
+        raw_output: Optional[str] = None,
+        model_used: Optional[str] = None,
+        usage: Any = None,
+        error: Optional[BaseException] = None,
+        extra: Optional[Dict[str, Any]] = None,
+        response: Any = None,
+        read: Optional[ResponseReader] = None,
+    ) -> None:
         """Queue the call (once); the worker builds the record. With ``read``, the worker
         reads what was not given (``output`` left unset) from the provider's ``response``."""
         if self.finished:
@@ -259,10 +274,9 @@ class RawCall:
     The worker thread turns it into a truncated, redacted ``CallRecord`` (:meth:`build`),
     keeping serialisation, redaction and token counting off the caller's thread."""
 
-    __slots__ = ("output", "usage", "fields", "ended")
+    __slots__ = ("ended", "fields", "output", "usage")
 
-    def __init__(self, output: Any, usage: Any, fields: Dict[str, Any],
-                 error: Optional[BaseException] = None) -> None:
+    def __init__(self, output: Any, usage: Any, fields: Dict[str, Any], error: Optional[BaseException] = None) -> None:
         self.output = output
         self.usage = usage
         self.fields = fields
@@ -289,11 +303,20 @@ class ChatRawCall(RawCall):
     """A finished :class:`ChatCall`: the caller's thread keeps references (the call with its
     snapshots, the provider's immutable response); the worker assembles the fields."""
 
-    __slots__ = ("call", "raw_output", "model_used", "extra", "response", "read", "latency_ms")
+    __slots__ = ("call", "extra", "latency_ms", "model_used", "raw_output", "read", "response")
 
-    def __init__(self, call: ChatCall, output: Any, raw_output: Optional[str], model_used: Optional[str],
-                 usage: Any, error: Optional[BaseException], extra: Optional[Dict[str, Any]],
-                 response: Any, read: Optional[ResponseReader]) -> None:
+    def __init__(
+        self,
+        call: ChatCall,
+        output: Any,
+        raw_output: Optional[str],
+        model_used: Optional[str],
+        usage: Any,
+        error: Optional[BaseException],
+        extra: Optional[Dict[str, Any]],
+        response: Any,
+        read: Optional[ResponseReader],
+    ) -> None:
         self.latency_ms = (perf_counter() - call.started) * 1000.0
         self.call, self.raw_output, self.model_used, self.extra = call, raw_output, model_used, extra
         self.response, self.read = response, read
@@ -302,8 +325,14 @@ class ChatRawCall(RawCall):
             _mark_error(self.fields, error)
 
     def build(self, config: Optional[VTConfig] = None) -> CallRecord:
-        call, output, raw, model_used, usage, extra = (self.call, self.output, self.raw_output,
-                                                       self.model_used, self.usage, self.extra)
+        call, output, raw, model_used, usage, extra = (
+            self.call,
+            self.output,
+            self.raw_output,
+            self.model_used,
+            self.usage,
+            self.extra,
+        )
         if self.read is not None:
             r_output, r_raw, model_used, usage, r_extra = self.read(self.response)
             extra = {**r_extra, **extra} if extra else r_extra
@@ -315,19 +344,21 @@ class ChatRawCall(RawCall):
         if call.prompt.changed:
             params["prompt_after_hook"] = call.prompt.hooked_text
         self.output, self.usage = output, usage
-        self.fields.update({
-            "function_name": call.function_name,
-            "inputs": {"messages": call.recorded},
-            "kind": call.kind,
-            "model_requested": call.model_requested,
-            "model_used": model_used or call.model_sent,
-            "params": params,
-            "raw_output": raw if raw != output else None,
-            "latency_ms": self.latency_ms,
-            "hook_version": call.pair.hook_version,
-            "run_id": call.run_id,
-            "parent_run_id": call.parent_run_id,
-        })
+        self.fields.update(
+            {
+                "function_name": call.function_name,
+                "inputs": {"messages": call.recorded},
+                "kind": call.kind,
+                "model_requested": call.model_requested,
+                "model_used": model_used or call.model_sent,
+                "params": params,
+                "raw_output": raw if raw != output else None,
+                "latency_ms": self.latency_ms,
+                "hook_version": call.pair.hook_version,
+                "run_id": call.run_id,
+                "parent_run_id": call.parent_run_id,
+            }
+        )
         return super().build(config)
 
 
@@ -357,8 +388,13 @@ def tool_call_dicts(tool_calls: Any) -> List[Dict[str, Any]]:
     for call in tool_calls or []:
         data = call if isinstance(call, dict) else to_jsonable(call, get_config().max_field_chars)
         function = data.get("function") if isinstance(data.get("function"), dict) else {}
-        out.append({"id": data.get("id"), "type": data.get("type") or "function",
-                    "function": {"name": function.get("name"), "arguments": function.get("arguments") or ""}})
+        out.append(
+            {
+                "id": data.get("id"),
+                "type": data.get("type") or "function",
+                "function": {"name": function.get("name"), "arguments": function.get("arguments") or ""},
+            }
+        )
     return out
 
 

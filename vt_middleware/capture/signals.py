@@ -7,6 +7,7 @@ re-raises the signal; an ignored signal stays ignored. Installing is only possib
 the main thread; it is idempotent and, called again after the app installed a handler
 of its own, chains in front of that one too.
 """
+
 from __future__ import annotations
 
 import os

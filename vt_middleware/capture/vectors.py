@@ -6,6 +6,7 @@ batch embeds each distinct text once, and
 a small LRU of recent texts' vectors serves retries, repeated prompts and deterministic
 answers without another model pass.
 """
+
 from __future__ import annotations
 
 import hashlib

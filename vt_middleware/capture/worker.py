@@ -8,6 +8,7 @@ This module keeps the process-wide worker and its exits: atexit journals what is
 and gives the store ``shutdown_timeout_s``; SIGTERM/SIGINT journal, then chain to the
 app's handler (``signals``).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -31,8 +32,9 @@ class CaptureWorker(CaptureQueue):
     def __init__(self, config: Optional[VTConfig] = None) -> None:
         config = config or get_config()
         self.journal = Journal(config.journal_path)
-        super().__init__(config, Delivery(config, self.journal, lambda: _journal_only(config)),
-                         on_start=_install_signal_handlers)
+        super().__init__(
+            config, Delivery(config, self.journal, lambda: _journal_only(config)), on_start=_install_signal_handlers
+        )
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:  # type: ignore[override]
         return super().shutdown(self.config.shutdown_timeout_s if timeout is None else timeout)
@@ -83,8 +85,16 @@ def flush(timeout: Optional[float] = None) -> bool:
 def capture_stats() -> Dict[str, Any]:
     """Counters of the capture pipeline, plus records waiting in the journal and records
     quarantined (``quarantine_path``). Never raises: a failure is reported in ``"error"``."""
-    stats: Dict[str, Any] = {"enqueued": 0, "written": 0, "journaled": 0, "replayed": 0,
-                             "dropped": 0, "errors": 0, "queue_depth": 0, "pending": 0}
+    stats: Dict[str, Any] = {
+        "enqueued": 0,
+        "written": 0,
+        "journaled": 0,
+        "replayed": 0,
+        "dropped": 0,
+        "errors": 0,
+        "queue_depth": 0,
+        "pending": 0,
+    }
     try:
         worker = _worker
         if worker is None:
@@ -162,7 +172,7 @@ def _after_fork_in_child() -> None:
 # records captured by non-daemon threads after that.
 # (concurrent.futures.process too: VectorWave's import chain reaches it via joblib, and
 # an import that registers an exit hook during shutdown raises.)
-import concurrent.futures.process  # noqa: E402,F401
+import concurrent.futures.process  # noqa: E402
 import concurrent.futures.thread  # noqa: E402,F401
 
 try:

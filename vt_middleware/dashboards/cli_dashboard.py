@@ -4,6 +4,7 @@ On a terminal: one live progress bar per stage (extract ... promote) with elapse
 training steps and loss while a job runs, errors in red, log lines above the bars.
 In a pipe or file: plain lines, no control codes. ``summary()`` prints the final table.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,17 @@ class CLIDashboard(PipelineMonitor):
         with self._lock:
             if self.started_at is None or stage == STAGES[0]:
                 self.started_at = time.monotonic()
-            self.stages[stage] = {"status": "running", "t0": time.monotonic(), "duration_s": None, "total": total,
-                                  "completed": 0, "message": "", "metrics": {}, "result": None, "error": None}
+            self.stages[stage] = {
+                "status": "running",
+                "t0": time.monotonic(),
+                "duration_s": None,
+                "total": total,
+                "completed": 0,
+                "message": "",
+                "metrics": {},
+                "result": None,
+                "error": None,
+            }
             if self.live:
                 self._ensure_progress()
                 task = self._tasks.get(stage)
@@ -78,12 +88,27 @@ class CLIDashboard(PipelineMonitor):
             if stage == "train":
                 self._last_train_share = -1.0
 
-    def on_stage_progress(self, stage: str, completed: int, total: Optional[int] = None, message: str = "",
-                          metrics: Optional[Dict[str, Any]] = None) -> None:
+    def on_stage_progress(
+        self,
+        stage: str,
+        completed: int,
+        total: Optional[int] = None,
+        message: str = "",
+        metrics: Optional[Dict[str, Any]] = None,
+    ) -> None:
         super().on_stage_progress(stage, completed, total, message, metrics)
         with self._lock:
-            entry = self.stages.setdefault(stage, {"status": "running", "t0": time.monotonic(), "result": None,
-                                                   "error": None, "duration_s": None, "metrics": {}})
+            entry = self.stages.setdefault(
+                stage,
+                {
+                    "status": "running",
+                    "t0": time.monotonic(),
+                    "result": None,
+                    "error": None,
+                    "duration_s": None,
+                    "metrics": {},
+                },
+            )
             entry.update(completed=completed, message=message)
             if total is not None:
                 entry["total"] = total
@@ -142,17 +167,23 @@ class CLIDashboard(PipelineMonitor):
             status = entry["status"]
             detail = entry.get("error") or _brief(entry.get("result"))
             duration = entry.get("duration_s")
-            stages.add_row(stage, Text(status, style=_STATUS_STYLE.get(status, "")),
-                           "" if duration is None else f"{duration:.1f}s",
-                           Text(detail, style="red" if status == "failed" else ""))
+            stages.add_row(
+                stage,
+                Text(status, style=_STATUS_STYLE.get(status, "")),
+                "" if duration is None else f"{duration:.1f}s",
+                Text(detail, style="red" if status == "failed" else ""),
+            )
         outcome = Table(title="Outcome", show_header=False)
         outcome.add_column("what", style="bold")
         outcome.add_column("value", overflow="fold")
         row = lambda key, value: outcome.add_row(key, Text(str(value)))  # noqa: E731
         golden = info["golden"]
-        row("golden data", f"steady {golden.get('steady', 0)}, anomalies {golden.get('anomalies', 0)}, "
-                                       f"examples {golden.get('golden_examples', 0)} (train {golden.get('train', 0)}, "
-                                       f"holdout {golden.get('holdout', 0)})")
+        row(
+            "golden data",
+            f"steady {golden.get('steady', 0)}, anomalies {golden.get('anomalies', 0)}, "
+            f"examples {golden.get('golden_examples', 0)} (train {golden.get('train', 0)}, "
+            f"holdout {golden.get('holdout', 0)})",
+        )
         kinds = info["rules_by_kind"]
         row("rules by kind", ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none")
         if kinds and info.get("hook_version"):
@@ -188,22 +219,26 @@ class CLIDashboard(PipelineMonitor):
         train_stage = self.stages.get("train") or {}
         train = result.get("train") or {}
         curve = train_stage.get("loss_curve") or ((train.get("metrics") or {}).get("train_loss_curve") or [])
-        cost = (stage_result("prepare").get("cost") or result.get("cost") or {})
+        cost = stage_result("prepare").get("cost") or result.get("cost") or {}
         evaluate = stage_result("evaluate")
-        gate = result.get("gate") or {"promote": evaluate.get("promote", False),
-                                      "reason": evaluate.get("reason", "not evaluated")}
+        gate = result.get("gate") or {
+            "promote": evaluate.get("promote", False),
+            "reason": evaluate.get("reason", "not evaluated"),
+        }
         elapsed = None if self.started_at is None else time.monotonic() - self.started_at
         ended = [e.get("t_end") for e in self.stages.values() if e.get("t_end")]
         if self.started_at is not None and ended and all(e["status"] != "running" for e in self.stages.values()):
             elapsed = max(ended) - self.started_at
         return {
-            "golden": golden, "rules_by_kind": rule_counts(rule_dicts),
+            "golden": golden,
+            "rules_by_kind": rule_counts(rule_dicts),
             "hook_version": synth.get("hook_version") or result.get("hook_version"),
             "cost": cost.get("summary") or (f"${cost['usd']:.4f}" if cost.get("usd") is not None else None),
             "fine_tuned_model": stage_result("train").get("fine_tuned_model") or train.get("fine_tuned_model"),
-            "first_train_loss": curve[0] if curve else None, "final_train_loss": curve[-1] if curve else None,
-            "gate": gate, "promoted": bool(result.get("promoted") or
-                                           (self.stages.get("promote") or {}).get("status") == "succeeded"),
+            "first_train_loss": curve[0] if curve else None,
+            "final_train_loss": curve[-1] if curve else None,
+            "gate": gate,
+            "promoted": bool(result.get("promoted") or (self.stages.get("promote") or {}).get("status") == "succeeded"),
             "errors": [f"{s}: {e['error']}" for s, e in self.stages.items() if e.get("error")],
             "elapsed_s": elapsed,
         }
@@ -236,17 +271,25 @@ class CLIDashboard(PipelineMonitor):
             return
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), TaskProgressColumn(),
-                                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console,
-                                  refresh_per_second=self.refresh_per_second, transient=False)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=30),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            refresh_per_second=self.refresh_per_second,
+            transient=False,
+        )
         self._progress.start()
 
-    def _end(self, stage: str, status: str, result: Optional[Dict[str, Any]] = None, error: Optional[str] = None) -> None:
+    def _end(
+        self, stage: str, status: str, result: Optional[Dict[str, Any]] = None, error: Optional[str] = None
+    ) -> None:
         with self._lock:
             now = time.monotonic()
             entry = self.stages.setdefault(stage, {"t0": now, "metrics": {}, "total": None, "completed": 0})
-            entry.update(status=status, result=result, error=error, t_end=now,
-                         duration_s=now - entry.get("t0", now))
+            entry.update(status=status, result=result, error=error, t_end=now, duration_s=now - entry.get("t0", now))
             detail = error or _brief(result)
             if entry.get("metrics") and status != "failed":  # keep the last loss visible
                 detail = f"{detail} {_fmt_metrics(entry['metrics'])}".strip()

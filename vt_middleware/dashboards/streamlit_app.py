@@ -4,6 +4,7 @@ Reads the store, run records and hook versions of the config given by ``VT_*`` e
 (``VT_STORE_PATH``, ``VT_HOOKS_DIR``, ``VT_STATE_DIR``). Tabs: Pipeline, Golden data,
 Rules, Hook script, Versions, Feedback. Writes only on a button: rollback, correction.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,9 +71,11 @@ def pipeline_tab(function_name: Optional[str]) -> None:
         cols[2].metric("Promotions", status.get("promotions", 0))
         cols[3].metric("Failures", status.get("failures", 0))
         triggers = status.get("triggers") or {}
-        st.write(f"**Next trigger:** {status.get('next_trigger_at') or 'when new calls / feedback arrive'}"
-                 f" · new calls {status.get('new_calls', 0)}/{triggers.get('min_new_calls') or '-'}"
-                 f" · new feedback {status.get('new_feedback', 0)}/{triggers.get('min_new_feedback') or '-'}")
+        st.write(
+            f"**Next trigger:** {status.get('next_trigger_at') or 'when new calls / feedback arrive'}"
+            f" · new calls {status.get('new_calls', 0)}/{triggers.get('min_new_calls') or '-'}"
+            f" · new feedback {status.get('new_feedback', 0)}/{triggers.get('min_new_feedback') or '-'}"
+        )
         if status.get("last_error"):
             st.error(f"Last error: {status['last_error']}")
     st.subheader("Runs")
@@ -80,17 +83,35 @@ def pipeline_tab(function_name: Optional[str]) -> None:
     if not runs:
         st.info("No pipeline runs recorded yet.")
         return
-    st.dataframe(_frame([{"run_id": r["run_id"], "status": r.get("status"), "trigger": r.get("trigger"),
-                          "started_at": r.get("started_at"), "finished_at": r.get("finished_at"),
-                          "promoted": (r.get("decision") or {}).get("promoted")} for r in runs]),
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        _frame(
+            [
+                {
+                    "run_id": r["run_id"],
+                    "status": r.get("status"),
+                    "trigger": r.get("trigger"),
+                    "started_at": r.get("started_at"),
+                    "finished_at": r.get("finished_at"),
+                    "promoted": (r.get("decision") or {}).get("promoted"),
+                }
+                for r in runs
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     run_id = st.selectbox("Run", [r["run_id"] for r in runs], key="run")
     run = next(r for r in runs if r["run_id"] == run_id)
-    st.markdown(f"**Status:** `{run.get('status')}` · **Gate:** "
-                f"{'promoted' if (run.get('decision') or {}).get('promoted') else 'not promoted'} — "
-                f"{(run.get('decision') or {}).get('reason', '')}")
-    st.dataframe(_frame(data.stage_rows(run), ["stage", "status", "duration_s", "error", "result", "started_at"]),
-                 hide_index=True, width="stretch")
+    st.markdown(
+        f"**Status:** `{run.get('status')}` · **Gate:** "
+        f"{'promoted' if (run.get('decision') or {}).get('promoted') else 'not promoted'} — "
+        f"{(run.get('decision') or {}).get('reason', '')}"
+    )
+    st.dataframe(
+        _frame(data.stage_rows(run), ["stage", "status", "duration_s", "error", "result", "started_at"]),
+        hide_index=True,
+        width="stretch",
+    )
     for stage in data.stage_rows(run):
         if stage["status"] == "failed":
             st.error(f"{stage['stage']} failed: {stage['error']}")
@@ -122,15 +143,19 @@ def golden_tab(function_name: Optional[str]) -> None:
     cols[2].metric("Calls", get_store().count(function_name))
     if selected:
         st.markdown("**Selected records**")
-        st.dataframe(_frame(selected, ["strategy", "density", "cluster", "uuid", "return_value"]),
-                     hide_index=True, width="stretch")
+        st.dataframe(
+            _frame(selected, ["strategy", "density", "cluster", "uuid", "return_value"]),
+            hide_index=True,
+            width="stretch",
+        )
         st.markdown("**Density distribution**")
         densities = np.array([r["density"] for r in selected], dtype=float)
         edges = np.histogram_bin_edges(densities, bins=min(20, max(1, len(densities))))
-        hist = {s: np.histogram([r["density"] for r in selected if r["strategy"] == s], bins=edges)[0]
-                for s in ("steady", "anomaly")}
-        st.bar_chart(pd.DataFrame(hist, index=[f"{e:.2f}" for e in edges[:-1]]), x_label="density",
-                     y_label="records")
+        hist = {
+            s: np.histogram([r["density"] for r in selected if r["strategy"] == s], bins=edges)[0]
+            for s in ("steady", "anomaly")
+        }
+        st.bar_chart(pd.DataFrame(hist, index=[f"{e:.2f}" for e in edges[:-1]]), x_label="density", y_label="records")
     points = data.embedding_map(function_name, selected)
     if points:
         st.markdown("**Embedding space (PCA, 2-D)**: steady vs anomaly vs the rest")
@@ -143,8 +168,9 @@ def golden_tab(function_name: Optional[str]) -> None:
     path = st.selectbox("File", files, key="golden_file")
     rows = data.read_jsonl(path)
     st.caption(f"{len(rows)} training examples in `{path}`")
-    st.dataframe(_frame([data.chat_row_view(r) for r in rows[:200]], ["input", "output"]),
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        _frame([data.chat_row_view(r) for r in rows[:200]], ["input", "output"]), hide_index=True, width="stretch"
+    )
     st.code("\n".join(json.dumps(r, ensure_ascii=False) for r in rows[:5]), language="json")
     with open(path, "rb") as handle:
         st.download_button("Download JSONL", handle.read(), file_name="golden_data.jsonl", mime="application/jsonl")
@@ -158,8 +184,9 @@ def _version_picker(key: str) -> Optional[str]:
     names = [v["version"] for v in versions]
     active = data.active_hook_version()
     index = names.index(active) if active in names else len(names) - 1
-    return st.selectbox("Hook version", names, index=index, key=key,
-                        format_func=lambda v: f"{v} (active)" if v == active else v)
+    return st.selectbox(
+        "Hook version", names, index=index, key=key, format_func=lambda v: f"{v} (active)" if v == active else v
+    )
 
 
 def rules_tab() -> None:
@@ -178,15 +205,31 @@ def rules_tab() -> None:
         columns[0].metric("Expected held-out fix rate", "-" if fix is None else f"{fix:.0%}")
         columns[1].metric("Expected harm rate", "-" if harm is None else f"{harm:.1%}")
         columns[2].metric("Harm on uncorrected outputs", "-" if negative is None else f"{negative:.1%}")
-        st.caption(f"{estimate['folds']}-fold cross-validation of the synthesiser on "
-                   f"{estimate.get('held_out_pairs')} corrected pairs")
-    st.dataframe(_frame([{"rule_id": r.rule_id, "kind": r.kind, "target": r.target, "support": r.support,
-                          "confidence": round(r.confidence, 3), "priority": r.priority,
-                          "held-out fires": held.get(r.rule_id, {}).get("fires"),
-                          "held-out precision": held.get(r.rule_id, {}).get("precision"),
-                          "condition": json.dumps(r.condition, ensure_ascii=False),
-                          "action": json.dumps(r.action, ensure_ascii=False)} for r in rules]),
-                 hide_index=True, width="stretch")
+        st.caption(
+            f"{estimate['folds']}-fold cross-validation of the synthesiser on "
+            f"{estimate.get('held_out_pairs')} corrected pairs"
+        )
+    st.dataframe(
+        _frame(
+            [
+                {
+                    "rule_id": r.rule_id,
+                    "kind": r.kind,
+                    "target": r.target,
+                    "support": r.support,
+                    "confidence": round(r.confidence, 3),
+                    "priority": r.priority,
+                    "held-out fires": held.get(r.rule_id, {}).get("fires"),
+                    "held-out precision": held.get(r.rule_id, {}).get("precision"),
+                    "condition": json.dumps(r.condition, ensure_ascii=False),
+                    "action": json.dumps(r.action, ensure_ascii=False),
+                }
+                for r in rules
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     rule_id = st.selectbox("Rule", [r.rule_id for r in rules], key="rule")
     rule = next(r for r in rules if r.rule_id == rule_id)
     st.markdown(f"**{rule.kind}** on {rule.target}: {rule.description}")
@@ -207,8 +250,9 @@ def hook_tab() -> None:
     version = _version_picker("hook_version")
     if version is None:
         return
-    st.markdown(f"Showing **{version}**" + (" — the active version" if version == active else
-                                             f" (active: {active or 'none'})"))
+    st.markdown(
+        f"Showing **{version}**" + (" — the active version" if version == active else f" (active: {active or 'none'})")
+    )
     st.code(data.hook_source(version), language="python", line_numbers=True)
     st.markdown(HOW_HOOKS_WORK)
 
@@ -219,21 +263,50 @@ def versions_tab() -> None:
     active = data.active_hook_version()
     st.markdown(f"**Active hook version:** `{active or 'none'}`")
     if versions:
-        st.dataframe(_frame([{"version": v["version"], "active": bool(v.get("active")), "created_at": v.get("created_at"),
-                              "rules": v.get("rule_count"), "validated": (v.get("validation") or {}).get("ok")}
-                             for v in versions]), hide_index=True, width="stretch")
+        st.dataframe(
+            _frame(
+                [
+                    {
+                        "version": v["version"],
+                        "active": bool(v.get("active")),
+                        "created_at": v.get("created_at"),
+                        "rules": v.get("rule_count"),
+                        "validated": (v.get("validation") or {}).get("ok"),
+                    }
+                    for v in versions
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
     promotions = data.promotions()
     routes = json.loads(promotions[-1].get("routes") or "{}") if promotions else {}
-    st.markdown("**Model routing:** " + (", ".join(f"`{k}` → `{v}`" for k, v in routes.items()) or "base models as called"))
+    st.markdown(
+        "**Model routing:** " + (", ".join(f"`{k}` → `{v}`" for k, v in routes.items()) or "base models as called")
+    )
     if promotions:
-        st.dataframe(_frame([{k: p.get(k) for k in ("at", "action", "hook_version", "fine_tuned_model", "routes", "reason")}
-                             for p in promotions]), hide_index=True, width="stretch")
+        st.dataframe(
+            _frame(
+                [
+                    {k: p.get(k) for k in ("at", "action", "hook_version", "fine_tuned_model", "routes", "reason")}
+                    for p in promotions
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
     gates = data.gate_results()
     if gates:
         st.markdown("**Gate results**")
         st.dataframe(_frame(gates), hide_index=True, width="stretch")
-    st.button("Roll back", type="primary", key="rollback", disabled=not versions and not promotions,
-              on_click=_rollback, help="Make the previous hook version (and model routing) live again.")
+    st.button(
+        "Roll back",
+        type="primary",
+        key="rollback",
+        disabled=not versions and not promotions,
+        on_click=_rollback,
+        help="Make the previous hook version (and model routing) live again.",
+    )
 
 
 def _rollback() -> None:
@@ -261,8 +334,11 @@ def feedback_tab(function_name: Optional[str]) -> None:
     if not calls:
         st.info("No captured calls yet.")
         return
-    st.dataframe(_frame(calls, ["time", "function_name", "status", "model", "hook_version", "input", "output", "run_id"]),
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        _frame(calls, ["time", "function_name", "status", "model", "hook_version", "input", "output", "run_id"]),
+        hide_index=True,
+        width="stretch",
+    )
     labels = {c["run_id"]: f"{c['time'][:19]} · {c['output'][:60]}" for c in calls}
     run_id = st.selectbox("Call to correct", list(labels), format_func=labels.get, key="call")
     call = next(c for c in calls if c["run_id"] == run_id)
@@ -284,9 +360,22 @@ def feedback_tab(function_name: Optional[str]) -> None:
     stored = data.feedback_pairs(function_name)
     st.markdown(f"**Stored corrections** ({len(stored)})")
     if stored:
-        st.dataframe(_frame([{"created_at": p.created_at, "run_id": p.run_id, "input": p.input_prompt[:200],
-                              "model said": p.bad_output[:200], "corrected": p.fixed_output[:200]}
-                             for p in reversed(stored[-50:])]), hide_index=True, width="stretch")
+        st.dataframe(
+            _frame(
+                [
+                    {
+                        "created_at": p.created_at,
+                        "run_id": p.run_id,
+                        "input": p.input_prompt[:200],
+                        "model said": p.bad_output[:200],
+                        "corrected": p.fixed_output[:200],
+                    }
+                    for p in reversed(stored[-50:])
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
 
 
 def main() -> None:
@@ -294,8 +383,14 @@ def main() -> None:
     function_name = sidebar()
     st.title("vt_middleware")
     tabs = st.tabs(TAB_NAMES)
-    renderers = [lambda: pipeline_tab(function_name), lambda: golden_tab(function_name), rules_tab, hook_tab,
-                 versions_tab, lambda: feedback_tab(function_name)]
+    renderers = [
+        lambda: pipeline_tab(function_name),
+        lambda: golden_tab(function_name),
+        rules_tab,
+        hook_tab,
+        versions_tab,
+        lambda: feedback_tab(function_name),
+    ]
     for tab, render in zip(tabs, renderers):
         with tab:
             try:

@@ -7,6 +7,7 @@ function, ``min_new_feedback`` new feedback pairs. One run at a time. A failed r
 inside ``suppress_capture()``: its own LLM calls never land in the app's logs. ``status()``
 feeds the dashboards and is also written to ``<state_dir>/evolver.json``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,11 +56,21 @@ def _iso(ts: Optional[float]) -> Optional[str]:
 class Evolver:
     """Closes the loop for one function in a running app (``vt.Evolver``)."""
 
-    def __init__(self, pipeline: "TrainingPipeline", function_name: str, every: Union[str, float, None] = None,
-                 min_new_calls: Optional[int] = 200, min_new_feedback: Optional[int] = None, *,
-                 output_dir: Optional[Union[str, Path]] = None, check_interval: float = 5.0,
-                 backoff_base_s: float = 30.0, backoff_max_s: float = 3600.0, sync: bool = True,
-                 state_dir: Optional[Union[str, Path]] = None) -> None:
+    def __init__(
+        self,
+        pipeline: TrainingPipeline,
+        function_name: str,
+        every: Union[str, float, None] = None,
+        min_new_calls: Optional[int] = 200,
+        min_new_feedback: Optional[int] = None,
+        *,
+        output_dir: Optional[Union[str, Path]] = None,
+        check_interval: float = 5.0,
+        backoff_base_s: float = 30.0,
+        backoff_max_s: float = 3600.0,
+        sync: bool = True,
+        state_dir: Optional[Union[str, Path]] = None,
+    ) -> None:
         if not isinstance(function_name, str) or not function_name:
             raise ConfigError(f"function_name must be a non-empty string, got {function_name!r}")
         for name, value in (("min_new_calls", min_new_calls), ("min_new_feedback", min_new_feedback)):
@@ -102,7 +113,7 @@ class Evolver:
         self._new_feedback = 0
 
     # --- lifecycle -------------------------------------------------------------------------
-    def start(self) -> "Evolver":
+    def start(self) -> Evolver:
         """Start the background thread (idempotent). Counters start from what is stored now."""
         with self._state_lock:
             if self._thread is not None and self._thread.is_alive():
@@ -131,7 +142,7 @@ class Evolver:
         self._persist()
         return stopped
 
-    def __enter__(self) -> "Evolver":
+    def __enter__(self) -> Evolver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -156,26 +167,33 @@ class Evolver:
             result: Optional[Dict[str, Any]] = None
             error: Optional[BaseException] = None
             try:
-                result = self.pipeline.run(function_name=self.function_name, output_dir=str(self.output_dir),
-                                           trigger=trigger)
+                result = self.pipeline.run(
+                    function_name=self.function_name, output_dir=str(self.output_dir), trigger=trigger
+                )
             except Exception as exc:  # noqa: BLE001 - the evolver survives any failing stage
                 error = exc
                 logger.warning("evolver run for %s failed: %s", self.function_name, error_text(exc))
             self._after_run(started, trigger, result, error)
             return result
 
-    def _after_run(self, started: float, trigger: str, result: Optional[Dict[str, Any]],
-                   error: Optional[BaseException]) -> None:
+    def _after_run(
+        self, started: float, trigger: str, result: Optional[Dict[str, Any]], error: Optional[BaseException]
+    ) -> None:
         now = time.time()
         run_id = (result or {}).get("run_id") or self.pipeline.last_run_id
         with self._state_lock:
             self._runs += 1
-            self._last_run = {"run_id": run_id, "trigger": trigger, "started_at": _iso(started),
-                              "finished_at": _iso(now), "duration_s": round(now - started, 3),
-                              "status": "failed" if error else "succeeded",
-                              "promoted": bool(result and result.get("promoted")),
-                              "parts": list((result or {}).get("promoted_parts") or []),
-                              "reason": ((result or {}).get("gate") or {}).get("reason")}
+            self._last_run = {
+                "run_id": run_id,
+                "trigger": trigger,
+                "started_at": _iso(started),
+                "finished_at": _iso(now),
+                "duration_s": round(now - started, 3),
+                "status": "failed" if error else "succeeded",
+                "promoted": bool(result and result.get("promoted")),
+                "parts": list((result or {}).get("promoted_parts") or []),
+                "reason": ((result or {}).get("gate") or {}).get("reason"),
+            }
             if error is not None:
                 self._failures += 1
                 self._consecutive_failures += 1
@@ -204,8 +222,7 @@ class Evolver:
 
             store = get_store()
             self._calls_baseline = store.count(self.function_name) if self.min_new_calls else None
-            self._feedback_baseline = (len(store.list_feedback(self.function_name))
-                                       if self.min_new_feedback else None)
+            self._feedback_baseline = len(store.list_feedback(self.function_name)) if self.min_new_feedback else None
             self._new_calls = self._new_feedback = 0
         except Exception as exc:  # noqa: BLE001 - a store hiccup only delays triggers
             self._last_error = f"reading the store: {error_text(exc)}"
@@ -220,8 +237,9 @@ class Evolver:
                 return "schedule"
         from ..store.executions import get_store
 
-        if ((self.min_new_calls and self._calls_baseline is None)
-                or (self.min_new_feedback and self._feedback_baseline is None)):
+        if (self.min_new_calls and self._calls_baseline is None) or (
+            self.min_new_feedback and self._feedback_baseline is None
+        ):
             self._take_baselines()  # the store failed when they were taken: take them now
         store = get_store()
         if self.min_new_calls and self._calls_baseline is not None:
@@ -270,23 +288,33 @@ class Evolver:
     def status(self) -> Dict[str, Any]:
         """State for the dashboards (also persisted as ``<state_dir>/evolver.json``)::
 
-            {function_name, state: idle|running|backoff|stopping|stopped, runs, failures,
-             consecutive_failures, promotions, last_run: {run_id, trigger, started_at, finished_at,
-             duration_s, status, promoted, parts, reason}, last_error, next_trigger_at (ISO or null),
-             next_trigger_in_s, backoff_s, new_calls, new_feedback,
-             triggers: {every_s, min_new_calls, min_new_feedback}, updated_at}
+        {function_name, state: idle|running|backoff|stopping|stopped, runs, failures,
+         consecutive_failures, promotions, last_run: {run_id, trigger, started_at, finished_at,
+         duration_s, status, promoted, parts, reason}, last_error, next_trigger_at (ISO or null),
+         next_trigger_in_s, backoff_s, new_calls, new_feedback,
+         triggers: {every_s, min_new_calls, min_new_feedback}, updated_at}
         """
         with self._state_lock:
             next_at = self.next_trigger_at()
             return {
-                "function_name": self.function_name, "state": self._state, "runs": self._runs,
-                "failures": self._failures, "consecutive_failures": self._consecutive_failures,
-                "promotions": self._promotions, "last_run": dict(self._last_run) if self._last_run else None,
-                "last_error": self._last_error, "next_trigger_at": _iso(next_at),
+                "function_name": self.function_name,
+                "state": self._state,
+                "runs": self._runs,
+                "failures": self._failures,
+                "consecutive_failures": self._consecutive_failures,
+                "promotions": self._promotions,
+                "last_run": dict(self._last_run) if self._last_run else None,
+                "last_error": self._last_error,
+                "next_trigger_at": _iso(next_at),
                 "next_trigger_in_s": None if next_at is None else round(max(0.0, next_at - time.time()), 3),
-                "backoff_s": self.backoff_s(), "new_calls": self._new_calls, "new_feedback": self._new_feedback,
-                "triggers": {"every_s": self.every_s, "min_new_calls": self.min_new_calls,
-                             "min_new_feedback": self.min_new_feedback},
+                "backoff_s": self.backoff_s(),
+                "new_calls": self._new_calls,
+                "new_feedback": self._new_feedback,
+                "triggers": {
+                    "every_s": self.every_s,
+                    "min_new_calls": self.min_new_calls,
+                    "min_new_feedback": self.min_new_feedback,
+                },
                 "updated_at": _iso(time.time()),
             }
 

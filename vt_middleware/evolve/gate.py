@@ -22,6 +22,7 @@ beats the incumbent on its own, or adds at least ``margin`` to the new hooks; of
 qualify, the best is promoted (ties: fewer parts). The decision always says why. All LLM calls
 run inside ``suppress_capture()`` so the evolver never logs its own calls.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,12 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 ROWS = ("incumbent", "hooks", "model", "both")
-ROW_LABELS = {"incumbent": "incumbent", "hooks": "new hooks only", "model": "new model only",
-              "both": "new model + new hooks"}
+ROW_LABELS = {
+    "incumbent": "incumbent",
+    "hooks": "new hooks only",
+    "model": "new model only",
+    "both": "new model + new hooks",
+}
 _PARTS = {"hooks": ("hooks",), "model": ("model",), "both": ("model", "hooks")}
 
 
@@ -174,21 +179,26 @@ def decide(rows: Dict[str, JSONDict], config: GateConfig) -> Tuple[Optional[str]
         label, score = ROW_LABELS[name], row["score"]
         delta = score - inc
         if "hooks" in _PARTS[name] and row["preserve_rate"] < config.min_preserve_rate:
-            verdicts.append(f"{label}: change {1 - row['preserve_rate']:.0%} of held-out good outputs "
-                            f"(allowed {1 - config.min_preserve_rate:.0%})")
+            verdicts.append(
+                f"{label}: change {1 - row['preserve_rate']:.0%} of held-out good outputs "
+                f"(allowed {1 - config.min_preserve_rate:.0%})"
+            )
             continue
         if delta < margin:
-            verdicts.append(f"{label}: score {score:.4f} is not better than the incumbent's {inc:.4f} "
-                            f"by the margin {margin} (delta {delta:+.4f})")
+            verdicts.append(
+                f"{label}: score {score:.4f} is not better than the incumbent's {inc:.4f} "
+                f"by the margin {margin} (delta {delta:+.4f})"
+            )
             continue
         if name == "both" and "model" not in qualified:
             added = score - rows["hooks"]["score"]
             if "hooks" not in qualified or added < margin:
-                verdicts.append(f"{label}: the new model adds {added:+.4f} to the new hooks (margin {margin}) "
-                                f"and does not beat the incumbent on its own")
+                verdicts.append(
+                    f"{label}: the new model adds {added:+.4f} to the new hooks (margin {margin}) "
+                    f"and does not beat the incumbent on its own"
+                )
                 continue
-        verdicts.append(f"{label}: score {score:.4f} beats the incumbent's {inc:.4f} by {delta:+.4f} "
-                        f"(margin {margin})")
+        verdicts.append(f"{label}: score {score:.4f} beats the incumbent's {inc:.4f} by {delta:+.4f} (margin {margin})")
         qualified[name] = score
     if not qualified:
         return None, "; ".join(verdicts) + "; keeping the incumbent"
@@ -199,8 +209,9 @@ def decide(rows: Dict[str, JSONDict], config: GateConfig) -> Tuple[Optional[str]
 class EvaluationGate:
     """Scores the ablation rows of a candidate on held-out data and decides what to promote."""
 
-    def __init__(self, client: Optional[OpenAI] = None, config: Optional[GateConfig] = None,
-                 embedder: Optional[Embedder] = None) -> None:
+    def __init__(
+        self, client: Optional[OpenAI] = None, config: Optional[GateConfig] = None, embedder: Optional[Embedder] = None
+    ) -> None:
         self.client = client
         self.config = config or GateConfig()
         self._embedder = embedder
@@ -214,9 +225,16 @@ class EvaluationGate:
             self._embedder = get_embedder(get_config().embedding_model)
         return self._embedder
 
-    def evaluate(self, candidate: Contender, incumbent: Contender,
-                 golden_holdout: Sequence[JSONDict] = (), feedback_holdout: Sequence[FeedbackPair] = (),
-                 cache: Optional[AnswerCache] = None, *, function_name: str = "") -> GateDecision:
+    def evaluate(
+        self,
+        candidate: Contender,
+        incumbent: Contender,
+        golden_holdout: Sequence[JSONDict] = (),
+        feedback_holdout: Sequence[FeedbackPair] = (),
+        cache: Optional[AnswerCache] = None,
+        *,
+        function_name: str = "",
+    ) -> GateDecision:
         """Score the ablation rows and decide. Raises :class:`GateError` if the model server fails.
         ``cache`` ((model, messages) -> answer) lets a second evaluation reuse the answers of a
         first one (generation is deterministic at temperature 0); ``function_name`` is the
@@ -231,12 +249,19 @@ class EvaluationGate:
         contenders = ablation(candidate, incumbent)
         use_model = self.client is not None and (candidate.model or incumbent.model) is not None
         cache = {} if cache is None else cache
-        rows = {name: self.score(c, golden, feedback, cache, function_name, use_model)
-                for name, c in contenders.items()}
+        rows = {
+            name: self.score(c, golden, feedback, cache, function_name, use_model) for name, c in contenders.items()
+        }
         top = "both" if "both" in rows else next(n for n in rows if n != "incumbent")
-        summary: JSONDict = {"rows": rows, "candidate": rows[top], "incumbent": rows["incumbent"],
-                             "margin": cfg.margin, "n_golden": len(golden), "n_feedback": len(feedback),
-                             "model_evaluated": use_model}
+        summary: JSONDict = {
+            "rows": rows,
+            "candidate": rows[top],
+            "incumbent": rows["incumbent"],
+            "margin": cfg.margin,
+            "n_golden": len(golden),
+            "n_feedback": len(feedback),
+            "model_evaluated": use_model,
+        }
         if rows[top]["score"] is None:
             return GateDecision(False, "nothing measurable: no model client and no held-out feedback", summary)
         chosen, reason = decide(rows, cfg)
@@ -246,12 +271,20 @@ class EvaluationGate:
             return GateDecision(False, reason, summary)
         summary["candidate"] = rows[chosen]
         summary["delta"] = round(rows[chosen]["score"] - rows["incumbent"]["score"], 6)
-        return GateDecision(True, reason, summary, promote_model="model" in _PARTS[chosen],
-                            promote_hooks="hooks" in _PARTS[chosen])
+        return GateDecision(
+            True, reason, summary, promote_model="model" in _PARTS[chosen], promote_hooks="hooks" in _PARTS[chosen]
+        )
 
     # --- rows -------------------------------------------------------------------------
-    def score(self, contender: Contender, golden: Sequence[EvalItem], feedback: Sequence[FeedbackPair],
-              cache: AnswerCache, function_name: str = "", use_model: bool = True) -> JSONDict:
+    def score(
+        self,
+        contender: Contender,
+        golden: Sequence[EvalItem],
+        feedback: Sequence[FeedbackPair],
+        cache: AnswerCache,
+        function_name: str = "",
+        use_model: bool = True,
+    ) -> JSONDict:
         """One row's metrics (see the module docstring)."""
         metrics: JSONDict = {"model": contender.model, "hook_version": contender.hook_version}
         corrected = feedback_items(feedback)
@@ -267,13 +300,15 @@ class EvaluationGate:
             metrics.update(self._hook_metrics(contender, feedback, function_name))
         good = list(golden) + corrected
         metrics["preserve_rate"] = self._preserve_rate(contender, good, function_name)
-        measured = [metrics[k] for k in ("similarity_corrected", "similarity_accepted", "hook_similarity")
-                    if k in metrics]
+        measured = [
+            metrics[k] for k in ("similarity_corrected", "similarity_accepted", "hook_similarity") if k in metrics
+        ]
         metrics["score"] = round(float(np.mean(measured)), 6) if measured else None
         return metrics
 
-    def answers(self, contender: Contender, items: Sequence[EvalItem], cache: AnswerCache,
-                function_name: str = "") -> List[str]:
+    def answers(
+        self, contender: Contender, items: Sequence[EvalItem], cache: AnswerCache, function_name: str = ""
+    ) -> List[str]:
         """The answers the contender's pair gives: prompt hook, its model, output hook."""
         from ..call_context import suppress_capture
         from ..capture.record import apply_prompt_hook
@@ -305,15 +340,21 @@ class EvaluationGate:
         seed = openai.omit if self.config.seed is None else self.config.seed
         try:
             response = self.client.chat.completions.create(
-                model=model, messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
-                max_tokens=self.config.max_tokens, temperature=self.config.temperature, seed=seed)
+                model=model,
+                messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
+                max_tokens=self.config.max_tokens,
+                temperature=self.config.temperature,
+                seed=seed,
+            )
         except openai.APIConnectionError as exc:
             where = getattr(self.client, "base_url", "the model server")
-            raise GateError(f"evaluation failed: the model server at {where} is unreachable "
-                            f"({exc.__cause__ or exc})") from exc
+            raise GateError(
+                f"evaluation failed: the model server at {where} is unreachable ({exc.__cause__ or exc})"
+            ) from exc
         except openai.APIStatusError as exc:
-            raise GateError(f"evaluation failed: generating with {model!r} answered HTTP "
-                            f"{exc.status_code}: {exc.message}") from exc
+            raise GateError(
+                f"evaluation failed: generating with {model!r} answered HTTP {exc.status_code}: {exc.message}"
+            ) from exc
         return response.choices[0].message.content or ""
 
     def _hook_metrics(self, contender: Contender, pairs: Sequence[FeedbackPair], function_name: str) -> JSONDict:
@@ -329,14 +370,19 @@ class EvaluationGate:
         before = self._similarities([p.bad_output for p in pairs], fixed)
         exact = [h.strip() == f.strip() for h, f in zip(hooked, fixed, strict=True)]
         improved = [e or a > b + 1e-6 for e, a, b in zip(exact, after, before, strict=True)]
-        return {"exact_rate": round(float(np.mean(exact)), 6), "fix_rate": round(float(np.mean(improved)), 6),
-                "hook_similarity": round(float(np.mean(after)), 6)}
+        return {
+            "exact_rate": round(float(np.mean(exact)), 6),
+            "fix_rate": round(float(np.mean(improved)), 6),
+            "hook_similarity": round(float(np.mean(after)), 6),
+        }
 
     def _preserve_rate(self, contender: Contender, good: Sequence[EvalItem], function_name: str) -> float:
         if contender.hooks is None or not good:
             return 1.0
-        kept = [contender.hooks.apply_output(i.reference, _context(contender, i.messages, function_name))
-                == i.reference for i in good]
+        kept = [
+            contender.hooks.apply_output(i.reference, _context(contender, i.messages, function_name)) == i.reference
+            for i in good
+        ]
         return round(float(np.mean(kept)), 6)
 
 

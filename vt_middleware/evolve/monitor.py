@@ -4,6 +4,7 @@ Stages, in order: extract, synthesize, prepare, train, evaluate, promote.
 The base class keeps the seed's state (``current_stage``, ``stage_results``, ``logs``,
 ``summary()``); dashboards override what they show and call ``super()`` to keep it.
 """
+
 from __future__ import annotations
 
 import threading
@@ -40,9 +41,14 @@ class PipelineMonitor:
         with self._ensure_state():
             self.current_stage = stage
             self._stage_t0[stage] = time.monotonic()
-            self.stage_results[stage] = {"status": "running", "result": None, "error": None,
-                                         "started_at": utc_now_iso(), "duration_s": None,
-                                         "progress": {"completed": 0, "total": total}}
+            self.stage_results[stage] = {
+                "status": "running",
+                "result": None,
+                "error": None,
+                "started_at": utc_now_iso(),
+                "duration_s": None,
+                "progress": {"completed": 0, "total": total},
+            }
 
     def on_stage_progress(
         self,
@@ -54,9 +60,17 @@ class PipelineMonitor:
     ) -> None:
         """``completed`` of ``total`` steps done; ``metrics`` e.g. ``{"train_loss": 0.8}``."""
         with self._ensure_state():
-            entry = self.stage_results.setdefault(stage, {"status": "running", "result": None, "error": None,
-                                                          "started_at": utc_now_iso(), "duration_s": None,
-                                                          "progress": {}})
+            entry = self.stage_results.setdefault(
+                stage,
+                {
+                    "status": "running",
+                    "result": None,
+                    "error": None,
+                    "started_at": utc_now_iso(),
+                    "duration_s": None,
+                    "progress": {},
+                },
+            )
             progress = entry.setdefault("progress", {})
             progress.update(completed=completed, message=message)
             if total is not None:
@@ -72,8 +86,9 @@ class PipelineMonitor:
         """``stage`` failed."""
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         with self._ensure_state():  # state only: subclasses print errors their own way
-            self.logs.append({"at": utc_now_iso(), "level": "error", "stage": stage,
-                              "message": f"{stage} failed: {text}"})
+            self.logs.append(
+                {"at": utc_now_iso(), "level": "error", "stage": stage, "message": f"{stage} failed: {text}"}
+            )
         self._stage_end(stage, "failed", error=text)
 
     def on_log(self, message: str, level: str = "info") -> None:
@@ -84,8 +99,10 @@ class PipelineMonitor:
     def summary(self) -> Dict[str, Any]:
         """The state as a dict: current stage, each stage's outcome, counts, errors and logs."""
         with self._ensure_state():
-            results = {name: {**entry, "progress": dict(entry.get("progress") or {})}
-                       for name, entry in self.stage_results.items()}
+            results = {
+                name: {**entry, "progress": dict(entry.get("progress") or {})}
+                for name, entry in self.stage_results.items()
+            }
             order = [s for s in STAGES if s in results] + [s for s in results if s not in STAGES]
             return {
                 "current_stage": self.current_stage,
@@ -98,12 +115,17 @@ class PipelineMonitor:
                 "logs": [dict(line) for line in self.logs],
             }
 
-    def _stage_end(self, stage: str, status: str, result: Optional[Dict[str, Any]] = None,
-                   error: Optional[str] = None) -> None:
+    def _stage_end(
+        self, stage: str, status: str, result: Optional[Dict[str, Any]] = None, error: Optional[str] = None
+    ) -> None:
         with self._ensure_state():
             entry = self.stage_results.setdefault(stage, {"started_at": utc_now_iso(), "progress": {}})
             t0 = self._stage_t0.pop(stage, None)
-            entry.update(status=status, result=result, error=error,
-                         duration_s=None if t0 is None else round(time.monotonic() - t0, 4))
+            entry.update(
+                status=status,
+                result=result,
+                error=error,
+                duration_s=None if t0 is None else round(time.monotonic() - t0, 4),
+            )
             if self.current_stage == stage:
                 self.current_stage = None

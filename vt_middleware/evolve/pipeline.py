@@ -18,6 +18,7 @@ output fixes still help.
 One pipeline object runs one cycle at a time: a second ``run`` while one is in progress
 raises :class:`PipelineBusyError` (use one pipeline per concurrent job).
 """
+
 from __future__ import annotations
 
 import os
@@ -53,14 +54,26 @@ def _redacted(pair: FeedbackPair) -> FeedbackPair:
 class TrainingPipeline:
     """One evolution cycle for one function (seed API: ``TrainingPipeline(...).run(...)``)."""
 
-    def __init__(self, extractor: Extractor, synthesizer_output_dir: Optional[str | os.PathLike[str]] = None,
-                 trainer: Optional[Trainer] = None, monitor: Optional[Monitor] = None, gate: Optional[Gate] = None,
-                 *, base_model: Optional[str] = None, hyperparameters: Optional[Dict[str, Any]] = None,
-                 eval_client: Optional[OpenAI] = None, promoter: Optional[Promoter] = None,
-                 auto_promote: bool = True, min_train_examples: int = 1, correction_repeats: int = 1,
-                 train_timeout: Optional[float] = 3600.0, poll_interval: float = 1.0,
-                 synthesis_options: Optional[Dict[str, Any]] = None,
-                 state_dir: Optional[str | os.PathLike[str]] = None) -> None:
+    def __init__(
+        self,
+        extractor: Extractor,
+        synthesizer_output_dir: Optional[str | os.PathLike[str]] = None,
+        trainer: Optional[Trainer] = None,
+        monitor: Optional[Monitor] = None,
+        gate: Optional[Gate] = None,
+        *,
+        base_model: Optional[str] = None,
+        hyperparameters: Optional[Dict[str, Any]] = None,
+        eval_client: Optional[OpenAI] = None,
+        promoter: Optional[Promoter] = None,
+        auto_promote: bool = True,
+        min_train_examples: int = 1,
+        correction_repeats: int = 1,
+        train_timeout: Optional[float] = 3600.0,
+        poll_interval: float = 1.0,
+        synthesis_options: Optional[Dict[str, Any]] = None,
+        state_dir: Optional[str | os.PathLike[str]] = None,
+    ) -> None:
         self.extractor = extractor
         self.synthesizer_output_dir = synthesizer_output_dir
         self.trainer = trainer
@@ -106,40 +119,72 @@ class TrainingPipeline:
     def parts(self) -> PipelineParts:
         """This pipeline's collaborators and settings, as a run sees them."""
         return PipelineParts(
-            extractor=self.extractor, gate=self.gate, promoter=self.promoter, hooks_dir=self.hooks_dir,
-            trainer=self.trainer, monitor=self.monitor, base_model=self.base_model,
-            hyperparameters=dict(self.hyperparameters), synthesis_options=dict(self.synthesis_options),
-            auto_promote=self.auto_promote, min_train_examples=self.min_train_examples,
-            correction_repeats=self.correction_repeats, train_timeout=self.train_timeout,
-            poll_interval=self.poll_interval)
+            extractor=self.extractor,
+            gate=self.gate,
+            promoter=self.promoter,
+            hooks_dir=self.hooks_dir,
+            trainer=self.trainer,
+            monitor=self.monitor,
+            base_model=self.base_model,
+            hyperparameters=dict(self.hyperparameters),
+            synthesis_options=dict(self.synthesis_options),
+            auto_promote=self.auto_promote,
+            min_train_examples=self.min_train_examples,
+            correction_repeats=self.correction_repeats,
+            train_timeout=self.train_timeout,
+            poll_interval=self.poll_interval,
+        )
 
     # --- the run -------------------------------------------------------------------------
-    def run(self, function_name: str, feedback_pairs: Optional[Sequence[FeedbackPair]] = None,
-            output_dir: str | os.PathLike[str] = "./output", trigger: str = "manual") -> JSONDict:
+    def run(
+        self,
+        function_name: str,
+        feedback_pairs: Optional[Sequence[FeedbackPair]] = None,
+        output_dir: str | os.PathLike[str] = "./output",
+        trigger: str = "manual",
+    ) -> JSONDict:
         """Run every stage; return the seed's result keys plus counts, rules, cost, gate, promoted.
         A failing stage is recorded in the run record and its error re-raised."""
         if not isinstance(function_name, str) or not function_name:
             raise DataError(f"function_name must be a non-empty string, got {function_name!r}")
         if not self._busy.acquire(blocking=False):
-            raise PipelineBusyError(f"this TrainingPipeline is already running {self.last_run_id}; "
-                                    f"runs of one pipeline object do not overlap (wait for it, or use "
-                                    f"another TrainingPipeline)")
+            raise PipelineBusyError(
+                f"this TrainingPipeline is already running {self.last_run_id}; "
+                f"runs of one pipeline object do not overlap (wait for it, or use "
+                f"another TrainingPipeline)"
+            )
         try:
             return self._run(function_name, feedback_pairs, Path(output_dir), trigger)
         finally:
             self._busy.release()
 
-    def _run(self, function_name: str, feedback_pairs: Optional[Sequence[FeedbackPair]], out: Path,
-             trigger: str) -> JSONDict:
+    def _run(
+        self, function_name: str, feedback_pairs: Optional[Sequence[FeedbackPair]], out: Path, trigger: str
+    ) -> JSONDict:
         record = RunRecorder(function_name, self.state_dir, trigger=trigger)
         self.last_run_id = record.run_id
         out.mkdir(parents=True, exist_ok=True)
         result: JSONDict = {
-            "run_id": record.run_id, "function_name": function_name, "status": "running",
-            "train": {"status": "skipped", "fine_tuned_model": None}, "golden_data_path": None,
-            "hook_script_path": None, "hook_version": None, "hook_estimate": None, "steady": 0, "anomalies": 0,
-            "golden_examples": 0, "train_examples": 0, "holdout_examples": 0, "feedback_pairs": 0,
-            "rules": [], "cost": None, "gate": None, "promoted": False, "promoted_parts": [], "skipped": {},
+            "run_id": record.run_id,
+            "function_name": function_name,
+            "status": "running",
+            "train": {"status": "skipped", "fine_tuned_model": None},
+            "golden_data_path": None,
+            "hook_script_path": None,
+            "hook_version": None,
+            "hook_estimate": None,
+            "steady": 0,
+            "anomalies": 0,
+            "golden_examples": 0,
+            "train_examples": 0,
+            "holdout_examples": 0,
+            "feedback_pairs": 0,
+            "rules": [],
+            "cost": None,
+            "gate": None,
+            "promoted": False,
+            "promoted_parts": [],
+            "skipped": {},
             "run_dir": str(record.folder),
         }
         ctx = RunContext(self.parts(), function_name, out, record, result)
@@ -160,12 +205,16 @@ class TrainingPipeline:
     def _stages(self, ctx: RunContext, feedback_pairs: Optional[Sequence[FeedbackPair]]) -> None:
         pairs = list(feedback_pairs) if feedback_pairs is not None else self._stored_feedback(ctx.function_name)
         pairs = [_redacted(p) for p in pairs]  # secrets never become hook literals or run records
-        ctx.feedback_train, ctx.feedback_holdout = split_holdout(pairs, self.gate.config.holdout_fraction,
-                                                                 feedback_key)
+        ctx.feedback_train, ctx.feedback_holdout = split_holdout(pairs, self.gate.config.holdout_fraction, feedback_key)
         ctx.result["feedback_pairs"] = len(pairs)
-        for name, stage, total in (("extract", stages.extract, None), ("synthesize", stages.synthesize, None),
-                                   ("prepare", stages.prepare, 1), ("train", stages.train, None),
-                                   ("evaluate", stages.evaluate, None), ("promote", stages.promote, None)):
+        for name, stage, total in (
+            ("extract", stages.extract, None),
+            ("synthesize", stages.synthesize, None),
+            ("prepare", stages.prepare, 1),
+            ("train", stages.train, None),
+            ("evaluate", stages.evaluate, None),
+            ("promote", stages.promote, None),
+        ):
             self._stage(ctx, name, stage, total)
 
     @staticmethod

@@ -4,6 +4,7 @@ Any object with these methods fits: the seed-compatible ``DensityBasedExtractor`
 trainers of ``vt_middleware.train``, ``evolve.monitor.PipelineMonitor`` and its
 dashboards, :class:`~.swap.Promoter` and :class:`~.gate.EvaluationGate`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,14 @@ class Monitor(Protocol):
 
     def on_stage_start(self, stage: str, total: Optional[int] = None) -> None: ...
 
-    def on_stage_progress(self, stage: str, completed: int, total: Optional[int] = None, message: str = "",
-                          metrics: Optional[JSONDict] = None) -> None: ...
+    def on_stage_progress(
+        self,
+        stage: str,
+        completed: int,
+        total: Optional[int] = None,
+        message: str = "",
+        metrics: Optional[JSONDict] = None,
+    ) -> None: ...
 
     def on_stage_complete(self, stage: str, result: Optional[JSONDict] = None) -> None: ...
 
@@ -61,9 +68,17 @@ class Trainer(Protocol):
 class Promoter(Protocol):
     """Makes (model route, hook version) live in one step and records the promotion."""
 
-    def promote(self, base_model: Optional[str], fine_tuned_model: Optional[str], hook_version: Optional[str], *,
-                hooks: Optional[LoadedHooks] = None, hooks_dir: Optional[Union[str, Path]] = None,
-                run_id: Optional[str] = None, reason: str = "promote") -> JSONDict: ...
+    def promote(
+        self,
+        base_model: Optional[str],
+        fine_tuned_model: Optional[str],
+        hook_version: Optional[str],
+        *,
+        hooks: Optional[LoadedHooks] = None,
+        hooks_dir: Optional[Union[str, Path]] = None,
+        run_id: Optional[str] = None,
+        reason: str = "promote",
+    ) -> JSONDict: ...
 
 
 class Gate(Protocol):
@@ -75,6 +90,13 @@ class Gate(Protocol):
     @property
     def client(self) -> Optional[OpenAI]: ...
 
-    def evaluate(self, candidate: Contender, incumbent: Contender,
-                 golden_holdout: Sequence[JSONDict] = (), feedback_holdout: Sequence[FeedbackPair] = (),
-                 cache: Optional[AnswerCache] = None, *, function_name: str = "") -> GateDecision: ...
+    def evaluate(
+        self,
+        candidate: Contender,
+        incumbent: Contender,
+        golden_holdout: Sequence[JSONDict] = (),
+        feedback_holdout: Sequence[FeedbackPair] = (),
+        cache: Optional[AnswerCache] = None,
+        *,
+        function_name: str = "",
+    ) -> GateDecision: ...

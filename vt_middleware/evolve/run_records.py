@@ -21,6 +21,7 @@ stage, so a dashboard sees a run in progress). Schema::
                    "reason": "...", "metrics": {...}}       # metrics["rows"]: the gate's ablation
     }
 """
+
 from __future__ import annotations
 
 import json
@@ -70,14 +71,24 @@ def error_text(exc: BaseException | str) -> str:
 class RunRecorder:
     """Builds one run's record and keeps ``run.json`` current."""
 
-    def __init__(self, function_name: str, state_dir: Optional[os.PathLike | str] = None,
-                 run_id: Optional[str] = None, trigger: str = "manual") -> None:
+    def __init__(
+        self,
+        function_name: str,
+        state_dir: Optional[os.PathLike | str] = None,
+        run_id: Optional[str] = None,
+        trigger: str = "manual",
+    ) -> None:
         self.run_id = run_id or new_run_id()
         self.path = runs_dir(state_dir) / self.run_id / RUN_FILE
         self._t0: Dict[str, float] = {}
         self.data: Dict[str, Any] = {
-            "run_id": self.run_id, "function_name": function_name, "started_at": utc_now_iso(),
-            "finished_at": None, "status": "running", "trigger": trigger, "stages": {},
+            "run_id": self.run_id,
+            "function_name": function_name,
+            "started_at": utc_now_iso(),
+            "finished_at": None,
+            "status": "running",
+            "trigger": trigger,
+            "stages": {},
             "result": {},
             "decision": {"promoted": False, "parts": [], "reason": "not evaluated yet", "metrics": {}},
         }
@@ -92,15 +103,25 @@ class RunRecorder:
 
     def stage_start(self, stage: str) -> None:
         self._t0[stage] = time.perf_counter()
-        self.data["stages"][stage] = {"status": "running", "started_at": utc_now_iso(), "duration_s": None,
-                                      "result": None, "error": None}
+        self.data["stages"][stage] = {
+            "status": "running",
+            "started_at": utc_now_iso(),
+            "duration_s": None,
+            "result": None,
+            "error": None,
+        }
         self.save()
 
-    def stage_end(self, stage: str, status: str, result: Optional[Dict[str, Any]] = None,
-                  error: BaseException | str | None = None) -> None:
+    def stage_end(
+        self, stage: str, status: str, result: Optional[Dict[str, Any]] = None, error: BaseException | str | None = None
+    ) -> None:
         entry = self.data["stages"].setdefault(stage, {"started_at": utc_now_iso()})
-        entry.update(status=status, result=result, error=None if error is None else error_text(error),
-                     duration_s=round(time.perf_counter() - self._t0.get(stage, time.perf_counter()), 4))
+        entry.update(
+            status=status,
+            result=result,
+            error=None if error is None else error_text(error),
+            duration_s=round(time.perf_counter() - self._t0.get(stage, time.perf_counter()), 4),
+        )
         self.save()
 
     def stage_update(self, stage: str, result: Dict[str, Any]) -> None:
@@ -108,10 +129,10 @@ class RunRecorder:
         self.data["stages"].setdefault(stage, {"status": "running"})["result"] = result
         self.save()
 
-    def decide(self, promoted: bool, reason: str, metrics: Optional[Dict[str, Any]] = None,
-               parts: Sequence[str] = ()) -> None:
-        self.data["decision"] = {"promoted": promoted, "parts": list(parts), "reason": reason,
-                                 "metrics": metrics or {}}
+    def decide(
+        self, promoted: bool, reason: str, metrics: Optional[Dict[str, Any]] = None, parts: Sequence[str] = ()
+    ) -> None:
+        self.data["decision"] = {"promoted": promoted, "parts": list(parts), "reason": reason, "metrics": metrics or {}}
         self.save()
 
     def finish(self, status: str, result: Dict[str, Any]) -> None:
@@ -127,8 +148,9 @@ def load_run(run_id: str, state_dir: Optional[os.PathLike | str] = None) -> Dict
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def list_runs(state_dir: Optional[os.PathLike | str] = None, function_name: Optional[str] = None,
-              limit: Optional[int] = None) -> List[Dict[str, Any]]:
+def list_runs(
+    state_dir: Optional[os.PathLike | str] = None, function_name: Optional[str] = None, limit: Optional[int] = None
+) -> List[Dict[str, Any]]:
     """Run records, newest first (unreadable ones are skipped)."""
     root = runs_dir(state_dir)
     if not root.exists():

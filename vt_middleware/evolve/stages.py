@@ -5,6 +5,7 @@ small JSON summary for the run record and the monitor; ``StageSkipped`` marks a 
 nothing to do (the reason is recorded). The context is made fresh for every run, so two runs
 never share state through the pipeline object.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -98,16 +99,20 @@ def write_jsonl(path: Path, rows: Sequence[JSONDict]) -> None:
 
 
 def _chat(messages: Sequence[JSONDict]) -> List[JSONDict]:
-    return [{"role": m["role"], "content": m["content"]} for m in messages
-            if m.get("role") in CHAT_ROLES and isinstance(m.get("content"), str) and m["content"].strip()]
+    return [
+        {"role": m["role"], "content": m["content"]}
+        for m in messages
+        if m.get("role") in CHAT_ROLES and isinstance(m.get("content"), str) and m["content"].strip()
+    ]
 
 
 def _prompt_key(messages: Sequence[JSONDict]) -> str:
     return json.dumps(_chat(messages), sort_keys=True, ensure_ascii=False)
 
 
-def training_rows(golden: Sequence[JSONDict], corrections: Sequence[FeedbackPair],
-                  held_out: Sequence[FeedbackPair], repeats: int = 1) -> List[JSONDict]:
+def training_rows(
+    golden: Sequence[JSONDict], corrections: Sequence[FeedbackPair], held_out: Sequence[FeedbackPair], repeats: int = 1
+) -> List[JSONDict]:
     """The fine-tuning set: golden rows plus each training correction of a captured call
     ``repeats`` times (the call's messages with the fixed answer, replacing a golden row of the
     same request). Golden rows asking a held-out correction's request are left out, so the
@@ -138,8 +143,14 @@ def extract(ctx: RunContext) -> JSONDict:
     write_jsonl(ctx.output_dir / HOLDOUT_FILE, holdout)
     result = ctx.result
     result.update(golden_examples=len(golden), train_examples=len(ctx.golden_train), holdout_examples=len(holdout))
-    return {"steady": result["steady"], "anomalies": result["anomalies"], "golden_examples": len(golden),
-            "train": len(ctx.golden_train), "holdout": len(holdout), "path": result["golden_data_path"]}
+    return {
+        "steady": result["steady"],
+        "anomalies": result["anomalies"],
+        "golden_examples": len(golden),
+        "train": len(ctx.golden_train),
+        "holdout": len(holdout),
+        "path": result["golden_data_path"],
+    }
 
 
 def _golden(ctx: RunContext) -> List[JSONDict]:
@@ -166,8 +177,11 @@ def synthesize(ctx: RunContext) -> JSONDict:
     """A candidate hook version from the training corrections."""
     pairs = ctx.feedback_train
     if not pairs:
-        raise StageSkipped("no feedback pairs to synthesise hooks from" if not ctx.feedback_holdout else
-                           "all feedback pairs are held out for evaluation (need at least 2)")
+        raise StageSkipped(
+            "no feedback pairs to synthesise hooks from"
+            if not ctx.feedback_holdout
+            else "all feedback pairs are held out for evaluation (need at least 2)"
+        )
     ctx.hooks = synthesize_hooks(ctx, pairs)
     result = ctx.result
     return {"hook_version": result["hook_version"], "rules": len(result["rules"]), "path": result["hook_script_path"]}
@@ -179,11 +193,17 @@ def synthesize_hooks(ctx: RunContext, pairs: Sequence[FeedbackPair], **overrides
 
     options = {"negatives": negatives(ctx), **ctx.parts.synthesis_options, **overrides}
     made = synthesis.synthesize_version(pairs, ctx.parts.hooks_dir, activate=False, **options)
-    ctx.result.update(hook_script_path=made.hook_path, hook_version=made.version,
-                      rules=[r.to_dict() for r in made.rules], hook_estimate=made.estimate)
+    ctx.result.update(
+        hook_script_path=made.hook_path,
+        hook_version=made.version,
+        rules=[r.to_dict() for r in made.rules],
+        hook_estimate=made.estimate,
+    )
     if not made.rules:
-        raise StageSkipped(f"no rule generalised from {len(pairs)} feedback pair(s); "
-                           f"hook version {made.version} is a pass-through and is not a candidate")
+        raise StageSkipped(
+            f"no rule generalised from {len(pairs)} feedback pair(s); "
+            f"hook version {made.version} is a pass-through and is not a candidate"
+        )
     if not made.validation.get("ok", True):
         raise StageSkipped(f"hook version {made.version} failed validation: {made.validation}")
     return LoadedHooks.from_file(Path(made.hook_path), made.version)
@@ -209,8 +229,9 @@ def training_skip_reason(ctx: RunContext) -> Optional[str]:
         return "no trainer configured"
     n = ctx.result["train_examples"]
     if n < ctx.parts.min_train_examples:
-        reason = (f"empty golden set: {n} training example(s), need at least {ctx.parts.min_train_examples}; "
-                  f"training skipped")
+        reason = (
+            f"empty golden set: {n} training example(s), need at least {ctx.parts.min_train_examples}; training skipped"
+        )
         extract_skip = ctx.result["skipped"].get("extract")
         return f"{reason} ({extract_skip})" if extract_skip else reason
     return None
@@ -257,22 +278,29 @@ def train(ctx: RunContext) -> JSONDict:
     if reason or trainer is None or ctx.file_id is None:
         raise StageSkipped(reason or "no training file was staged")
     parts = ctx.parts
-    job_id = trainer.start_training(ctx.file_id, model=parts.base_model or "",
-                                    hyperparameters=parts.hyperparameters or None)
+    job_id = trainer.start_training(
+        ctx.file_id, model=parts.base_model or "", hyperparameters=parts.hyperparameters or None
+    )
     ctx.result["train"] = {"status": "running", "job_id": job_id, "fine_tuned_model": None}
     ctx.record.stage_update("train", {"job_id": job_id})
     outcome = trainer.wait(job_id, poll_interval=parts.poll_interval, timeout=parts.train_timeout)
     ctx.result["train"] = outcome
     ctx.fine_tuned_model = outcome.get("fine_tuned_model")
-    return {"job_id": job_id, "fine_tuned_model": ctx.fine_tuned_model,
-            "metrics": {k: v for k, v in (outcome.get("metrics") or {}).items() if k != "train_loss_curve"}}
+    return {
+        "job_id": job_id,
+        "fine_tuned_model": ctx.fine_tuned_model,
+        "metrics": {k: v for k, v in (outcome.get("metrics") or {}).items() if k != "train_loss_curve"},
+    }
 
 
 def evaluate(ctx: RunContext) -> JSONDict:
     """The gate's ablation and decision (a second pass without prompt rules when they derail the model)."""
     decision = _judge(ctx, ctx.hooks)
-    if (not decision.promote_hooks and decision.metrics.get("model_evaluated")
-            and any(rule.get("kind") == "prompt" for rule in ctx.result["rules"])):
+    if (
+        not decision.promote_hooks
+        and decision.metrics.get("model_evaluated")
+        and any(rule.get("kind") == "prompt" for rule in ctx.result["rules"])
+    ):
         decision = _retry_without_prompt_rules(ctx, decision)
     ctx.decision = decision
     ctx.result["gate"] = decision.to_dict()
@@ -292,8 +320,14 @@ def _judge(ctx: RunContext, hooks: Optional[LoadedHooks]) -> GateDecision:
         ctx.result["skipped"]["model_promotion"] = "no client to evaluate the fine-tuned model; not promoted"
         ctx.fine_tuned_model = None
     candidate = Contender("candidate", ctx.fine_tuned_model or incumbent_model, hooks or live.hooks)
-    return gate.evaluate(candidate, Contender("incumbent", incumbent_model, live.hooks), ctx.golden_holdout,
-                         ctx.feedback_holdout, ctx.answers, function_name=ctx.function_name)
+    return gate.evaluate(
+        candidate,
+        Contender("incumbent", incumbent_model, live.hooks),
+        ctx.golden_holdout,
+        ctx.feedback_holdout,
+        ctx.answers,
+        function_name=ctx.function_name,
+    )
 
 
 def _retry_without_prompt_rules(ctx: RunContext, decision: GateDecision) -> GateDecision:
@@ -309,8 +343,10 @@ def _retry_without_prompt_rules(ctx: RunContext, decision: GateDecision) -> Gate
     if retry is None or not retry.promote_hooks:
         ctx.result.update(kept)
         return decision
-    retry.metrics["without_prompt_rules"] = {"first_decision": decision.reason,
-                                             "first_hook_version": kept["hook_version"]}
+    retry.metrics["without_prompt_rules"] = {
+        "first_decision": decision.reason,
+        "first_hook_version": kept["hook_version"],
+    }
     ctx.hooks = fallback
     return retry
 
@@ -326,10 +362,20 @@ def promote(ctx: RunContext) -> JSONDict:
     model = ctx.fine_tuned_model if decision.promote_model else None
     hooks = ctx.hooks if decision.promote_hooks else None
     run_id = ctx.record.run_id
-    row = parts.promoter.promote(parts.base_model, model, ctx.result["hook_version"] if hooks else None,
-                                 hooks=hooks, hooks_dir=parts.hooks_dir, run_id=run_id,
-                                 reason=f"run {run_id}: {decision.reason}")
+    row = parts.promoter.promote(
+        parts.base_model,
+        model,
+        ctx.result["hook_version"] if hooks else None,
+        hooks=hooks,
+        hooks_dir=parts.hooks_dir,
+        run_id=run_id,
+        reason=f"run {run_id}: {decision.reason}",
+    )
     ctx.result.update(promoted=True, promoted_parts=decision.parts, promotion=row)
     ctx.record.decide(True, decision.reason, decision.metrics, decision.parts)
-    return {"promotion_id": row.get("promotion_id"), "parts": decision.parts, "routes": row.get("routes"),
-            "hook_version": row.get("hook_version")}
+    return {
+        "promotion_id": row.get("promotion_id"),
+        "parts": decision.parts,
+        "routes": row.get("routes"),
+        "hook_version": row.get("hook_version"),
+    }

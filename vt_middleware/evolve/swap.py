@@ -6,6 +6,7 @@ what is live, each promotion loads the version, records the row, swaps the runti
 one reference and derives the mirror and ``ACTIVE`` files in the background; ``rollback`` is
 the one rollback every caller uses. This module is the evolve stage's entry to it.
 """
+
 from __future__ import annotations
 
 from ..runtime.live import PairState, Promoter, get_promoter, promote, promotion_history, rollback, sync_from_store

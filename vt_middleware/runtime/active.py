@@ -9,6 +9,7 @@ The process-wide runtime boots lazily: the first ``current()`` applies what is r
 without calling anything. An explicit ``activate`` before that first read wins over the
 recorded state. Promotion and rollback, recorded for every instance, are ``runtime/live.py``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -47,8 +48,7 @@ Bootstrap = Callable[["Runtime"], None]
 class Runtime:
     """Holds the current pair and the earlier ones (for inspection; rollback is ``live.Promoter``)."""
 
-    def __init__(self, bootstrap: Optional[Bootstrap] = None,
-                 on_reset: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, bootstrap: Optional[Bootstrap] = None, on_reset: Optional[Callable[[], None]] = None) -> None:
         self._lock = threading.Lock()
         self._current = ActivePair()
         self._history: List[ActivePair] = []

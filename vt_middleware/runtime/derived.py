@@ -6,6 +6,7 @@ own thread, the latest-row mirror (``VTPromotions.latest.json``: next to a lite 
 newest pending row is written (a burst of swaps costs one write); ``flush`` waits for it, and
 the files of a process that exits are flushed at exit (bounded).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -109,9 +110,16 @@ class DerivedFiles:
             if self._pointed.get(folder, "?") != version:
                 hook_dir = self._dirs.setdefault(folder, HookDir(folder))
                 if hook_dir.active_version() != version or version is None:
-                    hook_dir.write_pointer(version, {
-                        "at": row.get("at"), "action": row.get("action"), "version": version,
-                        "promotion_id": row.get("promotion_id"), "reason": row.get("reason", "")})
+                    hook_dir.write_pointer(
+                        version,
+                        {
+                            "at": row.get("at"),
+                            "action": row.get("action"),
+                            "version": version,
+                            "promotion_id": row.get("promotion_id"),
+                            "reason": row.get("reason", ""),
+                        },
+                    )
                 self._pointed[folder] = version
         except Exception as exc:  # noqa: BLE001 - caches only: the record and the live pair stand
             try:

@@ -12,6 +12,7 @@ The promotion record in the store says what is live; ``ACTIVE`` and ``history.js
 written from it after each change and read only as a start-up cache (see ``runtime/sync.py``).
 Writing new versions is the synthesis stage's job (``synthesize/versions.py``).
 """
+
 from __future__ import annotations
 
 import json
@@ -70,11 +71,15 @@ class HookDir:
         except FileNotFoundError:
             raise HookError(f"hook version {version} does not exist in {self.hooks_dir}") from None
         except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-            raise HookError(f"hook version {version} has a broken manifest {path}: {exc}; it cannot be "
-                            f"activated (restore the file or delete the folder {path.parent})") from exc
+            raise HookError(
+                f"hook version {version} has a broken manifest {path}: {exc}; it cannot be "
+                f"activated (restore the file or delete the folder {path.parent})"
+            ) from exc
         if not isinstance(manifest, dict):
-            raise HookError(f"hook version {version} has a broken manifest {path}: expected a JSON object, "
-                            f"got {type(manifest).__name__}")
+            raise HookError(
+                f"hook version {version} has a broken manifest {path}: expected a JSON object, "
+                f"got {type(manifest).__name__}"
+            )
         return manifest
 
     def version_names(self) -> List[str]:

@@ -4,6 +4,7 @@ Each version is imported from its file under a fresh module name
 (``vt_hooks_<version>_<n>``); nothing is ever reloaded in place, so a call that
 holds the old module keeps running the old code.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -110,8 +111,10 @@ class LoadedHooks:
         try:
             inner = factory(context)
             if not callable(getattr(inner, "feed", None)) or not callable(getattr(inner, "finish", None)):
-                raise HookError(f"intercept_output_stream returned {type(inner).__name__}, "
-                                "expected an object with feed() and finish()")
+                raise HookError(
+                    f"intercept_output_stream returned {type(inner).__name__}, "
+                    "expected an object with feed() and finish()"
+                )
         except Exception as exc:  # noqa: BLE001
             self._failed()
             record_internal_error("hooks.intercept_output_stream", exc)
@@ -150,8 +153,7 @@ class LoadedHooks:
         if thread.is_alive():
             self.disabled = True
             self._consecutive = max(self._consecutive, self.rollback_after - 1)  # trip now
-            raise HookError(f"{fn_name} of hook version {self.version} ran past {self.timeout_s}s; "
-                            "version disabled")
+            raise HookError(f"{fn_name} of hook version {self.version} ran past {self.timeout_s}s; version disabled")
         if "error" in box:
             raise box["error"]
         return box.get("result")
@@ -244,4 +246,4 @@ class _GuardedStream:
         raw, done = "".join(self.fed), "".join(self.emitted)
         self.hooks._failed()
         record_internal_error("hooks.intercept_output_stream", exc)
-        return raw[len(done):] if raw.startswith(done) else current
+        return raw[len(done) :] if raw.startswith(done) else current

@@ -15,6 +15,7 @@ auto-rollback of a failing hook version and every instance following the record 
 A row whose hook version cannot be loaded here (missing or broken) is served with the last
 version that validated instead (see :meth:`Promoter.serving_hooks`).
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,12 @@ class PairState:
     promotion_id: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"routes": dict(self.routes), "hook_version": self.hook_version, "hooks_dir": self.hooks_dir,
-                "promotion_id": self.promotion_id}
+        return {
+            "routes": dict(self.routes),
+            "hook_version": self.hook_version,
+            "hooks_dir": self.hooks_dir,
+            "promotion_id": self.promotion_id,
+        }
 
     def to_row(self) -> Dict[str, Any]:
         return {**self.to_dict(), "routes": json.dumps(dict(self.routes), sort_keys=True)}
@@ -67,9 +72,12 @@ class PairState:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> PairState:
         routes = row.get("routes") or {}
-        return cls(routes=json.loads(routes) if isinstance(routes, str) else dict(routes),
-                   hook_version=row.get("hook_version"), hooks_dir=row.get("hooks_dir"),
-                   promotion_id=row.get("promotion_id"))
+        return cls(
+            routes=json.loads(routes) if isinstance(routes, str) else dict(routes),
+            hook_version=row.get("hook_version"),
+            hooks_dir=row.get("hooks_dir"),
+            promotion_id=row.get("promotion_id"),
+        )
 
 
 def rollback_stack(row: Mapping[str, Any]) -> List[PairState]:
@@ -86,9 +94,15 @@ def rollback_stack(row: Mapping[str, Any]) -> List[PairState]:
 class Promoter:
     """Makes pairs live on a runtime and records them; one per (config, runtime)."""
 
-    def __init__(self, runtime: Optional[Runtime] = None, store: Optional[PromotionLog] = None,
-                 hooks_dir: Optional[str | Path] = None, instance_id: Optional[str] = None,
-                 config: Optional[VTConfig] = None, rollback_after: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        runtime: Optional[Runtime] = None,
+        store: Optional[PromotionLog] = None,
+        hooks_dir: Optional[str | Path] = None,
+        instance_id: Optional[str] = None,
+        config: Optional[VTConfig] = None,
+        rollback_after: Optional[int] = None,
+    ) -> None:
         self.config = config or get_config()
         self.runtime = runtime or get_runtime()
         self._store = store
@@ -117,9 +131,18 @@ class Promoter:
         return self._store
 
     # --- changing what is live ------------------------------------------------------------
-    def promote(self, base_model: Optional[str], fine_tuned_model: Optional[str], hook_version: Optional[str],
-                *, hooks: Optional[LoadedHooks] = None, hooks_dir: Optional[str | Path] = None,
-                run_id: Optional[str] = None, reason: str = "promote", record: bool = True) -> Dict[str, Any]:
+    def promote(
+        self,
+        base_model: Optional[str],
+        fine_tuned_model: Optional[str],
+        hook_version: Optional[str],
+        *,
+        hooks: Optional[LoadedHooks] = None,
+        hooks_dir: Optional[str | Path] = None,
+        run_id: Optional[str] = None,
+        reason: str = "promote",
+        record: bool = True,
+    ) -> Dict[str, Any]:
         """Route ``base_model`` to ``fine_tuned_model`` (None: routes unchanged) and make
         ``hook_version`` live (None: hooks unchanged), atomically; return the promotion row.
         Raises (and changes nothing) when the version does not load or the row cannot be recorded."""
@@ -144,14 +167,23 @@ class Promoter:
                 version, folder_text = hook_version, folder
             state = PairState(routes, version, folder_text, promotion_id=f"promo-{uuid.uuid4().hex[:16]}")
             stack = [*self._stack, self._state][-STACK_DEPTH:]
-            row = self._row("promote", state, stack, base_model=base_model, fine_tuned_model=fine_tuned_model,
-                            run_id=run_id, reason=reason)
+            row = self._row(
+                "promote",
+                state,
+                stack,
+                base_model=base_model,
+                fine_tuned_model=fine_tuned_model,
+                run_id=run_id,
+                reason=reason,
+            )
             if record:
                 try:
                     self._record(row)
                 except Exception as exc:
-                    raise StoreError(f"promotion {state.promotion_id} could not be recorded, nothing was "
-                                     f"made live: {type(exc).__name__}: {exc}") from exc
+                    raise StoreError(
+                        f"promotion {state.promotion_id} could not be recorded, nothing was "
+                        f"made live: {type(exc).__name__}: {exc}"
+                    ) from exc
             self._swap(new_hooks, routes, f"promote:{state.promotion_id}", row, state, stack)
         self.files.submit(row, mirror=record)
         return row
@@ -216,8 +248,13 @@ class Promoter:
 
     def current_state(self) -> Dict[str, Any]:
         pair = self.runtime.current()
-        return {**self._state.to_row(), "routes": dict(pair.routes), "hook_version": pair.hook_version,
-                "generation": pair.generation, "label": pair.label}
+        return {
+            **self._state.to_row(),
+            "routes": dict(pair.routes),
+            "hook_version": pair.hook_version,
+            "generation": pair.generation,
+            "label": pair.label,
+        }
 
     def flush_files(self, timeout: float = 5.0) -> bool:
         """Wait until the derived files (mirror, ``ACTIVE``, history) show the live row."""
@@ -239,7 +276,9 @@ class Promoter:
         except Exception as exc:  # noqa: BLE001 - raised when strict, else served by a fallback
             record_internal_error("runtime.load_hooks", exc)
         hook_dir = HookDir(folder)
-        live_before = [e.hook_version for e in reversed(earlier) if e.hook_version and (e.hooks_dir or folder) == folder]
+        live_before = [
+            e.hook_version for e in reversed(earlier) if e.hook_version and (e.hooks_dir or folder) == folder
+        ]
         candidates = [v for v in live_before if v != state.hook_version and hook_dir.validated(v)]
         candidates += [v for v in hook_dir.fallbacks(state.hook_version) if v not in candidates]
         for candidate in candidates:
@@ -248,20 +287,25 @@ class Promoter:
             except Exception as exc:  # noqa: BLE001 - try the next older one
                 logger.warning("fallback hook version %s does not load either: %s", candidate, exc)
                 continue
-            logger.warning("hook version %s cannot be served; serving %s, the last that validated",
-                           state.hook_version, candidate)
+            logger.warning(
+                "hook version %s cannot be served; serving %s, the last that validated", state.hook_version, candidate
+            )
             return hooks
-        logger.warning("hook version %s cannot be served and no earlier version validated: no hooks",
-                       state.hook_version)
+        logger.warning(
+            "hook version %s cannot be served and no earlier version validated: no hooks", state.hook_version
+        )
         return None
 
     def _load(self, folder: str, version: str) -> LoadedHooks:
         key = (folder, version)
         cached = self._hooks.get(key)
         if cached is None:
-            cached = LoadedHooks.from_file(HookDir(folder).hook_path(version), version,
-                                           rollback_after=self.rollback_after,
-                                           on_repeated_failure=self._on_repeated_failure)
+            cached = LoadedHooks.from_file(
+                HookDir(folder).hook_path(version),
+                version,
+                rollback_after=self.rollback_after,
+                on_repeated_failure=self._on_repeated_failure,
+            )
             self._hooks[key] = cached
         return cached
 
@@ -271,16 +315,25 @@ class Promoter:
             try:
                 if self.runtime.current().hooks is hooks:
                     self.auto_rollbacks.append(hooks.version)
-                    self.rollback(reason=f"auto: hooks {hooks.version} failed {hooks.rollback_after} calls in a row",
-                                  record=self._applied_at_ns > 0)
+                    self.rollback(
+                        reason=f"auto: hooks {hooks.version} failed {hooks.rollback_after} calls in a row",
+                        record=self._applied_at_ns > 0,
+                    )
             except Exception as exc:  # noqa: BLE001
                 record_internal_error("runtime.auto_rollback", exc)
 
         threading.Thread(target=_rollback, name="vt-auto-rollback", daemon=True).start()
 
     # --- internals -------------------------------------------------------------------------
-    def _swap(self, hooks: Optional[LoadedHooks], routes: Dict[str, str], label: str,
-              row: Optional[Dict[str, Any]], state: PairState, stack: List[PairState]) -> ActivePair:
+    def _swap(
+        self,
+        hooks: Optional[LoadedHooks],
+        routes: Dict[str, str],
+        label: str,
+        row: Optional[Dict[str, Any]],
+        state: PairState,
+        stack: List[PairState],
+    ) -> ActivePair:
         started = time.perf_counter()
         pair = self.runtime.activate(hooks=hooks, routes=routes, label=label)
         self.last_swap_s = time.perf_counter() - started
@@ -296,9 +349,15 @@ class Promoter:
 
     def _row(self, action: str, state: PairState, stack: List[PairState], **extra: Any) -> Dict[str, Any]:
         at_ns = max(time.time_ns(), self._applied_at_ns + 1)
-        return {"action": action, **state.to_row(), "previous": json.dumps([s.to_dict() for s in stack]),
-                "instance_id": self.instance_id, "at_ns": at_ns, "at": utc_now_iso(),
-                **{k: v for k, v in extra.items() if v is not None}}
+        return {
+            "action": action,
+            **state.to_row(),
+            "previous": json.dumps([s.to_dict() for s in stack]),
+            "instance_id": self.instance_id,
+            "at_ns": at_ns,
+            "at": utc_now_iso(),
+            **{k: v for k, v in extra.items() if v is not None},
+        }
 
 
 _promoters: PerConfig[Promoter] = PerConfig(lambda config: Promoter(config=config))
@@ -309,8 +368,9 @@ def get_promoter() -> Promoter:
     return _promoters.get()
 
 
-def promote(base_model: Optional[str], fine_tuned_model: Optional[str], hook_version: Optional[str],
-            **kwargs: Any) -> Dict[str, Any]:
+def promote(
+    base_model: Optional[str], fine_tuned_model: Optional[str], hook_version: Optional[str], **kwargs: Any
+) -> Dict[str, Any]:
     """Make (fine-tuned model routing, hook version) live together; see :meth:`Promoter.promote`."""
     return get_promoter().promote(base_model, fine_tuned_model, hook_version, **kwargs)
 

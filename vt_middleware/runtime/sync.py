@@ -9,6 +9,7 @@ and applies its latest row when it is newer. The hooks folder's ``ACTIVE`` file 
 here: it names a hook version without its model routes, and serving it alone could mix a pair. With ``VTConfig.sync_interval_s`` set, a :class:`HookWatcher` keeps doing that, so
 app instances sharing a store converge.
 """
+
 from __future__ import annotations
 
 import importlib

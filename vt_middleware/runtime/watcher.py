@@ -6,6 +6,7 @@ runtime's pair; hooks loaded under a new module name, never reloaded in place; a
 cannot be loaded here is replaced by the last one that validated). A hook version that keeps
 raising is rolled back by the same promoter, with the one rollback every caller uses.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,9 @@ class HookWatcher:
         if promoter is None:
             own = runtime is not None or hooks_dir is not None or rollback_after is not None
             folder = Path(hooks_dir) if hooks_dir is not None else None
-            promoter = Promoter(runtime=runtime, hooks_dir=folder, rollback_after=rollback_after) if own \
-                else get_promoter()
+            promoter = (
+                Promoter(runtime=runtime, hooks_dir=folder, rollback_after=rollback_after) if own else get_promoter()
+            )
         self.promoter = promoter
         self.runtime = promoter.runtime
         self.poll_interval = poll_interval

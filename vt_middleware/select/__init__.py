@@ -1,10 +1,11 @@
 """Golden data selection: density on the embedding graph, steady-state clusters,
 anomalies, ChatML export. Heavy parts (pynndescent, scipy) load on first use."""
+
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DensityBasedExtractor", "select_golden", "compute_density", "SelectionParams"]
+__all__ = ["DensityBasedExtractor", "SelectionParams", "compute_density", "select_golden"]
 
 
 def __getattr__(name: str) -> Any:

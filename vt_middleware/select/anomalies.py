@@ -15,6 +15,7 @@ neighbour inside epsilon) is noise and is skipped. ``min_group_size=1`` keeps si
 Each group contributes its ``per_group`` most central members (highest density);
 groups are returned rarest first (ascending density, the seed's order), up to ``top_k``.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
@@ -26,9 +27,13 @@ from .clusters import Pick, SelectionParams, components
 from .density import DensityGraph
 
 
-def select_anomalies(graph: DensityGraph, statuses: Sequence[str], params: SelectionParams,
-                     excluded: Optional[np.ndarray] = None,
-                     component_ids: Optional[np.ndarray] = None) -> List[Pick]:
+def select_anomalies(
+    graph: DensityGraph,
+    statuses: Sequence[str],
+    params: SelectionParams,
+    excluded: Optional[np.ndarray] = None,
+    component_ids: Optional[np.ndarray] = None,
+) -> List[Pick]:
     """Representatives of the small real groups (see the module docstring)."""
     n = len(graph)
     if n == 0:
@@ -54,4 +59,3 @@ def select_anomalies(graph: DensityGraph, statuses: Sequence[str], params: Selec
         batch.sort(key=lambda p: (p.density, p.index))
         picks.extend(batch)
     return picks[: params.top_k]
-

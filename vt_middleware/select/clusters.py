@@ -26,6 +26,7 @@ are near-duplicates of each other. Here:
 
 Only SUCCESS calls not in ``excluded`` are picked; every call still shapes the graph.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,11 +59,9 @@ class SelectionParams:
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         if not -1.0 <= float(self.dedup_threshold) <= 1.0:
-            raise ConfigError(f"dedup_threshold must be a cosine similarity in [-1, 1], "
-                              f"got {self.dedup_threshold!r}")
+            raise ConfigError(f"dedup_threshold must be a cosine similarity in [-1, 1], got {self.dedup_threshold!r}")
 
-
-    def resolved(self, n: int) -> "SelectionParams":
+    def resolved(self, n: int) -> SelectionParams:
         """These params with ``min_cluster_size`` fixed for ``n`` calls."""
         from dataclasses import replace
 
@@ -132,8 +131,7 @@ def allocate(sizes: Dict[int, int], budget: int) -> Dict[int, int]:
     return {c: min(share[c], sizes[c]) for c in order}
 
 
-def _dedup_take(x: np.ndarray, ordered: Sequence[int], quota: int, threshold: float,
-                kept: List[int]) -> None:
+def _dedup_take(x: np.ndarray, ordered: Sequence[int], quota: int, threshold: float, kept: List[int]) -> None:
     """Append to ``kept`` members of ``ordered`` not near-duplicates of a kept one."""
     for i in ordered:
         if len(kept) >= quota:
@@ -162,9 +160,14 @@ def centrality(x: np.ndarray, labels: np.ndarray, valid: np.ndarray) -> np.ndarr
     return scores
 
 
-def select_steady(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
-                  params: SelectionParams, excluded: Optional[np.ndarray] = None,
-                  labels: Optional[np.ndarray] = None) -> List[Pick]:
+def select_steady(
+    x: np.ndarray,
+    graph: DensityGraph,
+    statuses: Sequence[str],
+    params: SelectionParams,
+    excluded: Optional[np.ndarray] = None,
+    labels: Optional[np.ndarray] = None,
+) -> List[Pick]:
     """Mass-proportional, medoid-first, de-duplicated picks (``x``: normalised rows)."""
     n = len(graph)
     params = params.resolved(n)
@@ -195,4 +198,3 @@ def select_steady(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
     picks = [Pick(i, float(graph.densities[i]), c, "steady") for c, ids in kept.items() for i in ids]
     picks.sort(key=lambda p: (-p.density, p.index))
     return picks[: params.top_k]
-

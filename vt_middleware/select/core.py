@@ -1,4 +1,5 @@
 """The selection core as one pure function over vectors and statuses (no store)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,8 +10,16 @@ import numpy as np
 from ..errors import DataError
 from .anomalies import select_anomalies
 from .clusters import Pick, SelectionParams, cluster_labels, components, select_steady
-from .density import (DEFAULT_APPROX_THRESHOLD, DEFAULT_GRAPH_K, DEFAULT_SAMPLE_SIZE, DensityGraph,
-                      Method, as_matrix, compute_density, normalise_rows)
+from .density import (
+    DEFAULT_APPROX_THRESHOLD,
+    DEFAULT_GRAPH_K,
+    DEFAULT_SAMPLE_SIZE,
+    DensityGraph,
+    Method,
+    as_matrix,
+    compute_density,
+    normalise_rows,
+)
 
 
 @dataclass
@@ -24,11 +33,18 @@ class Selection:
     anomalies: List[Pick]
 
 
-def select_golden(vectors: Any, statuses: Sequence[str], epsilon: float = 0.3,
-                  params: Optional[SelectionParams] = None, method: Method = "auto",
-                  excluded: Optional[np.ndarray] = None, k: int = DEFAULT_GRAPH_K,
-                  approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
-                  sample_size: int = DEFAULT_SAMPLE_SIZE, random_state: int = 0) -> Selection:
+def select_golden(
+    vectors: Any,
+    statuses: Sequence[str],
+    epsilon: float = 0.3,
+    params: Optional[SelectionParams] = None,
+    method: Method = "auto",
+    excluded: Optional[np.ndarray] = None,
+    k: int = DEFAULT_GRAPH_K,
+    approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    random_state: int = 0,
+) -> Selection:
     """Density graph, steady-state picks and anomaly picks of ``vectors`` ((n, d) array).
 
     ``statuses[i]`` is call i's status (only SUCCESS is picked); ``excluded`` is a boolean
@@ -43,8 +59,13 @@ def select_golden(vectors: Any, statuses: Sequence[str], epsilon: float = 0.3,
     return select_from_graph(normalise_rows(matrix)[0], graph, statuses, params, excluded)
 
 
-def select_from_graph(x: np.ndarray, graph: DensityGraph, statuses: Sequence[str],
-                      params: SelectionParams, excluded: Optional[np.ndarray] = None) -> Selection:
+def select_from_graph(
+    x: np.ndarray,
+    graph: DensityGraph,
+    statuses: Sequence[str],
+    params: SelectionParams,
+    excluded: Optional[np.ndarray] = None,
+) -> Selection:
     """Clusters, steady-state and anomaly picks of an already computed density graph
     (``x``: its normalised rows)."""
     params = params.resolved(len(graph))

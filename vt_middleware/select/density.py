@@ -26,6 +26,7 @@ from the graph (density 0, no neighbours, ``valid`` False). NaN/inf and ragged i
 raise :class:`~vt_middleware.errors.DataError`; epsilon outside (0, 2) raises
 :class:`~vt_middleware.errors.ConfigError`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -78,8 +79,7 @@ def check_epsilon(epsilon: float) -> float:
     except (TypeError, ValueError):
         raise ConfigError(f"epsilon must be a number in (0, 2), got {epsilon!r}") from None
     if not (0.0 < value < 2.0) or not np.isfinite(value):
-        raise ConfigError(f"epsilon must be in (0, 2) (neighbours: cosine similarity >= 1 - epsilon), "
-                          f"got {epsilon!r}")
+        raise ConfigError(f"epsilon must be in (0, 2) (neighbours: cosine similarity >= 1 - epsilon), got {epsilon!r}")
     return value
 
 
@@ -91,8 +91,10 @@ def as_matrix(vectors: Union[np.ndarray, Sequence[Sequence[float]]]) -> np.ndarr
         rows = list(vectors)
         dims = {len(np.ravel(row)) for row in rows}
         if len(dims) > 1:
-            raise DataError(f"vectors have mixed dimensions {sorted(dims)}; all calls of one function "
-                            "must be embedded with the same model")
+            raise DataError(
+                f"vectors have mixed dimensions {sorted(dims)}; all calls of one function "
+                "must be embedded with the same model"
+            )
         matrix = np.asarray([np.ravel(row) for row in rows], dtype=np.float32) if rows else np.zeros((0, 0))
     if matrix.ndim != 2:
         raise DataError(f"vectors must be a 2-D (n, d) array, got shape {matrix.shape}")
@@ -100,8 +102,10 @@ def as_matrix(vectors: Union[np.ndarray, Sequence[Sequence[float]]]) -> np.ndarr
     finite = np.isfinite(matrix).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        raise DataError(f"{len(bad)} vector(s) contain NaN or inf (rows {bad[:10].tolist()}"
-                        f"{' ...' if len(bad) > 10 else ''}); re-embed those calls")
+        raise DataError(
+            f"{len(bad)} vector(s) contain NaN or inf (rows {bad[:10].tolist()}"
+            f"{' ...' if len(bad) > 10 else ''}); re-embed those calls"
+        )
     return matrix
 
 
@@ -114,12 +118,20 @@ def normalise_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _empty_graph(n: int, k: int, epsilon: float, method: str, valid: np.ndarray) -> DensityGraph:
-    return DensityGraph(np.zeros(n), np.zeros(n), np.full((n, k), -1, dtype=np.int64),
-                        np.zeros((n, k), dtype=np.float32), valid, epsilon, method)
+    return DensityGraph(
+        np.zeros(n),
+        np.zeros(n),
+        np.full((n, k), -1, dtype=np.int64),
+        np.zeros((n, k), dtype=np.float32),
+        valid,
+        epsilon,
+        method,
+    )
 
 
-def exact_density(vectors: np.ndarray, epsilon: float = 0.3, k: int = DEFAULT_GRAPH_K,
-                  block_rows: Optional[int] = None) -> DensityGraph:
+def exact_density(
+    vectors: np.ndarray, epsilon: float = 0.3, k: int = DEFAULT_GRAPH_K, block_rows: Optional[int] = None
+) -> DensityGraph:
     """Exact densities and top-``k`` neighbour graph by blocked matrix products."""
     epsilon = check_epsilon(epsilon)
     x, valid = normalise_rows(as_matrix(vectors))
@@ -131,8 +143,9 @@ def exact_density(vectors: np.ndarray, epsilon: float = 0.3, k: int = DEFAULT_GR
     return graph
 
 
-def exact_rows(x: np.ndarray, valid: np.ndarray, rows: np.ndarray, graph: DensityGraph,
-               block_rows: Optional[int] = None) -> None:
+def exact_rows(
+    x: np.ndarray, valid: np.ndarray, rows: np.ndarray, graph: DensityGraph, block_rows: Optional[int] = None
+) -> None:
     """Fill ``graph``'s exact density, count and top-k neighbours of ``rows`` (indices
     into the normalised ``x``), against every valid row, block by block."""
     n, k = len(x), graph.neighbours.shape[1]
@@ -140,7 +153,7 @@ def exact_rows(x: np.ndarray, valid: np.ndarray, rows: np.ndarray, graph: Densit
     block = block_rows or max(1, min(n, BLOCK_BYTES // (4 * n)))
     invalid = np.flatnonzero(~valid)
     for start in range(0, len(rows), block):
-        chunk = rows[start:start + block]
+        chunk = rows[start : start + block]
         sims = x[chunk] @ x.T
         sims[np.arange(len(chunk)), chunk] = -np.inf  # a node is not its own neighbour
         sims[:, invalid] = -np.inf
@@ -224,16 +237,29 @@ def build_knn_index(x: np.ndarray, k: int, random_state: int = 0) -> tuple[np.nd
     densities and neighbours are then computed exactly, and to connect clusters."""
     from pynndescent import NNDescent  # numba compiles on first use (20-60 s on 2 cores)
 
-    index = NNDescent(x, metric="dot", n_neighbors=k + 1, random_state=random_state,
-                      n_trees=KNN_TREES, n_iters=KNN_ITERS, low_memory=True, compressed=True,
-                      verbose=False)
+    index = NNDescent(
+        x,
+        metric="dot",
+        n_neighbors=k + 1,
+        random_state=random_state,
+        n_trees=KNN_TREES,
+        n_iters=KNN_ITERS,
+        low_memory=True,
+        compressed=True,
+        verbose=False,
+    )
     indices, distances = index.neighbor_graph
     return indices.astype(np.int64), (1.0 - distances).astype(np.float32)
 
 
-def approximate_density(vectors: np.ndarray, epsilon: float = 0.3, k: int = DEFAULT_GRAPH_K,
-                        sample_size: int = DEFAULT_SAMPLE_SIZE, random_state: int = 0,
-                        knn: Optional[tuple[np.ndarray, np.ndarray]] = None) -> DensityGraph:
+def approximate_density(
+    vectors: np.ndarray,
+    epsilon: float = 0.3,
+    k: int = DEFAULT_GRAPH_K,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    random_state: int = 0,
+    knn: Optional[tuple[np.ndarray, np.ndarray]] = None,
+) -> DensityGraph:
     """Densities from a pynndescent k-NN graph: exact for unsaturated nodes, k-NN part
     plus a stratified sampled tail for saturated ones (see the module docstring)."""
     epsilon = check_epsilon(epsilon)
@@ -262,8 +288,9 @@ def approximate_density(vectors: np.ndarray, epsilon: float = 0.3, k: int = DEFA
     exact_rows(xl, graph.valid, np.flatnonzero(~saturated), graph)
     comp = graph_components(graph.neighbours)
     if saturated.any():
-        extra_d, extra_c = _stratified_tail(xl, np.flatnonzero(saturated), graph.neighbours, comp,
-                                            graph.threshold, sample_size, random_state)
+        extra_d, extra_c = _stratified_tail(
+            xl, np.flatnonzero(saturated), graph.neighbours, comp, graph.threshold, sample_size, random_state
+        )
         graph.densities[saturated] += extra_d
         graph.counts[saturated] += extra_c
     full = _empty_graph(n, k, epsilon, "approximate", valid)
@@ -275,8 +302,15 @@ def approximate_density(vectors: np.ndarray, epsilon: float = 0.3, k: int = DEFA
     return full
 
 
-def _stratified_tail(x: np.ndarray, rows: np.ndarray, knn: np.ndarray, comp: np.ndarray,
-                     threshold: float, sample_size: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_tail(
+    x: np.ndarray,
+    rows: np.ndarray,
+    knn: np.ndarray,
+    comp: np.ndarray,
+    threshold: float,
+    sample_size: int,
+    random_state: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Estimated density/count of each saturated row beyond itself and its k graph
     neighbours, from two strata: its own component of the graph (where its neighbours
     live; all of it up to ``sample_size`` members, else a uniform sample of that many)
@@ -294,12 +328,13 @@ def _stratified_tail(x: np.ndarray, rows: np.ndarray, knn: np.ndarray, comp: np.
     ids, starts = np.unique(comp[rows][by_comp], return_index=True)
     for c, chosen in zip(ids, np.split(by_comp, starts[1:])):
         members = members_of[c]
-        sample = members if len(members) <= sample_size else \
-            np.sort(rng.choice(members, size=sample_size, replace=False))
+        sample = (
+            members if len(members) <= sample_size else np.sort(rng.choice(members, size=sample_size, replace=False))
+        )
         position[sample] = np.arange(len(sample))
         block = max(1, BLOCK_BYTES // (4 * (len(sample) + len(outside))))
         for start in range(0, len(chosen), block):
-            part = chosen[start:start + block]
+            part = chosen[start : start + block]
             chunk = rows[part]
             # own component, minus what the sample shares with the exact part (self + k nbrs)
             sims = x[chunk] @ x[sample].T
@@ -330,9 +365,15 @@ def _inside_sums(sims: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     return sims.sum(axis=1, dtype=np.float64), counts
 
 
-def compute_density(vectors: Any, epsilon: float = 0.3, method: Method = "auto",
-                    k: int = DEFAULT_GRAPH_K, approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
-                    sample_size: int = DEFAULT_SAMPLE_SIZE, random_state: int = 0) -> DensityGraph:
+def compute_density(
+    vectors: Any,
+    epsilon: float = 0.3,
+    method: Method = "auto",
+    k: int = DEFAULT_GRAPH_K,
+    approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    random_state: int = 0,
+) -> DensityGraph:
     """Density graph of ``vectors``: exact up to ``approx_threshold`` rows, k-NN above
     (``method`` forces one)."""
     if method not in ("auto", "exact", "approximate"):

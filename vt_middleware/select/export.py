@@ -16,6 +16,7 @@ validation file (``<stem>.val.jsonl``). Calls that cannot be used (no output, no
 over the per-example token limit) are skipped with their reason in the report; the
 written files are checked by :func:`vt_middleware.chatml.validate_chat_jsonl`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,9 +59,14 @@ def _tool_call(call: Any) -> Optional[Dict[str, Any]]:
     if not name:
         return None
     arguments = function.get("arguments")
-    return {"id": str(call.get("id") or call.get("call_id") or ""), "type": "function",
-            "function": {"name": str(name), "arguments": arguments if isinstance(arguments, str)
-                         else json.dumps(arguments or {}, ensure_ascii=False)}}
+    return {
+        "id": str(call.get("id") or call.get("call_id") or ""),
+        "type": "function",
+        "function": {
+            "name": str(name),
+            "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments or {}, ensure_ascii=False),
+        },
+    }
 
 
 def _tool_calls(calls: Any) -> List[Dict[str, Any]]:
@@ -77,8 +83,11 @@ def _chat_message(message: Any) -> Optional[Dict[str, Any]]:
         calls = _tool_calls([message])
         return {"role": "assistant", "content": None, "tool_calls": calls} if calls else None
     if kind == "function_call_output":
-        return {"role": "tool", "tool_call_id": str(message.get("call_id") or ""),
-                "content": _text(message.get("output"))}
+        return {
+            "role": "tool",
+            "tool_call_id": str(message.get("call_id") or ""),
+            "content": _text(message.get("output")),
+        }
     role = "system" if message.get("role") == "developer" else message.get("role")
     if role not in CHAT_ROLES:
         return None
@@ -96,8 +105,11 @@ def _tools(params: Dict[str, Any]) -> List[Dict[str, Any]]:
     tools = []
     for tool in params.get("tools") or []:
         if isinstance(tool, dict) and tool.get("type", "function") == "function":
-            function = tool.get("function") if isinstance(tool.get("function"), dict) else \
-                {k: v for k, v in tool.items() if k != "type"}
+            function = (
+                tool.get("function")
+                if isinstance(tool.get("function"), dict)
+                else {k: v for k, v in tool.items() if k != "type"}
+            )
             if function.get("name"):
                 tools.append({"type": "function", "function": function})
     return tools
@@ -120,15 +132,20 @@ def chat_example(record: CallRecord, output: Optional[str], corrected: bool = Fa
         args = record.inputs.get("args", record.inputs)
         if not record.inputs:
             raise DataError("no recorded input")
-        chat = [{"role": "system", "content": f"You are the function '{record.function_name}'. "
-                                              "Reply with its output for the arguments given as JSON."},
-                {"role": "user", "content": json.dumps(args, ensure_ascii=False, sort_keys=True, default=str)}]
+        chat = [
+            {
+                "role": "system",
+                "content": f"You are the function '{record.function_name}'. "
+                "Reply with its output for the arguments given as JSON.",
+            },
+            {"role": "user", "content": json.dumps(args, ensure_ascii=False, sort_keys=True, default=str)},
+        ]
     if calls:
         text = None if params.get("output_is_tool_calls") else (str(output) if output else None)
         answer: Dict[str, Any] = {"role": "assistant", "content": text, "tool_calls": calls}
     else:
         answer = {"role": "assistant", "content": str(output)}
-    example: Dict[str, Any] = {"messages": chat + [answer]}
+    example: Dict[str, Any] = {"messages": [*chat, answer]}
     tools = _tools(params)
     if tools:
         example["tools"] = tools
@@ -157,13 +174,19 @@ def _split(lines: List[str], val_fraction: Optional[float]) -> Tuple[List[str], 
     n_val = min(len(lines) - 1, max(1, round(val_fraction * len(lines))))
     ranked = sorted(range(len(lines)), key=lambda i: hashlib.sha256(lines[i].encode("utf-8")).hexdigest())
     val_ids = set(ranked[:n_val])
-    return ([l for i, l in enumerate(lines) if i not in val_ids],
-            [l for i, l in enumerate(lines) if i in val_ids])
+    return (
+        [line for i, line in enumerate(lines) if i not in val_ids],
+        [line for i, line in enumerate(lines) if i in val_ids],
+    )
 
 
-def write_chat_jsonl(records: Sequence[Tuple[str, CallRecord]], path: Any,
-                     corrections: Optional[Mapping[str, str]] = None,
-                     val_fraction: Optional[float] = None, model: Optional[str] = None) -> ExportReport:
+def write_chat_jsonl(
+    records: Sequence[Tuple[str, CallRecord]],
+    path: Any,
+    corrections: Optional[Mapping[str, str]] = None,
+    val_fraction: Optional[float] = None,
+    model: Optional[str] = None,
+) -> ExportReport:
     """Write ``(uuid, record)`` pairs as deduplicated, validated ChatML JSONL."""
     from ..chatml import validate_chat_jsonl
     from ..tokens import count_chat_tokens, max_example_tokens
@@ -199,12 +222,12 @@ def write_chat_jsonl(records: Sequence[Tuple[str, CallRecord]], path: Any,
     train, val = _split(lines, val_fraction)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("".join(l + "\n" for l in train), encoding="utf-8")
+    target.write_text("".join(line + "\n" for line in train), encoding="utf-8")
     validate_chat_jsonl(target, model=model).raise_if_invalid()
     report.written = len(train)
     if val_fraction is not None:
         val_target = validation_path(target)
-        val_target.write_text("".join(l + "\n" for l in val), encoding="utf-8")
+        val_target.write_text("".join(line + "\n" for line in val), encoding="utf-8")
         if val:
             validate_chat_jsonl(val_target, model=model).raise_if_invalid()
         report.validation_path = str(val_target)

@@ -8,6 +8,7 @@
 Method and parameters: :mod:`.density` (graph, exact/approximate density),
 :mod:`.clusters` (steady state), :mod:`.anomalies`, :mod:`.export` (ChatML).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..errors import DataError
-from ..types import Candidate, CallRecord
+from ..types import CallRecord, Candidate
 from .clusters import Pick, SelectionParams
 from .core import Selection, select_golden
 from .density import DEFAULT_APPROX_THRESHOLD, DEFAULT_GRAPH_K, DEFAULT_SAMPLE_SIZE, Method, check_epsilon
@@ -53,21 +54,39 @@ class DensityBasedExtractor:
     :class:`~.clusters.SelectionParams` and the density options of :mod:`.density`.
     """
 
-    def __init__(self, dataset_manager: Any = None, epsilon: float = 0.3, top_k: int = 50, *,
-                 min_pts: int = 3, min_cluster_size: Optional[int] = None, dedup_threshold: float = 0.95,
-                 min_group_size: int = 2, per_group: int = 1, method: Method = "auto",
-                 approx_threshold: int = DEFAULT_APPROX_THRESHOLD, k: int = DEFAULT_GRAPH_K,
-                 sample_size: int = DEFAULT_SAMPLE_SIZE, page_size: int = DEFAULT_PAGE_SIZE,
-                 random_state: int = 0) -> None:
+    def __init__(
+        self,
+        dataset_manager: Any = None,
+        epsilon: float = 0.3,
+        top_k: int = 50,
+        *,
+        min_pts: int = 3,
+        min_cluster_size: Optional[int] = None,
+        dedup_threshold: float = 0.95,
+        min_group_size: int = 2,
+        per_group: int = 1,
+        method: Method = "auto",
+        approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
+        k: int = DEFAULT_GRAPH_K,
+        sample_size: int = DEFAULT_SAMPLE_SIZE,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        random_state: int = 0,
+    ) -> None:
         self.dataset_manager = dataset_manager
         self.epsilon = check_epsilon(epsilon)
         self.top_k = top_k
-        self.params = SelectionParams(top_k=top_k, min_pts=min_pts, min_cluster_size=min_cluster_size,
-                                      dedup_threshold=dedup_threshold, min_group_size=min_group_size,
-                                      per_group=per_group)
+        self.params = SelectionParams(
+            top_k=top_k,
+            min_pts=min_pts,
+            min_cluster_size=min_cluster_size,
+            dedup_threshold=dedup_threshold,
+            min_group_size=min_group_size,
+            per_group=per_group,
+        )
         self.method = method
-        self.density_options = dict(k=k, approx_threshold=approx_threshold, sample_size=sample_size,
-                                    random_state=random_state)
+        self.density_options = dict(
+            k=k, approx_threshold=approx_threshold, sample_size=sample_size, random_state=random_state
+        )
         self.source = open_source(dataset_manager, page_size)
         self.last_export: Optional[ExportReport] = None
         self._cache: Dict[str, Analysis] = {}
@@ -83,15 +102,22 @@ class DensityBasedExtractor:
         corrections = corrections_by_run(self.source.feedback(function_name))
         digest = hashlib.sha256()
         for uuid, status in zip(calls.uuids, calls.statuses):
-            digest.update(f"{uuid}\0{status}\n".encode("utf-8"))
+            digest.update(f"{uuid}\0{status}\n".encode())
         digest.update(repr(sorted(corrections.items())).encode("utf-8"))
         key = digest.hexdigest()
         cached = self._cache.get(function_name)
         if cached is not None and cached.key == key:
             return cached
         corrected = np.array([u in corrections for u in calls.uuids], dtype=bool)
-        selection = select_golden(calls.vectors, calls.statuses, self.epsilon, self.params, self.method,
-                                  excluded=corrected, **self.density_options)
+        selection = select_golden(
+            calls.vectors,
+            calls.statuses,
+            self.epsilon,
+            self.params,
+            self.method,
+            excluded=corrected,
+            **self.density_options,
+        )
         analysis = Analysis(function_name, calls, selection, corrections, key)
         self._cache[function_name] = analysis
         return analysis
@@ -103,12 +129,19 @@ class DensityBasedExtractor:
         for pick, uuid in zip(picks, uuids):
             props = rows.get(uuid, {})
             record = CallRecord.from_properties(props) if props else None
-            out.append(Candidate(
-                uuid=uuid, density=pick.density,
-                return_value=str(props.get("return_value") or ""),
-                function_name=analysis.function_name, strategy=pick.strategy, cluster=pick.cluster,
-                inputs=record.inputs if record else {}, status=analysis.calls.statuses[pick.index],
-                run_id=record.run_id if record else uuid))
+            out.append(
+                Candidate(
+                    uuid=uuid,
+                    density=pick.density,
+                    return_value=str(props.get("return_value") or ""),
+                    function_name=analysis.function_name,
+                    strategy=pick.strategy,
+                    cluster=pick.cluster,
+                    inputs=record.inputs if record else {},
+                    status=analysis.calls.statuses[pick.index],
+                    run_id=record.run_id if record else uuid,
+                )
+            )
         return out
 
     # -- seed API -------------------------------------------------------------------------
@@ -133,9 +166,16 @@ class DensityBasedExtractor:
         analysis = self._analysis_or_none(function_name, "anomaly")
         return [] if analysis is None else self._candidates(analysis, analysis.selection.anomalies)
 
-    def extract_golden_data(self, function_name: str, output_path: str = "./golden_data.jsonl", *,
-                            include_anomalies: bool = True, val_fraction: Optional[float] = None,
-                            register_as_golden: bool = False, model: Optional[str] = None) -> str:
+    def extract_golden_data(
+        self,
+        function_name: str,
+        output_path: str = "./golden_data.jsonl",
+        *,
+        include_anomalies: bool = True,
+        val_fraction: Optional[float] = None,
+        register_as_golden: bool = False,
+        model: Optional[str] = None,
+    ) -> str:
         """Write the selected calls as ChatML JSONL (real inputs, real or corrected outputs);
         returns ``output_path``. ``val_fraction`` also writes ``<stem>.val.jsonl``;
         ``register_as_golden`` copies the selected calls into VectorWave's golden dataset."""
@@ -146,9 +186,11 @@ class DensityBasedExtractor:
         seen: set = set()
         picks = [p for p in picks if not (p.index in seen or seen.add(p.index))]
         if not picks:
-            raise DataError(f"no calls of {function_name!r} were selected out of {len(analysis.calls)} "
-                            f"(none in a dense cluster or in a group of "
-                            f">= {self.params.min_group_size} successful calls)")
+            raise DataError(
+                f"no calls of {function_name!r} were selected out of {len(analysis.calls)} "
+                f"(none in a dense cluster or in a group of "
+                f">= {self.params.min_group_size} successful calls)"
+            )
         uuids = [analysis.calls.uuids[p.index] for p in picks]
         rows = self.source.fetch(uuids)
         missing = [u for u in uuids if u not in rows]

@@ -2,6 +2,7 @@
 or plain arrays. A source loads one function's vectors and statuses in pages, and
 fetches full rows only for the calls that were selected (memory: the ``(n, d)``
 float32 matrix plus a uuid and a status per call)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -56,8 +57,10 @@ class StoreSource:
                     dim = d
                 elif d != dim:
                     bad = next(c.uuid for c in page if c.vector is not None and len(c.vector) == d)
-                    raise DataError(f"calls of {function_name!r} have mixed vector dimensions "
-                                    f"({dim} and {d}, e.g. call {bad}); re-embed them with one model")
+                    raise DataError(
+                        f"calls of {function_name!r} have mixed vector dimensions "
+                        f"({dim} and {d}, e.g. call {bad}); re-embed them with one model"
+                    )
             width = dim or 0
             block = np.zeros((len(page), width), dtype=np.float32)
             for row, call in enumerate(page):
@@ -99,10 +102,16 @@ class ArraySource:
 
         vectors = as_matrix(self.vectors)
         n = len(vectors)
-        uuids = list(self.uuids) if self.uuids is not None else (
-            [r.run_id for r in self.records] if self.records is not None else [str(i) for i in range(n)])
-        statuses = list(self.statuses) if self.statuses is not None else (
-            [r.status for r in self.records] if self.records is not None else [STATUS_SUCCESS] * n)
+        uuids = (
+            list(self.uuids)
+            if self.uuids is not None
+            else ([r.run_id for r in self.records] if self.records is not None else [str(i) for i in range(n)])
+        )
+        statuses = (
+            list(self.statuses)
+            if self.statuses is not None
+            else ([r.status for r in self.records] if self.records is not None else [STATUS_SUCCESS] * n)
+        )
         if len(uuids) != n or len(statuses) != n:
             raise DataError(f"array source: {n} vectors but {len(uuids)} uuids and {len(statuses)} statuses")
         return CallMatrix(uuids, vectors, statuses)
@@ -129,13 +138,15 @@ def open_source(dataset_manager: Any, page_size: int = DEFAULT_PAGE_SIZE) -> Cal
         return StoreSource(dataset_manager, page_size)
     if hasattr(dataset_manager, "load") and hasattr(dataset_manager, "fetch"):
         return dataset_manager
-    if isinstance(dataset_manager, np.ndarray) or isinstance(dataset_manager, (list, tuple)):
+    if isinstance(dataset_manager, (np.ndarray, list, tuple)):
         return ArraySource(dataset_manager)
     backend = getattr(dataset_manager, "store", None)
     if backend is not None and hasattr(backend, "fetch_by_id"):
         return StoreSource(ExecutionStore(backend=_paged_backend(backend)), page_size)
-    raise ConfigError(f"dataset_manager must be a VectorWaveDatasetManager, an ExecutionStore, an array "
-                      f"or a call source; got {type(dataset_manager).__name__}")
+    raise ConfigError(
+        f"dataset_manager must be a VectorWaveDatasetManager, an ExecutionStore, an array "
+        f"or a call source; got {type(dataset_manager).__name__}"
+    )
 
 
 def _paged_backend(backend: Any) -> Any:

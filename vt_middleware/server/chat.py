@@ -1,5 +1,6 @@
 """/v1/chat/completions (plain and SSE stream, tool calls, structured outputs) and /v1/models,
 in OpenAI's wire format."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,14 +26,22 @@ PIECE_CHARS = 8  # text streamed from a whole answer (structured output, tool ar
 class APIError(Exception):
     """An error answered in OpenAI's shape: ``{"error": {message, type, param, code}}``."""
 
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 param: Optional[str] = None, code: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        param: Optional[str] = None,
+        code: Optional[str] = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
     def response(self) -> JSONResponse:
-        return JSONResponse(status_code=self.status, content={"error": {
-            "message": self.message, "type": self.type, "param": self.param, "code": self.code}})
+        return JSONResponse(
+            status_code=self.status,
+            content={"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}},
+        )
 
 
 def _backend(request: Request) -> ChatBackend:
@@ -44,8 +53,11 @@ def _text(content: Any) -> str:
         return content or ""
     if isinstance(content, list):
         return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
-    raise APIError(400, f"message content must be a string or a list of content parts, got {type(content).__name__}",
-                   param="messages")
+    raise APIError(
+        400,
+        f"message content must be a string or a list of content parts, got {type(content).__name__}",
+        param="messages",
+    )
 
 
 def parse_chat_request(body: Any, backend: ChatBackend) -> Dict[str, Any]:
@@ -61,12 +73,17 @@ def parse_chat_request(body: Any, backend: ChatBackend) -> Dict[str, Any]:
     clean: List[Dict[str, Any]] = []
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            raise APIError(400, f"messages[{i}] must be an object with a role in {sorted(_ROLES)}",
-                           param=f"messages.[{i}].role")
+            raise APIError(
+                400, f"messages[{i}] must be an object with a role in {sorted(_ROLES)}", param=f"messages.[{i}].role"
+            )
         clean.append({"role": message["role"], "content": _text(message.get("content"))})
     if not backend.has_model(model):
-        raise APIError(404, f"The model `{model}` does not exist or you do not have access to it.",
-                       param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise APIError(400, f"max_tokens must be a positive integer, got {max_tokens!r}", param="max_tokens")
@@ -80,20 +97,34 @@ def parse_chat_request(body: Any, backend: ChatBackend) -> Dict[str, Any]:
         raise APIError(400, f"n must be between 1 and {MAX_CHOICES}, got {n!r}", param="n")
     stream_options = body.get("stream_options") or {}
     tools = body.get("tools")
-    if tools is not None and (not isinstance(tools, list) or not all(
-            isinstance(t, dict) and isinstance(t.get("function"), dict) and t["function"].get("name") for t in tools)):
-        raise APIError(400, "tools must be an array of {type: 'function', function: {name, parameters}}",
-                       param="tools")
+    if tools is not None and (
+        not isinstance(tools, list)
+        or not all(
+            isinstance(t, dict) and isinstance(t.get("function"), dict) and t["function"].get("name") for t in tools
+        )
+    ):
+        raise APIError(400, "tools must be an array of {type: 'function', function: {name, parameters}}", param="tools")
     response_format = body.get("response_format")
-    if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") not in
-                                        ("text", "json_object", "json_schema")):
-        raise APIError(400, "response_format.type must be one of 'text', 'json_object', 'json_schema'",
-                       param="response_format")
+    if response_format is not None and (
+        not isinstance(response_format, dict)
+        or response_format.get("type") not in ("text", "json_object", "json_schema")
+    ):
+        raise APIError(
+            400, "response_format.type must be one of 'text', 'json_object', 'json_schema'", param="response_format"
+        )
     return {
-        "params": ChatParams(model=model, messages=clean, max_tokens=max_tokens,
-                             temperature=float(temperature), seed=body.get("seed"), tools=tools or None,
-                             raw_messages=messages),
-        "stream": bool(body.get("stream")), "n": n, "schema": schema_of(response_format),
+        "params": ChatParams(
+            model=model,
+            messages=clean,
+            max_tokens=max_tokens,
+            temperature=float(temperature),
+            seed=body.get("seed"),
+            tools=tools or None,
+            raw_messages=messages,
+        ),
+        "stream": bool(body.get("stream")),
+        "n": n,
+        "schema": schema_of(response_format),
         "include_usage": bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
     }
 
@@ -107,13 +138,14 @@ def generate(backend: ChatBackend, params: ChatParams, schema: Optional[Dict[str
 
 
 def pieces(text: str, size: int = PIECE_CHARS) -> List[str]:
-    return [text[i:i + size] for i in range(0, len(text), size)]
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def whole_as_stream(out: Completion) -> StreamedCompletion:
     """A finished answer replayed as a stream of pieces."""
-    streamed = StreamedCompletion(iter(pieces(out.text)), lambda _text: out.completion_tokens,
-                                  out.prompt_tokens, 1 << 30)
+    streamed = StreamedCompletion(
+        iter(pieces(out.text)), lambda _text: out.completion_tokens, out.prompt_tokens, 1 << 30
+    )
     streamed.tool_calls = out.tool_calls
     return streamed
 
@@ -135,8 +167,12 @@ def _apply_faults(backend: ChatBackend) -> None:
     if faults.delay_s:
         time.sleep(faults.delay_s)
     if faults.take_failure():
-        raise APIError(faults.fail_status, "The server had an error while processing your request (injected fault).",
-                       type_="server_error", code="injected_fault")
+        raise APIError(
+            faults.fail_status,
+            "The server had an error while processing your request (injected fault).",
+            type_="server_error",
+            code="injected_fault",
+        )
 
 
 @router.post("/v1/chat/completions")
@@ -152,7 +188,8 @@ def chat_completions(body: Dict[str, Any], request: Request) -> Any:
             raise APIError(400, "n > 1 is not supported with stream=true here", param="n")
         return StreamingResponse(
             _sse(backend, params, parsed["schema"], completion_id, created, parsed["include_usage"]),
-            media_type="text/event-stream", headers={"Cache-Control": "no-cache"},
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
         )
     choices, prompt_tokens, completion_tokens = [], 0, 0
     for index in range(parsed["n"]):
@@ -163,25 +200,50 @@ def chat_completions(body: Dict[str, Any], request: Request) -> Any:
         message: Dict[str, Any] = {"role": "assistant", "content": out.text, "refusal": None}
         if out.tool_calls:
             message["content"] = out.text or None
-            message["tool_calls"] = [{"id": call_id(), "type": "function",
-                                      "function": {"name": c["name"], "arguments": c["arguments"]}}
-                                     for c in out.tool_calls]
-        choices.append({"index": index, "message": message, "logprobs": None,
-                        "finish_reason": "tool_calls" if out.tool_calls else out.finish_reason})
+            message["tool_calls"] = [
+                {"id": call_id(), "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in out.tool_calls
+            ]
+        choices.append(
+            {
+                "index": index,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls" if out.tool_calls else out.finish_reason,
+            }
+        )
     return {
-        "id": completion_id, "object": "chat.completion", "created": created, "model": params.model,
-        "choices": choices, "system_fingerprint": None,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": params.model,
+        "choices": choices,
+        "system_fingerprint": None,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
-def _sse(backend: ChatBackend, params: ChatParams, schema: Optional[Dict[str, Any]], completion_id: str,
-         created: int, include_usage: bool) -> Iterator[str]:
+def _sse(
+    backend: ChatBackend,
+    params: ChatParams,
+    schema: Optional[Dict[str, Any]],
+    completion_id: str,
+    created: int,
+    include_usage: bool,
+) -> Iterator[str]:
     """OpenAI's chunk sequence: role chunk, content chunks, tool-call chunks (id and name, then
     argument pieces), finish chunk, [usage chunk], [DONE]."""
-    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-            "model": params.model, "system_fingerprint": None}
+    base = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": params.model,
+        "system_fingerprint": None,
+    }
 
     def chunk(delta: Dict[str, Any], finish: Optional[str] = None) -> str:
         body = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
@@ -197,14 +259,27 @@ def _sse(backend: ChatBackend, params: ChatParams, schema: Optional[Dict[str, An
             raise InjectedFault(f"stream cut after {cut_after} chunks (injected fault)")
         yield chunk({"content": piece})
     for index, call in enumerate(streamed.tool_calls or []):
-        yield chunk({"tool_calls": [{"index": index, "id": call_id(), "type": "function",
-                                     "function": {"name": call["name"], "arguments": ""}}]})
+        yield chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": call_id(),
+                        "type": "function",
+                        "function": {"name": call["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
         for piece in pieces(call["arguments"]):
             yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
     yield chunk({}, "tool_calls" if streamed.tool_calls else streamed.finish_reason)
     if include_usage:
-        usage = {"prompt_tokens": streamed.prompt_tokens, "completion_tokens": streamed.completion_tokens,
-                 "total_tokens": streamed.prompt_tokens + streamed.completion_tokens}
+        usage = {
+            "prompt_tokens": streamed.prompt_tokens,
+            "completion_tokens": streamed.completion_tokens,
+            "total_tokens": streamed.prompt_tokens + streamed.completion_tokens,
+        }
         yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
     yield "data: [DONE]\n\n"
 
@@ -224,6 +299,10 @@ def list_models(request: Request) -> Dict[str, Any]:
 def retrieve_model(model_id: str, request: Request) -> Dict[str, Any]:
     backend = _backend(request)
     if not backend.has_model(model_id):
-        raise APIError(404, f"The model `{model_id}` does not exist or you do not have access to it.",
-                       param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"The model `{model_id}` does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
     return _model_entry(backend, model_id)

@@ -3,6 +3,7 @@
 Files live under ``app.state.data_dir / "files"``: ``<id>.bin`` plus ``<id>.json`` (the
 OpenAI file object). Fine-tune uploads are checked with the project's one JSONL validator.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,20 +18,35 @@ from typing import Any, Dict, List, Optional
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from ..errors import DataError
 from ..chatml import validate_chat_jsonl
+from ..errors import DataError
 
 router = APIRouter()
 
-PURPOSES = ("assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results",
-            "vision", "user_data", "evals")
+PURPOSES = (
+    "assistants",
+    "assistants_output",
+    "batch",
+    "batch_output",
+    "fine-tune",
+    "fine-tune-results",
+    "vision",
+    "user_data",
+    "evals",
+)
 
 
-def openai_error(status: int, message: str, param: Optional[str] = None, code: Optional[str] = None,
-                 error_type: str = "invalid_request_error") -> JSONResponse:
+def openai_error(
+    status: int,
+    message: str,
+    param: Optional[str] = None,
+    code: Optional[str] = None,
+    error_type: str = "invalid_request_error",
+) -> JSONResponse:
     """An error body the openai SDK turns into the matching exception with ``message``."""
-    return JSONResponse(status_code=status,
-                        content={"error": {"message": message, "type": error_type, "param": param, "code": code}})
+    return JSONResponse(
+        status_code=status, content={"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    )
 
 
 class FileStore:
@@ -43,9 +59,17 @@ class FileStore:
 
     def add(self, data: bytes, filename: str, purpose: str, status: str = "processed") -> Dict[str, Any]:
         file_id = f"file-{uuid.uuid4().hex[:24]}"
-        obj = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-               "filename": filename, "purpose": purpose, "status": status, "expires_at": None,
-               "status_details": None}
+        obj = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": status,
+            "expires_at": None,
+            "status_details": None,
+        }
         with self._lock:
             self.path(file_id).write_bytes(data)
             (self.root / f"{file_id}.json").write_text(json.dumps(obj))
@@ -83,7 +107,7 @@ def get_file_store(app: Any) -> FileStore:
 
 def validate_fine_tune_bytes(data: bytes) -> Optional[str]:
     """None when ``data`` is valid chat fine-tuning JSONL, else the validator's message."""
-    handle = tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False)
+    handle = tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False)  # noqa: SIM115 - written in chunks, then moved
     try:
         handle.write(data)
         handle.close()
@@ -105,23 +129,34 @@ async def create_file(request: Request, file: UploadFile = File(...), purpose: s
     if purpose == "fine-tune":
         problem = validate_fine_tune_bytes(data)
         if problem is not None:
-            return openai_error(400, f"Invalid file format for Fine-Tuning API: {problem}", param="file",
-                                code="invalid_file_format")
+            return openai_error(
+                400, f"Invalid file format for Fine-Tuning API: {problem}", param="file", code="invalid_file_format"
+            )
     return get_file_store(request.app).add(data, file.filename or "upload.jsonl", purpose)
 
 
 @router.get("/v1/files")
-def list_files(request: Request, purpose: Optional[str] = None, limit: int = 10_000, order: str = "desc",
-               after: Optional[str] = None) -> Dict[str, Any]:
+def list_files(
+    request: Request,
+    purpose: Optional[str] = None,
+    limit: int = 10_000,
+    order: str = "desc",
+    after: Optional[str] = None,
+) -> Dict[str, Any]:
     objects = get_file_store(request.app).list(purpose)
     if order == "desc":
         objects.reverse()
     if after is not None:
         ids = [o["id"] for o in objects]
-        objects = objects[ids.index(after) + 1:] if after in ids else []
+        objects = objects[ids.index(after) + 1 :] if after in ids else []
     page = objects[:limit]
-    return {"object": "list", "data": page, "has_more": len(objects) > len(page),
-            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
+    return {
+        "object": "list",
+        "data": page,
+        "has_more": len(objects) > len(page),
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }
 
 
 @router.get("/v1/files/{file_id}")

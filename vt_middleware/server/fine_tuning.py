@@ -6,6 +6,7 @@ and so listed by /v1/models and served by /v1/chat/completions. A base model the
 does not have (``gpt-4o-mini-2024-07-18``) trains the server's default local model; the job
 keeps the requested name in ``model`` and the trained one in ``base_model``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -44,8 +45,10 @@ def default_base_model(backend: Any) -> str:
         if isinstance(value, str) and value in BASE_MODEL_IDS:
             return value
     try:
-        served = [m if isinstance(m, str) else (m.get("id") if isinstance(m, dict) else getattr(m, "id", None))
-                  for m in backend.list_models()]
+        served = [
+            m if isinstance(m, str) else (m.get("id") if isinstance(m, dict) else getattr(m, "id", None))
+            for m in backend.list_models()
+        ]
     except Exception:  # noqa: BLE001 - any backend without a list falls back to SmolLM2
         served = []
     for model_id in served:
@@ -63,8 +66,9 @@ class FineTuningService:
         backend = getattr(app.state, "backend", None)
         options = dict(getattr(app.state, "train_options", None) or {})
         options.setdefault("base_model", default_base_model(backend))
-        self.trainer = LocalTrainer(Path(self.files.root).parent / "fine_tuning", file_resolver=self.files.path,
-                                    **options)
+        self.trainer = LocalTrainer(
+            Path(self.files.root).parent / "fine_tuning", file_resolver=self.files.path, **options
+        )
         if backend is not None and hasattr(backend, "register_model"):
             self.trainer.register_with(backend)
         self.metadata: Dict[str, Dict[str, Any]] = {}
@@ -81,13 +85,25 @@ class FineTuningService:
                     self.result_files[job.id] = obj["id"]
         hyper = status["hyperparameters"]
         return {
-            "id": job.id, "object": "fine_tuning.job", "created_at": job.created_at, "error": status["error"],
-            "fine_tuned_model": status["fine_tuned_model"], "finished_at": status["finished_at"],
-            "hyperparameters": hyper, "model": job.model, "base_model": job.base_model,
-            "organization_id": "org-vt-local", "result_files": [self.result_files[job.id]] if job.id in self.result_files else [],
-            "seed": job.seed, "status": status["status"], "trained_tokens": status["trained_tokens"],
-            "training_file": job.training_file, "validation_file": job.validation_file,
-            "estimated_finish": None, "integrations": [], "metadata": self.metadata.get(job.id),
+            "id": job.id,
+            "object": "fine_tuning.job",
+            "created_at": job.created_at,
+            "error": status["error"],
+            "fine_tuned_model": status["fine_tuned_model"],
+            "finished_at": status["finished_at"],
+            "hyperparameters": hyper,
+            "model": job.model,
+            "base_model": job.base_model,
+            "organization_id": "org-vt-local",
+            "result_files": [self.result_files[job.id]] if job.id in self.result_files else [],
+            "seed": job.seed,
+            "status": status["status"],
+            "trained_tokens": status["trained_tokens"],
+            "training_file": job.training_file,
+            "validation_file": job.validation_file,
+            "estimated_finish": None,
+            "integrations": [],
+            "metadata": self.metadata.get(job.id),
             "user_provided_suffix": job.suffix,
             "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
         }
@@ -105,8 +121,8 @@ def get_service(app: Any) -> FineTuningService:
 def _page(items: List[Dict[str, Any]], after: Optional[str], limit: int) -> Dict[str, Any]:
     if after is not None:
         ids = [item["id"] for item in items]
-        items = items[ids.index(after) + 1:] if after in ids else []
-    page = items[:max(1, limit)]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    page = items[: max(1, limit)]
     return {"object": "list", "data": page, "has_more": len(items) > len(page)}
 
 
@@ -115,8 +131,12 @@ def _check_file(service: FineTuningService, file_id: str, param: str) -> Optiona
     if obj is None:
         return openai_error(400, f"invalid {param}: no such file {file_id!r}", param=param, code="invalid_file")
     if obj["purpose"] != "fine-tune":
-        return openai_error(400, f"invalid {param}: file {file_id} has purpose {obj['purpose']!r}, "
-                                 f"expected 'fine-tune'", param=param, code="invalid_file_purpose")
+        return openai_error(
+            400,
+            f"invalid {param}: file {file_id} has purpose {obj['purpose']!r}, expected 'fine-tune'",
+            param=param,
+            code="invalid_file_purpose",
+        )
     return None
 
 
@@ -133,9 +153,14 @@ def create_job(request: Request, body: CreateJobRequest) -> Any:
     supervised = ((body.method or {}).get("supervised") or {}).get("hyperparameters")
     hyperparameters.update(supervised or {})
     try:
-        job_id = service.trainer.start_training(body.training_file, model=body.model,
-                                                hyperparameters=hyperparameters, suffix=body.suffix,
-                                                validation_file=body.validation_file, seed=body.seed)
+        job_id = service.trainer.start_training(
+            body.training_file,
+            model=body.model,
+            hyperparameters=hyperparameters,
+            suffix=body.suffix,
+            validation_file=body.validation_file,
+            seed=body.seed,
+        )
     except VTError as exc:
         return openai_error(400, str(exc), param="hyperparameters")
     service.metadata[job_id] = dict(body.metadata or {}) or None  # type: ignore[assignment]
@@ -183,7 +208,8 @@ def cancel_job(request: Request, job_id: str) -> Any:
     if not isinstance(job, LocalJob):
         return job
     if job.status in ("succeeded", "failed", "cancelled"):
-        return openai_error(400, f"Job {job_id} is already {job.status}; it cannot be cancelled",
-                            param="fine_tuning_job_id")
+        return openai_error(
+            400, f"Job {job_id} is already {job.status}; it cannot be cancelled", param="fine_tuning_job_id"
+        )
     service.trainer.cancel(job_id)
     return service.job_object(job)

@@ -8,6 +8,7 @@ runs: a :class:`Cancel` (read by generation through :func:`current_cancel`) is s
 client disconnects, when ``max_generation_s`` is over, or when the server shuts down, so
 generation stops instead of running on for nobody.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,7 +60,7 @@ class Cancel:
 
 
 _current: contextvars.ContextVar[Optional[Cancel]] = contextvars.ContextVar("vt_server_cancel", default=None)
-_active: "weakref.WeakSet[Cancel]" = weakref.WeakSet()
+_active: weakref.WeakSet[Cancel] = weakref.WeakSet()
 _active_lock = threading.Lock()
 
 
@@ -167,8 +168,9 @@ class LimitsMiddleware:
         return validate_common(data, self.limits, self.context_window)
 
 
-def validate_common(data: Dict[str, Any], limits: ServerLimits,
-                    context_window: Callable[[str], Optional[int]]) -> Optional[tuple]:
+def validate_common(
+    data: Dict[str, Any], limits: ServerLimits, context_window: Callable[[str], Optional[int]]
+) -> Optional[tuple]:
     """The field rules every generating route shares."""
     stream = data.get("stream")
     if stream is not None and not isinstance(stream, bool):
@@ -183,8 +185,10 @@ def validate_common(data: Dict[str, Any], limits: ServerLimits,
         if not _is_int(value) or value < 1:
             return f"{name} must be an integer >= 1, got {json.dumps(value)[:40]}", name
         if value > cap:
-            return (f"{name}={value} is over this server's limit of {cap} tokens"
-                    + (f" (the context of {model})" if window and window <= limits.max_tokens else "")), name
+            return (
+                f"{name}={value} is over this server's limit of {cap} tokens"
+                + (f" (the context of {model})" if window and window <= limits.max_tokens else "")
+            ), name
     n = data.get("n")
     if n is not None and (not _is_int(n) or not 1 <= n <= limits.max_n):
         return f"n must be an integer from 1 to {limits.max_n}, got {json.dumps(n)[:40]}", "n"
@@ -213,8 +217,21 @@ def _is_int(value: Any) -> bool:
 
 
 async def _error(send: Send, status: int, message: str, param: Optional[str]) -> None:
-    payload = json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": param,
-                                    "code": "request_too_large" if status == 413 else None}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    payload = json.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": param,
+                "code": "request_too_large" if status == 413 else None,
+            }
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})

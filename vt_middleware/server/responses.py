@@ -2,6 +2,7 @@
 output items, structured outputs (``text.format`` json_schema), usage, and the stream's
 event sequence (created, in_progress, output_item.added, content_part.added,
 output_text.delta..., output_text.done, content_part.done, output_item.done, completed)."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,11 @@ router = APIRouter()
 def _item_text(content: Any) -> Any:
     """Responses content (a string or input_text/output_text/input_image parts) as chat content."""
     if isinstance(content, list):
-        return [{"type": "text", "text": p.get("text", "")} for p in content
-                if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text")]
+        return [
+            {"type": "text", "text": p.get("text", "")}
+            for p in content
+            if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text")
+        ]
     return content
 
 
@@ -43,14 +47,25 @@ def to_chat_messages(body: Dict[str, Any]) -> List[Dict[str, Any]]:
         if kind == "message" and item.get("role") in ("system", "developer", "user", "assistant"):
             messages.append({"role": item["role"], "content": _item_text(item.get("content"))})
         elif kind == "function_call":
-            messages.append({"role": "assistant", "content": None, "tool_calls": [{
-                "id": item.get("call_id"), "type": "function",
-                "function": {"name": item.get("name"), "arguments": item.get("arguments", "")}}]})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": item.get("call_id"),
+                            "type": "function",
+                            "function": {"name": item.get("name"), "arguments": item.get("arguments", "")},
+                        }
+                    ],
+                }
+            )
         elif kind == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": str(item.get("output"))})
         else:
-            raise APIError(400, f"input[{i}] must be a message, function_call or function_call_output item",
-                           param=f"input[{i}]")
+            raise APIError(
+                400, f"input[{i}] must be a message, function_call or function_call_output item", param=f"input[{i}]"
+            )
     return messages
 
 
@@ -63,30 +78,60 @@ def _chat_tools(tools: Any) -> Optional[List[Dict[str, Any]]]:
 
 
 def _message_item(text: str, status: str = "completed") -> Dict[str, Any]:
-    return {"type": "message", "id": f"msg_{uuid.uuid4().hex[:24]}", "role": "assistant", "status": status,
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+    return {
+        "type": "message",
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "role": "assistant",
+        "status": status,
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
 
 
 def _call_item(call: Dict[str, str], arguments: Optional[str] = None, status: str = "completed") -> Dict[str, Any]:
-    return {"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:24]}", "call_id": f"call_{uuid.uuid4().hex[:24]}",
-            "name": call["name"], "arguments": call["arguments"] if arguments is None else arguments,
-            "status": status}
-
-
-def _response(body: Dict[str, Any], model: str, output: List[Dict[str, Any]], out: Optional[Completion],
-              status: str = "completed") -> Dict[str, Any]:
-    usage = None if out is None else {
-        "input_tokens": out.prompt_tokens, "output_tokens": out.completion_tokens,
-        "total_tokens": out.prompt_tokens + out.completion_tokens,
-        "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
     return {
-        "id": body["_id"], "object": "response", "created_at": body["_created"], "status": status, "model": model,
-        "output": output, "usage": usage, "error": None, "incomplete_details": None,
-        "instructions": body.get("instructions"), "metadata": body.get("metadata") or {},
-        "parallel_tool_calls": True, "temperature": body.get("temperature"), "top_p": body.get("top_p"),
-        "tool_choice": body.get("tool_choice") or "auto", "tools": body.get("tools") or [],
+        "type": "function_call",
+        "id": f"fc_{uuid.uuid4().hex[:24]}",
+        "call_id": f"call_{uuid.uuid4().hex[:24]}",
+        "name": call["name"],
+        "arguments": call["arguments"] if arguments is None else arguments,
+        "status": status,
+    }
+
+
+def _response(
+    body: Dict[str, Any], model: str, output: List[Dict[str, Any]], out: Optional[Completion], status: str = "completed"
+) -> Dict[str, Any]:
+    usage = (
+        None
+        if out is None
+        else {
+            "input_tokens": out.prompt_tokens,
+            "output_tokens": out.completion_tokens,
+            "total_tokens": out.prompt_tokens + out.completion_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+    )
+    return {
+        "id": body["_id"],
+        "object": "response",
+        "created_at": body["_created"],
+        "status": status,
+        "model": model,
+        "output": output,
+        "usage": usage,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "metadata": body.get("metadata") or {},
+        "parallel_tool_calls": True,
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": body.get("tools") or [],
         "text": body.get("text") or {"format": {"type": "text"}},
-        "max_output_tokens": body.get("max_output_tokens"), "previous_response_id": None,
+        "max_output_tokens": body.get("max_output_tokens"),
+        "previous_response_id": None,
     }
 
 
@@ -102,14 +147,22 @@ def create_response(body: Dict[str, Any], request: Request) -> Any:
         raise APIError(400, "request body must be a JSON object")
     text_config = body.get("text")
     schema = schema_of(text_config.get("format")) if isinstance(text_config, dict) else None
-    chat_body = {"model": body.get("model"), "messages": to_chat_messages(body), "temperature": body.get("temperature"),
-                 "max_tokens": body.get("max_output_tokens"), "tools": _chat_tools(body.get("tools"))}
+    chat_body = {
+        "model": body.get("model"),
+        "messages": to_chat_messages(body),
+        "temperature": body.get("temperature"),
+        "max_tokens": body.get("max_output_tokens"),
+        "tools": _chat_tools(body.get("tools")),
+    }
     parsed = parse_chat_request(chat_body, backend)
     _apply_faults(backend)
     body = {**body, "_id": f"resp_{uuid.uuid4().hex[:24]}", "_created": int(time.time())}
     if body.get("stream"):
-        return StreamingResponse(_events(backend, parsed["params"], schema, body), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            _events(backend, parsed["params"], schema, body),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
     out = generate(backend, parsed["params"], schema)
     return _response(body, parsed["params"].model, _output_items(out), out)
 
@@ -132,8 +185,13 @@ def _events(backend: ChatBackend, params: Any, schema: Optional[Dict[str, Any]],
     def open_message() -> Iterator[str]:
         message.update(_message_item("", "in_progress"), content=[])
         yield event("response.output_item.added", output_index=0, item=message)
-        yield event("response.content_part.added", item_id=message["id"], output_index=0, content_index=0,
-                    part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+        yield event(
+            "response.content_part.added",
+            item_id=message["id"],
+            output_index=0,
+            content_index=0,
+            part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
+        )
 
     for sent, piece in enumerate(streamed):
         if cut_after is not None and sent >= cut_after:
@@ -141,17 +199,25 @@ def _events(backend: ChatBackend, params: Any, schema: Optional[Dict[str, Any]],
         if not message:
             yield from open_message()
         parts.append(piece)
-        yield event("response.output_text.delta", item_id=message["id"], output_index=0, content_index=0,
-                    delta=piece, logprobs=[])
+        yield event(
+            "response.output_text.delta",
+            item_id=message["id"],
+            output_index=0,
+            content_index=0,
+            delta=piece,
+            logprobs=[],
+        )
     if message or not streamed.tool_calls:
         if not message:
             yield from open_message()
         text = "".join(parts)
         final = {**_message_item(text), "id": message["id"]}
-        yield event("response.output_text.done", item_id=final["id"], output_index=0, content_index=0, text=text,
-                    logprobs=[])
-        yield event("response.content_part.done", item_id=final["id"], output_index=0, content_index=0,
-                    part=final["content"][0])
+        yield event(
+            "response.output_text.done", item_id=final["id"], output_index=0, content_index=0, text=text, logprobs=[]
+        )
+        yield event(
+            "response.content_part.done", item_id=final["id"], output_index=0, content_index=0, part=final["content"][0]
+        )
         yield event("response.output_item.done", output_index=0, item=final)
         done.append(final)
     for call in streamed.tool_calls or []:
@@ -160,8 +226,13 @@ def _events(backend: ChatBackend, params: Any, schema: Optional[Dict[str, Any]],
         yield event("response.output_item.added", output_index=index, item=item)
         for piece in pieces(call["arguments"]):
             yield event("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=piece)
-        yield event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                    arguments=call["arguments"], name=call["name"])
+        yield event(
+            "response.function_call_arguments.done",
+            item_id=item["id"],
+            output_index=index,
+            arguments=call["arguments"],
+            name=call["name"],
+        )
         final_call = {**item, "arguments": call["arguments"], "status": "completed"}
         yield event("response.output_item.done", output_index=index, item=final_call)
         done.append(final_call)

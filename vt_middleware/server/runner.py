@@ -1,6 +1,7 @@
 """Running the local server: ``LocalServer`` (a thread, for tests and demos) and
 ``serve`` (blocking, for ``vt serve``). ``ThreadedServer`` runs any ASGI app the same way
 (the management API in tests and benchmarks)."""
+
 from __future__ import annotations
 
 import threading
@@ -31,13 +32,14 @@ class ThreadedServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "ThreadedServer":
+    def start(self, timeout: float = 30.0) -> ThreadedServer:
         import uvicorn
 
         if self._thread is not None:
             return self
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning",
-                                access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            self.app, host=self.host, port=self.port, log_level="warning", access_log=False, lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="vt-local-server", daemon=True)
         self._thread.start()
@@ -59,7 +61,7 @@ class ThreadedServer:
         self._thread = None
         self._server = None
 
-    def __enter__(self) -> "ThreadedServer":
+    def __enter__(self) -> ThreadedServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -69,13 +71,19 @@ class ThreadedServer:
 class LocalServer(ThreadedServer):
     """The local OpenAI-compatible server in a background thread.
 
-        with LocalServer(model="vt-tiny-random") as server:
-            OpenAI(base_url=server.base_url, api_key="local").chat.completions.create(...)
+    with LocalServer(model="vt-tiny-random") as server:
+        OpenAI(base_url=server.base_url, api_key="local").chat.completions.create(...)
     """
 
-    def __init__(self, backend: Optional[ChatBackend] = None, host: str = "127.0.0.1", port: int = 0,
-                 data_dir: Union[str, Path] = DEFAULT_DATA_DIR, model: Optional[str] = None,
-                 limits: Optional["ServerLimits"] = None) -> None:
+    def __init__(
+        self,
+        backend: Optional[ChatBackend] = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_dir: Union[str, Path] = DEFAULT_DATA_DIR,
+        model: Optional[str] = None,
+        limits: Optional[ServerLimits] = None,
+    ) -> None:
         from .app import create_app
 
         self.backend = backend if backend is not None else LocalModelBackend(default_model=model)
@@ -86,7 +94,7 @@ class LocalServer(ThreadedServer):
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         self.start()
         return self
 
@@ -110,8 +118,13 @@ def _server_class() -> Any:
     return _Server
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, model: Optional[str] = None,
-          data_dir: Union[str, Path] = DEFAULT_DATA_DIR, limits: Optional["ServerLimits"] = None) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: Optional[str] = None,
+    data_dir: Union[str, Path] = DEFAULT_DATA_DIR,
+    limits: Optional[ServerLimits] = None,
+) -> None:
     """Serve a local model over OpenAI's API until interrupted (``vt serve``); SIGTERM stops
     it within seconds, generation included."""
     import uvicorn
@@ -119,10 +132,16 @@ def serve(host: str = "127.0.0.1", port: int = 8000, model: Optional[str] = None
     from .app import create_app
 
     backend = LocalModelBackend(default_model=model)
-    print(f"vt_middleware local server: http://{host}:{port}/v1  models: {', '.join(backend.list_models())}",
-          flush=True)
-    config = uvicorn.Config(create_app(backend, data_dir, limits), host=host, port=port, log_level="info",
-                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    print(
+        f"vt_middleware local server: http://{host}:{port}/v1  models: {', '.join(backend.list_models())}", flush=True
+    )
+    config = uvicorn.Config(
+        create_app(backend, data_dir, limits),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
     try:
         _server_class()(config).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown (as uvicorn.run does, done)

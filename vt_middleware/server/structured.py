@@ -5,6 +5,7 @@ Strings take the model's text (the first property that is a string gets it, the 
 slices of it), numbers and booleans their minimum/``0``/``False``, enums their first value,
 arrays one item, objects every property. ``$ref`` to ``#/$defs/...`` is followed.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,10 @@ def _value(schema: Dict[str, Any], root: Dict[str, Any], words: List[str], used:
         if depth >= _MAX_DEPTH:
             return {}
         props = schema.get("properties") or {}
-        return {name: _value(sub if isinstance(sub, dict) else {}, root, words, used, depth + 1)
-                for name, sub in props.items()}
+        return {
+            name: _value(sub if isinstance(sub, dict) else {}, root, words, used, depth + 1)
+            for name, sub in props.items()
+        }
     if kind == "array":
         items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
         count = max(1, int(schema.get("minItems") or 1))

@@ -5,6 +5,7 @@ can each get a partially initialised module (``ImportError`` for the rest of the
 Every import of VectorWave and the first use of the store go through ``IMPORT_LOCK``:
 whatever threads come first, the store initialises once.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -8,6 +8,7 @@ without bound. A child process returns all of it when it exits, and its CPU is n
 app's GIL. One child at a time, at most one start a minute (each pays ~2 s of imports);
 a failed run is reported on the next start.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -53,11 +54,20 @@ class ChildCompactor:
                     return False
                 finished, self._child = self._child, None
                 self._report(finished, self._errors)
-            errors = tempfile.TemporaryFile()  # not a pipe: a chatty child must never block on it
+            errors = tempfile.TemporaryFile()  # noqa: SIM115 - not a pipe: a chatty child must never block on it
             self._child = subprocess.Popen(
-                [sys.executable, "-c", _COMPACT_SCRIPT, self.db_path, table,
-                 str(self.keep_old_versions.total_seconds())],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+                [
+                    sys.executable,
+                    "-c",
+                    _COMPACT_SCRIPT,
+                    self.db_path,
+                    table,
+                    str(self.keep_old_versions.total_seconds()),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
             self._errors = errors
             self._started_at = time.monotonic()
             self.runs += 1

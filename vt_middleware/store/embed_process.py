@@ -6,6 +6,7 @@ inference thread), so the app's threads win the CPU when they need it and never 
 for the GIL behind an inference. Texts go over a pipe as JSON, vectors come back as
 float32 bytes. The child exits when the parent closes the pipe (or dies).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -46,8 +47,9 @@ class ProcessEmbedder:
         if self._proc is None or self._pid != os.getpid() or self._proc.poll() is not None:
             root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-            self._proc = subprocess.Popen([sys.executable, "-m", __name__, self.name], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, env=env)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", __name__, self.name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            )
             self._pid = os.getpid()
         return self._proc
 

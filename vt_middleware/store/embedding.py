@@ -10,12 +10,14 @@
 
 All return L2-normalised float32 rows, so a dot product is the cosine similarity.
 """
+
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import threading
-from functools import lru_cache
+from functools import cache
 from typing import List, Protocol, Sequence
 
 import numpy as np
@@ -123,7 +125,7 @@ class HashingEmbedder:
 
     def _features(self, text: str) -> List[str]:
         words = _WORD.findall(text.lower())
-        return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+        return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -141,19 +143,21 @@ def _static() -> Embedder:
     return StaticEmbedder()
 
 
-EMBEDDERS = {"static": _static, "minilm": OnnxMiniLMEmbedder, "minilm-torch": TorchMiniLMEmbedder,
-             "hash": HashingEmbedder}
+EMBEDDERS = {
+    "static": _static,
+    "minilm": OnnxMiniLMEmbedder,
+    "minilm-torch": TorchMiniLMEmbedder,
+    "hash": HashingEmbedder,
+}
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_embedder(name: str = "minilm") -> Embedder:
     """The shared embedder called ``name`` (loaded once per process)."""
     try:
         factory = EMBEDDERS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown embedding_model {name!r}; choose one of {sorted(EMBEDDERS)}"
-        ) from None
+        raise ConfigError(f"unknown embedding_model {name!r}; choose one of {sorted(EMBEDDERS)}") from None
     return factory()
 
 

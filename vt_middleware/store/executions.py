@@ -10,6 +10,7 @@ Weaviate mode (``VT_STORE_MODE=weaviate``, ``VT_WEAVIATE_HOST``/``_PORT``/``_GRP
 uses one server that several app instances share: each sees the others' calls, feedback and
 promotions (store/weaviate.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,12 @@ def vectorwave_env(config: Optional[VTConfig] = None) -> Dict[str, str]:
     config = config or get_config()
     if config.store_mode == "lite":
         return {"VECTORWAVE_MODE": "lite", "VECTORWAVE_LITE_PATH": str(config.store_path)}
-    env = {"VECTORWAVE_MODE": "pro", "WEAVIATE_HOST": config.weaviate_host,
-           "WEAVIATE_PORT": str(config.weaviate_port), "WEAVIATE_GRPC_PORT": str(config.weaviate_grpc_port)}
+    env = {
+        "VECTORWAVE_MODE": "pro",
+        "WEAVIATE_HOST": config.weaviate_host,
+        "WEAVIATE_PORT": str(config.weaviate_port),
+        "WEAVIATE_GRPC_PORT": str(config.weaviate_grpc_port),
+    }
     if config.weaviate_api_key:
         env["WEAVIATE_API_KEY"] = config.weaviate_api_key
     return env
@@ -75,7 +80,7 @@ def share_store_with_vectorwave(config: Optional[VTConfig] = None) -> Dict[str, 
     return env
 
 
-def vectorwave_dataset_manager(store: Optional["ExecutionStore"] = None) -> Any:
+def vectorwave_dataset_manager(store: Optional[ExecutionStore] = None) -> Any:
     """VectorWave's own ``VectorWaveDatasetManager`` bound to our store (its constructor would
     open whatever store VectorWave's environment names)."""
     from vectorwave import VectorWaveDatasetManager
@@ -131,8 +136,11 @@ class ExecutionStore:
     ) -> Iterator[List[StoredCall]]:
         """Pages of calls (optionally of one function), memory bounded by ``page_size``."""
         for page in self.backend.pages(EXECUTIONS, function_name, include_vector, page_size):
-            calls = [_stored(record, include_vector) for record in page
-                     if function_name is None or record.properties.get("function_name") == function_name]
+            calls = [
+                _stored(record, include_vector)
+                for record in page
+                if function_name is None or record.properties.get("function_name") == function_name
+            ]
             if calls:
                 yield calls
 
@@ -162,10 +170,16 @@ class ExecutionStore:
 
         row = redact_value(pair.to_dict(), self.config)
         context = row.get("context") or {}
-        return {"uuid": pair.pair_id, "properties": _document(
-            row, kind="feedback", created_at=row.get("created_at"),
-            function_name=context.get("function_name") or context.get("function")),
-            "vector": list(vector) if vector is not None else None}
+        return {
+            "uuid": pair.pair_id,
+            "properties": _document(
+                row,
+                kind="feedback",
+                created_at=row.get("created_at"),
+                function_name=context.get("function_name") or context.get("function"),
+            ),
+            "vector": list(vector) if vector is not None else None,
+        }
 
     def get_feedback(self, pair_id: str) -> Optional[FeedbackPair]:
         record = self.backend.fetch_by_id(FEEDBACK, pair_id)
@@ -188,23 +202,30 @@ class ExecutionStore:
     def feedback_for_call(self, run_id: str) -> List[FeedbackPair]:
         return [p for p in self.list_feedback() if p.run_id == run_id]
 
-    def page_calls(self, function_name: Optional[str] = None, offset: int = 0,
-                   limit: int = 50) -> Tuple[int, List[StoredCall]]:
+    def page_calls(
+        self, function_name: Optional[str] = None, offset: int = 0, limit: int = 50
+    ) -> Tuple[int, List[StoredCall]]:
         """``(total, calls)``: one page of calls in write order (oldest first); one query on
         LanceDB, a scan on backends without ``page_rows``."""
         if hasattr(self.backend, "page_rows"):
             total, records = self.backend.page_rows(EXECUTIONS, function_name, offset, limit)
-            calls = [_stored(r, False) for r in records
-                     if function_name is None or r.properties.get("function_name") == function_name]
+            calls = [
+                _stored(r, False)
+                for r in records
+                if function_name is None or r.properties.get("function_name") == function_name
+            ]
             return total, calls
         calls = [c for page in self.iter_calls(function_name) for c in page]
-        return len(calls), calls[offset:offset + limit]
+        return len(calls), calls[offset : offset + limit]
 
     def list_feedback(self, function_name: Optional[str] = None) -> List[FeedbackPair]:
         pairs = [FeedbackPair.from_dict(row) for row in self._documents(FEEDBACK)]
         if function_name:
-            pairs = [p for p in pairs if p.context.get("function") in (None, function_name)
-                     or p.context.get("function_name") == function_name]
+            pairs = [
+                p
+                for p in pairs
+                if p.context.get("function") in (None, function_name) or p.context.get("function_name") == function_name
+            ]
         pairs.sort(key=lambda p: p.created_at)
         return pairs
 
@@ -214,9 +235,18 @@ class ExecutionStore:
 
         uid = new_id()
         row = {"created_at": utc_now_iso(), **promotion}
-        self.backend.upsert_many(PROMOTIONS, [{"uuid": uid, "properties": _document(
-            row, kind="promotion", created_at=row["created_at"], action=promotion.get("action"))}],
-            fresh=True)  # a new id: no lookup (promotion latency)
+        self.backend.upsert_many(
+            PROMOTIONS,
+            [
+                {
+                    "uuid": uid,
+                    "properties": _document(
+                        row, kind="promotion", created_at=row["created_at"], action=promotion.get("action")
+                    ),
+                }
+            ],
+            fresh=True,
+        )  # a new id: no lookup (promotion latency)
         return uid
 
     def promotions(self) -> List[Dict[str, Any]]:
@@ -251,8 +281,10 @@ def adapt_backend(backend: Any) -> Backend:
         return FixedLanceStore(backend._db_path, vector_dim=backend._vector_dim)
     if isinstance(backend, WeaviateVectorStore):
         return FixedWeaviateStore(backend._client)
-    raise ConfigError(f"unsupported store backend {type(backend).__name__}: expected VectorWave's "
-                      f"LanceVectorStore or WeaviateVectorStore")
+    raise ConfigError(
+        f"unsupported store backend {type(backend).__name__}: expected VectorWave's "
+        f"LanceVectorStore or WeaviateVectorStore"
+    )
 
 
 def _document(row: Dict[str, Any], **indexed: Any) -> Dict[str, Any]:
@@ -262,8 +294,9 @@ def _document(row: Dict[str, Any], **indexed: Any) -> Dict[str, Any]:
 
 def _stored(record: Any, include_vector: bool) -> StoredCall:
     vector = record.vector if include_vector else None
-    return StoredCall(record.uuid, record.properties,
-                      np.asarray(vector, dtype=np.float32) if vector is not None else None)
+    return StoredCall(
+        record.uuid, record.properties, np.asarray(vector, dtype=np.float32) if vector is not None else None
+    )
 
 
 _stores: PerConfig[ExecutionStore] = PerConfig(ExecutionStore)

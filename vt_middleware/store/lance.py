@@ -17,6 +17,7 @@ And two LanceDB 0.40 memory traps for a long-lived writer (benchmarks/bench_soak
 JSON ``payload``) so VectorWave's own tools read what we write, and adds
 idempotent writes (merge on ``uuid``) and paged scans with a pushed-down filter.
 """
+
 from __future__ import annotations
 
 import json
@@ -155,9 +156,14 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
             return 0
         table = self._open(collection)
         dim = self.table_dim(collection)
-        rows = [{"uuid": str(item["uuid"]), "payload": _serialize_properties(item["properties"]),
-                 "vector": [0.0] * dim if item.get("vector") is None else [float(x) for x in item["vector"]]}
-                for item in items]
+        rows = [
+            {
+                "uuid": str(item["uuid"]),
+                "payload": _serialize_properties(item["properties"]),
+                "vector": [0.0] * dim if item.get("vector") is None else [float(x) for x in item["vector"]],
+            }
+            for item in items
+        ]
         with self._write_lock:
             table.merge_insert("uuid").when_matched_update_all().when_not_matched_insert_all().execute(rows)
         return len(rows)
@@ -174,8 +180,9 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
                 table.delete(where)
         return found
 
-    def page_rows(self, collection: str, function_name: Optional[str], offset: int, limit: int,
-                  include_vector: bool = False) -> Tuple[int, List[StoreRecord]]:
+    def page_rows(
+        self, collection: str, function_name: Optional[str], offset: int, limit: int, include_vector: bool = False
+    ) -> Tuple[int, List[StoreRecord]]:
         """``(total, records)``: rows ``offset .. offset+limit`` in write order (one query, not a scan)."""
         if not self.collection_exists(collection):
             return 0, []
@@ -194,9 +201,11 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
         """Those of ``uuids`` the table holds."""
         found: List[str] = []
         for start in range(0, len(uuids), _ID_LOOKUP_CHUNK):
-            chunk = uuids[start:start + _ID_LOOKUP_CHUNK]
+            chunk = uuids[start : start + _ID_LOOKUP_CHUNK]
             where = f"uuid IN ({', '.join(sql_quote(u) for u in chunk)})"
-            found.extend(row["uuid"] for row in table.search().where(where).select(["uuid"]).limit(len(chunk)).to_list())
+            found.extend(
+                row["uuid"] for row in table.search().where(where).select(["uuid"]).limit(len(chunk)).to_list()
+            )
         return found
 
     def compact(self, collection: str, timeout: Optional[float] = None) -> bool:
@@ -250,12 +259,12 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
             if page:
                 yield page
 
-    def pages(self, collection: str, function_name: Optional[str] = None, include_vector: bool = False,
-              batch_size: int = 1000) -> Iterator[List[StoreRecord]]:
+    def pages(
+        self, collection: str, function_name: Optional[str] = None, include_vector: bool = False, batch_size: int = 1000
+    ) -> Iterator[List[StoreRecord]]:
         """Pages of records; ``function_name`` narrows the read (callers re-check it exactly)."""
         for page in self.scan(collection, function_filter(function_name), include_vector, batch_size):
-            yield [StoreRecord(uuid=row["uuid"], properties=row["payload"], vector=row.get("vector"))
-                   for row in page]
+            yield [StoreRecord(uuid=row["uuid"], properties=row["payload"], vector=row.get("vector")) for row in page]
 
 
 def function_filter(function_name: Optional[str]) -> Optional[str]:

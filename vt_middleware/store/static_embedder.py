@@ -7,6 +7,7 @@ microseconds instead of MiniLM's milliseconds and never holds the GIL for long: 
 parses the vocabulary element by element (no single multi-second C call) and embedding
 is short Python steps and small numpy calls.
 """
+
 from __future__ import annotations
 
 import importlib.util

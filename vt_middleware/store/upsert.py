@@ -1,4 +1,5 @@
 """VectorWave's ``insert``/``insert_many`` expressed through one idempotent ``upsert_many``."""
+
 from __future__ import annotations
 
 import uuid as uuid_lib
@@ -11,8 +12,13 @@ class UpsertWrites:
     def upsert_many(self, collection: str, items: Sequence[Dict[str, Any]], fresh: bool = False) -> int:
         raise NotImplementedError
 
-    def insert(self, collection: str, properties: Dict[str, Any], uuid: Optional[str] = None,
-               vector: Optional[List[float]] = None) -> str:
+    def insert(
+        self,
+        collection: str,
+        properties: Dict[str, Any],
+        uuid: Optional[str] = None,
+        vector: Optional[List[float]] = None,
+    ) -> str:
         uid = uuid or str(uuid_lib.uuid4())
         self.upsert_many(collection, [{"uuid": uid, "properties": properties, "vector": vector}])
         return uid

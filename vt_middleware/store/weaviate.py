@@ -17,6 +17,7 @@ combined with a filter in Weaviate, so a function's calls are selected while pag
 Every failure is a ``StoreError``; with the server down the client first retries (a
 write takes ~15 s to fail; the capture worker then spills the batch to its journal).
 """
+
 from __future__ import annotations
 
 import uuid as uuid_lib
@@ -33,16 +34,33 @@ from ..config import VTConfig
 from ..errors import StoreError
 from .upsert import UpsertWrites
 
-_TEXT = ("trace_id", "span_id", "parent_span_id", "status", "error_message", "error_code", "return_value",
-         "exec_source", "run_id", "kind", "inputs", "params", "raw_output", "model_requested", "model_used",
-         "hook_version")
+_TEXT = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "status",
+    "error_message",
+    "error_code",
+    "return_value",
+    "exec_source",
+    "run_id",
+    "kind",
+    "inputs",
+    "params",
+    "raw_output",
+    "model_requested",
+    "model_used",
+    "hook_version",
+)
 # VectorWave's own execution schema (vectorwave.database.db.create_execution_schema) plus ours.
 EXECUTION_PROPERTIES: List[Dict[str, Any]] = (
-    [{"name": "function_name", "data_type": "TEXT", "tokenization": "field"},
-     {"name": "function_uuid", "data_type": "UUID"},
-     {"name": "timestamp_utc", "data_type": "DATE"},
-     {"name": "duration_ms", "data_type": "NUMBER"},
-     {"name": "created_unix", "data_type": "NUMBER"}]
+    [
+        {"name": "function_name", "data_type": "TEXT", "tokenization": "field"},
+        {"name": "function_uuid", "data_type": "UUID"},
+        {"name": "timestamp_utc", "data_type": "DATE"},
+        {"name": "duration_ms", "data_type": "NUMBER"},
+        {"name": "created_unix", "data_type": "NUMBER"},
+    ]
     + [{"name": name, "data_type": "TEXT"} for name in _TEXT]
     + [{"name": name, "data_type": "INT"} for name in ("prompt_tokens", "completion_tokens", "total_tokens")]
 )
@@ -67,10 +85,13 @@ def connect(config: VTConfig) -> FixedWeaviateStore:
     try:
         # skip_init_checks: the checks ask pypi.org for the newest client; readiness is checked below.
         client = weaviate.connect_to_custom(
-            http_host=config.weaviate_host, http_port=config.weaviate_port, http_secure=False,
-            grpc_host=config.weaviate_host, grpc_port=config.weaviate_grpc_port, grpc_secure=False,
-            auth_credentials=(weaviate.auth.AuthApiKey(config.weaviate_api_key)
-                              if config.weaviate_api_key else None),
+            http_host=config.weaviate_host,
+            http_port=config.weaviate_port,
+            http_secure=False,
+            grpc_host=config.weaviate_host,
+            grpc_port=config.weaviate_grpc_port,
+            grpc_secure=False,
+            auth_credentials=(weaviate.auth.AuthApiKey(config.weaviate_api_key) if config.weaviate_api_key else None),
             skip_init_checks=True,
         )
     except Exception as exc:
@@ -96,8 +117,9 @@ class FixedWeaviateStore(UpsertWrites, WeaviateVectorStore):
         except Exception as exc:
             raise StoreError(f"Weaviate schema read for {collection!r} failed: {exc}") from exc
 
-    def ensure_collection(self, collection: str, properties: List[Dict[str, Any]],
-                          vector_dim: Optional[int] = None) -> None:
+    def ensure_collection(
+        self, collection: str, properties: List[Dict[str, Any]], vector_dim: Optional[int] = None
+    ) -> None:
         if collection in self._ensured:
             return
         try:
@@ -111,8 +133,9 @@ class FixedWeaviateStore(UpsertWrites, WeaviateVectorStore):
         """Declare our collections before their first write; others are left to auto-schema."""
         from .executions import EXECUTIONS, FEEDBACK, PROMOTIONS  # the executions module names them
 
-        schema = {EXECUTIONS: EXECUTION_PROPERTIES, FEEDBACK: DOCUMENT_PROPERTIES,
-                  PROMOTIONS: DOCUMENT_PROPERTIES}.get(collection)
+        schema = {EXECUTIONS: EXECUTION_PROPERTIES, FEEDBACK: DOCUMENT_PROPERTIES, PROMOTIONS: DOCUMENT_PROPERTIES}.get(
+            collection
+        )
         if schema is not None:
             self.ensure_collection(collection, schema)
 
@@ -125,18 +148,24 @@ class FixedWeaviateStore(UpsertWrites, WeaviateVectorStore):
         from weaviate.classes.data import DataObject
 
         self._ensure_known(collection)
-        objects = [DataObject(properties={k: v for k, v in item["properties"].items() if v is not None},
-                              uuid=str(item["uuid"]),
-                              vector=[float(x) for x in item["vector"]] if item.get("vector") is not None else None)
-                   for item in items]
+        objects = [
+            DataObject(
+                properties={k: v for k, v in item["properties"].items() if v is not None},
+                uuid=str(item["uuid"]),
+                vector=[float(x) for x in item["vector"]] if item.get("vector") is not None else None,
+            )
+            for item in items
+        ]
         try:
             result = self._client.collections.get(collection).data.insert_many(objects)
         except Exception as exc:
             raise StoreError(f"Weaviate batch write to {collection!r} failed: {exc}") from exc
         if result.errors:
             index, error = next(iter(result.errors.items()))
-            raise StoreError(f"Weaviate rejected {len(result.errors)} of {len(objects)} objects for "
-                             f"{collection!r}; object {index}: {getattr(error, 'message', error)}")
+            raise StoreError(
+                f"Weaviate rejected {len(result.errors)} of {len(objects)} objects for "
+                f"{collection!r}; object {index}: {getattr(error, 'message', error)}"
+            )
         return len(objects)
 
     def replace_many(self, collection: str, items: Sequence[Dict[str, Any]]) -> int:
@@ -162,13 +191,15 @@ class FixedWeaviateStore(UpsertWrites, WeaviateVectorStore):
             return None
         try:
             obj = self._client.collections.get(collection).query.fetch_object_by_id(
-                uuid=uuid, include_vector=include_vector)
+                uuid=uuid, include_vector=include_vector
+            )
         except Exception as exc:
             raise StoreError(f"Weaviate read of {collection}/{uuid} failed: {exc}") from exc
         return _plain(_to_record(obj, include_vector)) if obj is not None else None
 
-    def pages(self, collection: str, function_name: Optional[str] = None, include_vector: bool = False,
-              batch_size: int = 1000) -> Iterator[List[StoreRecord]]:
+    def pages(
+        self, collection: str, function_name: Optional[str] = None, include_vector: bool = False, batch_size: int = 1000
+    ) -> Iterator[List[StoreRecord]]:
         """Pages of records in uuid order through the cursor API (``after``). The cursor takes
         no filter, so ``function_name`` is left to the caller, which checks every row."""
         if not self.collection_exists(collection):

@@ -1,4 +1,5 @@
 """synthesize stage: feedback diffs -> rules -> libcst-generated hook versions."""
+
 from .analyzer import FeedbackDiffAnalyzer
 from .codegen import CodegenResult, HookScriptGenerator, build_module
 from .conflicts import ConflictReport, resolve_conflicts
@@ -9,7 +10,17 @@ from .validate import validate_hook
 from .versions import HookVersionStore
 
 __all__ = [
-    "FeedbackDiffAnalyzer", "RuleSetSynthesizer", "HookScriptGenerator", "CodegenResult", "build_module",
-    "ConflictReport", "resolve_conflicts", "run_synthesis_pipeline", "synthesize_version",
-    "SynthesisResult", "validate_hook", "HookVersionStore", "LLMRuleProposer",
+    "CodegenResult",
+    "ConflictReport",
+    "FeedbackDiffAnalyzer",
+    "HookScriptGenerator",
+    "HookVersionStore",
+    "LLMRuleProposer",
+    "RuleSetSynthesizer",
+    "SynthesisResult",
+    "build_module",
+    "resolve_conflicts",
+    "run_synthesis_pipeline",
+    "synthesize_version",
+    "validate_hook",
 ]

@@ -3,6 +3,7 @@
 Similarity is character-level by default (rule mining needs only the alignment); with an
 embedder, or vectors stored with the captured calls, it is the embeddings' cosine.
 """
+
 from __future__ import annotations
 
 import re
@@ -93,9 +94,17 @@ SEED_SEGMENT_TYPES = {"insert": "added", "delete": "removed", "replace": "change
 
 def seed_segments(segments: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The changed segments in the seed's shape: ``{"type": added|removed|changed, "bad", "fixed"}``."""
-    return [{"type": SEED_SEGMENT_TYPES[s["op"]], "bad": s["bad"], "fixed": s["fixed"],
-             "bad_span": s["bad_span"], "fixed_span": s["fixed_span"]}
-            for s in segments if s["op"] in SEED_SEGMENT_TYPES]
+    return [
+        {
+            "type": SEED_SEGMENT_TYPES[s["op"]],
+            "bad": s["bad"],
+            "fixed": s["fixed"],
+            "bad_span": s["bad_span"],
+            "fixed_span": s["fixed_span"],
+        }
+        for s in segments
+        if s["op"] in SEED_SEGMENT_TYPES
+    ]
 
 
 def diff_summary(changed: Sequence[Dict[str, Any]], limit: int = 3, width: int = 40) -> str:
@@ -177,8 +186,12 @@ class FeedbackDiffAnalyzer:
         from rapidfuzz.distance import Levenshtein
 
         if not self.semantic:
-            return [1.0 if p.bad_output == p.fixed_output else float(Levenshtein.normalized_similarity(
-                p.bad_output, p.fixed_output)) for p in pairs]
+            return [
+                1.0
+                if p.bad_output == p.fixed_output
+                else float(Levenshtein.normalized_similarity(p.bad_output, p.fixed_output))
+                for p in pairs
+            ]
         stored: Dict[int, Any] = {}
         missing: List[str] = []
         for index, pair in enumerate(pairs):

@@ -4,6 +4,7 @@ A candidate is a hook-table rule dict (the shape ``hook_runtime`` interprets) pl
 the pair ids it was mined from. Feedback text only ever lands in string fields;
 regexes are ``re.escape``-d literals joined with fixed slot patterns.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -85,7 +86,7 @@ def abstract_replacement(bad: str, fixed: str, input_prompt: str = "") -> Option
         literals.append(current)
         pattern.append(re.escape(current))
     anchor = max(literals, key=len, default="")
-    if not anchor.strip() or not any(ch.isalnum() for ch in anchor) and len(anchor.strip()) < 2:
+    if not anchor.strip() or (not any(ch.isalnum() for ch in anchor) and len(anchor.strip()) < 2):
         return None
     regex = "".join(pattern)
     if bad[:1] and _is_word(bad[:1]):
@@ -212,7 +213,7 @@ def mine_replacements(diffs: Sequence[Dict[str, Any]], min_support: int) -> List
                 continue  # typed rewrites: the value with its own text, or with one word before it
             for regex, parts, _label, literals in conversions(core_bad, core_fixed):
                 anchor = max((x for x in [left, right, *literals] if x.strip()), key=len, default="")
-                full = _join_literals([["lit", left, ""]] + parts + [["lit", right, ""]])
+                full = _join_literals([["lit", left, ""], *parts, ["lit", right, ""]])
                 pattern = re.escape(left) + regex + re.escape(right)
                 add(pattern, json.dumps(full), anchor, full, diff, (bad, fixed, [], diff["input_prompt"]))
     candidates = []
@@ -346,8 +347,9 @@ def _slot_source(values: List[str], diffs: List[Dict[str, Any]]) -> Tuple[List[s
     return ["lit", mode, ""], None
 
 
-def _addition_parts(skeleton: Tuple[str, ...], members: List[Tuple[Dict[str, Any], str, List[str]]]
-                    ) -> Optional[Tuple[List[List[str]], str, str, List[str]]]:
+def _addition_parts(
+    skeleton: Tuple[str, ...], members: List[Tuple[Dict[str, Any], str, List[str]]]
+) -> Optional[Tuple[List[List[str]], str, str, List[str]]]:
     """(parts, presence regex, readable template, slot hints) of one skeleton group; None when a word
     slot has no consistent source (the numbers-only skeleton covers that group)."""
     member_diffs = [m[0] for m in members]
@@ -373,8 +375,9 @@ def _addition_parts(skeleton: Tuple[str, ...], members: List[Tuple[Dict[str, Any
             part, hint = learned
         constant = part[0] == "lit"
         parts.append(part)
-        presence.append(re.escape(part[1]) if constant and atom == WORD else
-                        NUMBER_PATTERN if atom == NUM else WORD_PATTERN)
+        presence.append(
+            re.escape(part[1]) if constant and atom == WORD else NUMBER_PATTERN if atom == NUM else WORD_PATTERN
+        )
         template.append(part[1] if constant else "{" + ("N" if atom == NUM else "X") + "}")
         if hint:
             hints.append(hint)
@@ -422,8 +425,9 @@ def mine_additions(diffs: Sequence[Dict[str, Any]], min_support: int) -> List[Ca
             }
             if any(p[0] == INPUT_SLOT for p in parts):
                 candidate["correct"] = True  # a present line with other values gets them fixed
-                candidate["description"] += (" or has other values; values from the input: "
-                                             + "; ".join(repr(h) for h in hints))
+                candidate["description"] += " or has other values; values from the input: " + "; ".join(
+                    repr(h) for h in hints
+                )
             candidates.append(candidate)
     return candidates
 
@@ -445,8 +449,10 @@ def mine_normalizers(diffs: Sequence[Dict[str, Any]]) -> List[Candidate]:
     """Format normalisation candidates (scored later like every other candidate)."""
     variants = list(NORMALIZER_VARIANTS)
     truncated = [
-        d for d in diffs
-        if d["fixed_output"].strip() and len(d["fixed_output"].strip()) < len(d["bad_output"].strip())
+        d
+        for d in diffs
+        if d["fixed_output"].strip()
+        and len(d["fixed_output"].strip()) < len(d["bad_output"].strip())
         and d["bad_output"].strip().startswith(d["fixed_output"].strip())
     ]
     if truncated:

@@ -6,6 +6,7 @@ value that comes from feedback becomes a ``cst.SimpleString`` holding ``repr()``
 of the text, so it is always a complete string literal; comments carry only ids,
 kinds and numbers that this module produces itself.
 """
+
 from __future__ import annotations
 
 import math
@@ -87,8 +88,12 @@ def literal(value: Any) -> cst.BaseExpression:
     if isinstance(value, (list, tuple)):
         items = [literal(v) for v in value]
         elements = [
-            cst.Element(item, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")) if i < len(items) - 1
-                        else (cst.Comma() if len(items) == 1 else cst.MaybeSentinel.DEFAULT))
+            cst.Element(
+                item,
+                comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+                if i < len(items) - 1
+                else (cst.Comma() if len(items) == 1 else cst.MaybeSentinel.DEFAULT),
+            )
             for i, item in enumerate(items)
         ]
         return cst.Tuple(elements)
@@ -97,8 +102,10 @@ def literal(value: Any) -> cst.BaseExpression:
         return cst.Dict(
             [
                 cst.DictElement(
-                    literal(str(k)), literal(v),
-                    comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")) if i < len(pairs) - 1
+                    literal(str(k)),
+                    literal(v),
+                    comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+                    if i < len(pairs) - 1
                     else cst.MaybeSentinel.DEFAULT,
                 )
                 for i, (k, v) in enumerate(pairs)
@@ -108,7 +115,11 @@ def literal(value: Any) -> cst.BaseExpression:
 
 
 def _line_break(comment: Optional[str], last: bool = False) -> cst.ParenthesizedWhitespace:
-    lines = [cst.EmptyLine(indent=True, whitespace=cst.SimpleWhitespace("    "), comment=cst.Comment(comment))] if comment else []
+    lines = (
+        [cst.EmptyLine(indent=True, whitespace=cst.SimpleWhitespace("    "), comment=cst.Comment(comment))]
+        if comment
+        else []
+    )
     return cst.ParenthesizedWhitespace(
         first_line=cst.TrailingWhitespace(),
         empty_lines=lines,
@@ -181,7 +192,8 @@ def runtime_module() -> cst.Module:
     body = []
     for statement in stream.body[1:]:
         if isinstance(statement, cst.SimpleStatementLine) and any(
-                isinstance(s, cst.ImportFrom) and s.relative for s in statement.body):
+            isinstance(s, cst.ImportFrom) and s.relative for s in statement.body
+        ):
             continue
         body.append(statement)
     return runtime.with_changes(body=list(runtime.body) + body)
@@ -253,8 +265,13 @@ class HookScriptGenerator:
         self.last_result = build_module(rules, version=version)
         return self.last_result
 
-    def generate(self, rules: Sequence[Rule], output_dir: str | os.PathLike, enable_versioning: bool = True,
-                 version: str = "unversioned") -> str:
+    def generate(
+        self,
+        rules: Sequence[Rule],
+        output_dir: str | os.PathLike,
+        enable_versioning: bool = True,
+        version: str = "unversioned",
+    ) -> str:
         """Write the module to ``output_dir/<filename>``; raise HookError if it cannot be built.
         ``enable_versioning``: also keep it as a new immutable version in ``output_dir``
         (``vNNNN/``, made active), which ``HookVersionManager.rollback`` can restore."""
@@ -271,7 +288,11 @@ class HookScriptGenerator:
             from .versions import HookVersionStore
 
             store = HookVersionStore(output_dir)
-            store.create_version(result.code, rules=[r.structured() for r in rules], version=version,
-                                 validation={"ok": None, "reason": "generated without feedback pairs to check"})
+            store.create_version(
+                result.code,
+                rules=[r.structured() for r in rules],
+                version=version,
+                validation={"ok": None, "reason": "generated without feedback pairs to check"},
+            )
             store.activate(version, reason="generate")
         return str(path)

@@ -6,6 +6,7 @@ undoes the other (an added suffix that a removal rule deletes; A->B next to B->A
 The winner has more support, then higher priority, then more recent evidence,
 then the smaller rule id -- so the same rules always resolve the same way.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,7 +33,13 @@ def _trigger(rule: Rule) -> Tuple[Any, ...]:
         return (rule.target, scope, "normalize", rule.action.get("normalizer"))
     if rule.kind in ("replace", "remove"):
         return (rule.target, scope, "substitute", rule.condition.get("pattern"))
-    return (rule.target, scope, rule.kind, rule.condition.get("pattern"), rule.condition.get("keywords") and tuple(rule.condition["keywords"]))
+    return (
+        rule.target,
+        scope,
+        rule.kind,
+        rule.condition.get("pattern"),
+        rule.condition.get("keywords") and tuple(rule.condition["keywords"]),
+    )
 
 
 def _action(rule: Rule) -> str:
@@ -99,11 +106,17 @@ def resolve_conflicts(
                 winner.support = len(merged_sources)
                 winner.sources = merged_sources
                 winner.confidence = max(winner.confidence, other.confidence)
-                report.merged.append({"rule_id": other.rule_id, "into": winner.rule_id, "reason": "same trigger and action"})
+                report.merged.append(
+                    {"rule_id": other.rule_id, "into": winner.rule_id, "reason": "same trigger and action"}
+                )
             else:
                 report.dropped.append(
-                    {"rule_id": other.rule_id, "winner": winner.rule_id, "reason": "same trigger, different action",
-                     "description": other.description}
+                    {
+                        "rule_id": other.rule_id,
+                        "winner": winner.rule_id,
+                        "reason": "same trigger, different action",
+                        "description": other.description,
+                    }
                 )
         kept.append(winner)
     result: List[Rule] = []
@@ -111,8 +124,12 @@ def resolve_conflicts(
         loser_of = next((r for r in result if _undoes(r, rule) or _undoes(rule, r)), None)
         if loser_of is not None:
             report.dropped.append(
-                {"rule_id": rule.rule_id, "winner": loser_of.rule_id, "reason": "undoes or is undone by a stronger rule",
-                 "description": rule.description}
+                {
+                    "rule_id": rule.rule_id,
+                    "winner": loser_of.rule_id,
+                    "reason": "undoes or is undone by a stronger rule",
+                    "description": rule.description,
+                }
             )
             continue
         result.append(rule)

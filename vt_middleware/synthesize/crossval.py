@@ -7,6 +7,7 @@ outputs fixed exactly is the expected fix rate, the share of held-out good outpu
 expected harm rate. Per rule id: how often it fired on held-out texts and how often that moved
 the text closer to its fix (its held-out precision).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,14 @@ def fold_of(key: str, k: int) -> int:
     return int(hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % k
 
 
-def _run(compiled: List[_Compiled], text: str, context: Dict[str, Any], fixed: str,
-         per_rule: Dict[str, Dict[str, int]], good: bool) -> str:
+def _run(
+    compiled: List[_Compiled],
+    text: str,
+    context: Dict[str, Any],
+    fixed: str,
+    per_rule: Dict[str, Dict[str, int]],
+    good: bool,
+) -> str:
     target = tokenize(fixed) if not good else None
     for rule in compiled:
         after = rule.apply(text, context)
@@ -38,8 +45,13 @@ def _run(compiled: List[_Compiled], text: str, context: Dict[str, Any], fixed: s
     return text
 
 
-def cross_validate(diffs: Sequence[Dict[str, Any]], goods: Sequence[Tuple[str, Text]],
-                   negatives: Sequence[Text], select: Selector, k: int = 5) -> Dict[str, Any]:
+def cross_validate(
+    diffs: Sequence[Dict[str, Any]],
+    goods: Sequence[Tuple[str, Text]],
+    negatives: Sequence[Text],
+    select: Selector,
+    k: int = 5,
+) -> Dict[str, Any]:
     """``diffs``: corrected pairs; ``goods``: (id, good output) pairs; ``select(diffs, goods,
     negatives)`` synthesises from a training part. Returns the estimate (see module doc)."""
     k = min(k, len(diffs))

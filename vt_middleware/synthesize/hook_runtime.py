@@ -12,6 +12,7 @@ skipped. JSON repair uses ``ast.literal_eval``, which evaluates literals only. O
 also run under a time budget per call: past it the call gets the model's text unchanged, the
 rule running at that moment is counted and, after repeated overruns, skipped (``hook_stats``).
 """
+
 import ast
 import json
 import re
@@ -40,8 +41,20 @@ _OVERRUNS = {}
 # --- typed values: numbers with their formatting, dates, times -----------------------------
 _THOUSANDS = {"n": "", "c": ",", "d": ".", "s": " ", "a": "'"}
 _DECIMALS = {"p": ".", "c": ","}
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 _MONTH_ALT = "|".join(_MONTHS)
 _MON_ALT = "|".join(m[:3] for m in _MONTHS)
 # name -> (regex with groups, group order: letters y/m/d or M (month name) / b (abbreviation))
@@ -77,7 +90,7 @@ def parse_number(text, spec):
     """Decimal value of ``text`` written in notation ``spec``; None when it is not one."""
     thousands, decimal = _THOUSANDS[spec[0]], _DECIMALS[spec[1]]
     body = text.replace(thousands, "") if thousands else text
-    if thousands and decimal != "." and "." in body or decimal == "." and "," in body:
+    if (thousands and decimal != "." and "." in body) or (decimal == "." and "," in body):
         return None
     try:
         return Decimal(body.replace(decimal, "."))
@@ -375,7 +388,7 @@ def _linear_cost(pattern):
             if step is None:
                 return None
             total *= max(step, 1)
-            if total > 10 ** 12:
+            if total > 10**12:
                 return None
         return total
 
@@ -466,7 +479,7 @@ def _apply_one(rule, regex, text, context):
             return text
         return "\n".join(line for line in text.split("\n") if not regex.fullmatch(line))
     if kind == "line_insert":
-        if rule.get("anchor") and rule["anchor"] not in text or regex is not None and regex.search(text):
+        if (rule.get("anchor") and rule["anchor"] not in text) or (regex is not None and regex.search(text)):
             return text
         lines = text.split("\n")
         index = _line_position(lines, rule)
@@ -542,8 +555,9 @@ def intercept_output(model_output, context):
     if not isinstance(model_output, str) or not _OUTPUT_ENTRIES:
         return model_output
     _STATS["calls"] += 1
-    out = _apply_rules(_OUTPUT_ENTRIES, model_output, context if isinstance(context, dict) else {},
-                       budget=output_budget(model_output))
+    out = _apply_rules(
+        _OUTPUT_ENTRIES, model_output, context if isinstance(context, dict) else {}, budget=output_budget(model_output)
+    )
     return model_output if out is None else out
 
 
@@ -558,4 +572,3 @@ def hook_stats():
     """Calls, budget overruns, unsafe patterns skipped, and the rules flagged for overrunning."""
     flagged = sorted(rule_id for rule_id, count in _OVERRUNS.items() if count >= FLAG_AFTER_OVERRUNS)
     return {**_STATS, "overruns": dict(_OVERRUNS), "flagged_rules": flagged}
-

@@ -3,9 +3,10 @@
 The code generator appends this module (without its import from ``hook_runtime``) to the
 runtime it copies into every generated hook, so streamed and whole outputs run the same rules.
 """
+
 import time
 
-from .hook_runtime import (  # noqa: F401 - names the generated module defines itself
+from .hook_runtime import (
     _NORMALIZERS,
     _OUTPUT_ENTRIES,
     _OVERRUNS,
@@ -73,8 +74,9 @@ def stream_class(rule):
     ``edge`` (the first or last characters), or ``full`` (needs the whole text)."""
     kind = rule["kind"]
     if kind == "normalize":
-        return {"straight_quotes": "pass", "collapse_spaces": "line", "capitalize_first": "head",
-                "strip": "edge"}.get(rule["normalizer"], "full")
+        return {"straight_quotes": "pass", "collapse_spaces": "line", "capitalize_first": "head", "strip": "edge"}.get(
+            rule["normalizer"], "full"
+        )
     pattern = rule.get("pattern")
     width = _max_width(pattern) if pattern else None
     if kind in ("replace", "remove") and width is not None and not _reads_output(rule):
@@ -107,7 +109,7 @@ class _Window:
         out = []
         while True:
             match = self.regex.search(text, pos)
-            if match is None or match.start() >= limit and not final:
+            if match is None or (match.start() >= limit and not final):
                 break
             out.append(text[pos : match.start()])
             out.append(_substitute(self.rule, match, None, self.context))
@@ -301,8 +303,11 @@ class OutputStream:
 
     def __init__(self, entries, context):
         scope = context.get("function_name")
-        self.stages = [_stage(rule, regex, context) for rule, regex in entries if _in_scope(rule, scope)
-                       and _OVERRUNS.get(rule["id"], 0) < FLAG_AFTER_OVERRUNS]
+        self.stages = [
+            _stage(rule, regex, context)
+            for rule, regex in entries
+            if _in_scope(rule, scope) and _OVERRUNS.get(rule["id"], 0) < FLAG_AFTER_OVERRUNS
+        ]
         self.ids = [rule["id"] for rule, _ in entries if _in_scope(rule, scope)]
         self.seen, self.spent, self.bypass = 0, 0.0, False
 

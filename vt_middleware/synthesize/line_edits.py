@@ -6,6 +6,7 @@ adds is learned as a line (with its position and slots), not as a rewrite of wha
 happened to sit next to it. Lines added at the very start or end are additions
 (``candidates.mine_additions``).
 """
+
 from __future__ import annotations
 
 import re
@@ -95,9 +96,13 @@ def _collect(diffs: Sequence[Dict[str, Any]]) -> Tuple[Dict[Any, Dict[str, Any]]
                     while common < min(len(bad), len(fixed)) and bad[-1 - common] == fixed[-1 - common]:
                         common += 1
                     head_bad, head_fixed = bad[: len(bad) - common], fixed[: len(fixed) - common]
-                    if (head_bad != head_fixed and 0 < len(head_bad) <= MAX_PREFIX_CHARS
-                            and len(head_fixed) <= MAX_PREFIX_CHARS and common
-                            and not any(ch.isalpha() for ch in head_bad + head_fixed)):
+                    if (
+                        head_bad != head_fixed
+                        and 0 < len(head_bad) <= MAX_PREFIX_CHARS
+                        and len(head_fixed) <= MAX_PREFIX_CHARS
+                        and common
+                        and not any(ch.isalpha() for ch in head_bad + head_fixed)
+                    ):
                         _group_add(prefixes, (_prefix_pattern(head_bad), head_fixed), diff)
     return removed, inserted, prefixes, anchors
 
@@ -110,11 +115,18 @@ def mine_line_edits(diffs: Sequence[Dict[str, Any]], min_support: int) -> List[C
         if len(group["pairs"]) < min_support:
             continue
         example = group["members"][0][1]
-        candidates.append({
-            "id": rule_id("line_remove", [pattern]), "kind": "line_remove", "target": "output", "priority": 60,
-            "description": f"Remove lines like {example.strip()!r}", "pattern": pattern, "anchor": anchor,
-            "mined_from": sorted(group["pairs"]),
-        })
+        candidates.append(
+            {
+                "id": rule_id("line_remove", [pattern]),
+                "kind": "line_remove",
+                "target": "output",
+                "priority": 60,
+                "description": f"Remove lines like {example.strip()!r}",
+                "pattern": pattern,
+                "anchor": anchor,
+                "mined_from": sorted(group["pairs"]),
+            }
+        )
     for (position, anchor_pattern, skeleton), group in sorted(inserted.items(), key=lambda kv: repr(kv[0])):
         if len(group["pairs"]) < min_support:
             continue
@@ -123,21 +135,36 @@ def mine_line_edits(diffs: Sequence[Dict[str, Any]], min_support: int) -> List[C
         if built is None:
             continue
         parts, presence, template, _hints = built
-        candidates.append({
-            "id": rule_id("line_insert", [position, anchor_pattern, parts]), "kind": "line_insert",
-            "target": "output", "priority": 25,
-            "description": f"Add the line {template!r} {position} lines matching {anchor_pattern!r} when it is missing",
-            "pattern": presence, "position": position, "anchor_line": anchor_pattern, "anchor": anchors[anchor_pattern],
-            "parts": parts,
-            "mined_from": sorted(group["pairs"]),
-        })
+        candidates.append(
+            {
+                "id": rule_id("line_insert", [position, anchor_pattern, parts]),
+                "kind": "line_insert",
+                "target": "output",
+                "priority": 25,
+                "description": f"Add the line {template!r} {position} lines matching {anchor_pattern!r} when it is missing",
+                "pattern": presence,
+                "position": position,
+                "anchor_line": anchor_pattern,
+                "anchor": anchors[anchor_pattern],
+                "parts": parts,
+                "mined_from": sorted(group["pairs"]),
+            }
+        )
     for ((pattern, anchor), replacement), group in sorted(prefixes.items()):
         if len(group["pairs"]) < min_support:
             continue
-        candidates.append({
-            "id": rule_id("replace", [pattern, replacement]), "kind": "replace", "target": "output", "priority": 55,
-            "description": f"Start lines with {replacement!r} instead of {pattern[5:]!r}", "pattern": pattern,
-            "anchor": anchor if anchor.strip() else "", "ignore_case": False,
-            "parts": [["lit", replacement, ""]] if replacement else [], "mined_from": sorted(group["pairs"]),
-        })
+        candidates.append(
+            {
+                "id": rule_id("replace", [pattern, replacement]),
+                "kind": "replace",
+                "target": "output",
+                "priority": 55,
+                "description": f"Start lines with {replacement!r} instead of {pattern[5:]!r}",
+                "pattern": pattern,
+                "anchor": anchor if anchor.strip() else "",
+                "ignore_case": False,
+                "parts": [["lit", replacement, ""]] if replacement else [],
+                "mined_from": sorted(group["pairs"]),
+            }
+        )
     return candidates

@@ -12,6 +12,7 @@ proposal becomes an ordinary candidate that :class:`~.rules.RuleSetSynthesizer` 
 pairs (support, harm, confidence) like a mined one, so it is accepted only when the pairs back
 it. A failing call or an unreadable answer yields no proposals; the heuristics stand alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,10 +73,16 @@ def _candidate(item: Dict[str, Any], mined_from: List[str]) -> Optional[Candidat
         kind = "replace" if replacement else "remove"
         parts = [["lit", replacement, ""]] if replacement else []
         return {
-            "id": rule_id(f"llm-{kind}", [find, replacement]), "kind": kind, "target": "output", "priority": 45,
+            "id": rule_id(f"llm-{kind}", [find, replacement]),
+            "kind": kind,
+            "target": "output",
+            "priority": 45,
             "description": (f"Replace {find!r} with {replacement!r}" if replacement else f"Remove {find!r}")
-                           + " (proposed by an LLM, checked on the pairs)",
-            "pattern": re.escape(find), "anchor": find, "ignore_case": False, "parts": parts,
+            + " (proposed by an LLM, checked on the pairs)",
+            "pattern": re.escape(find),
+            "anchor": find,
+            "ignore_case": False,
+            "parts": parts,
             "mined_from": mined_from,
         }
     if kind in ("append", "prepend"):
@@ -86,9 +93,14 @@ def _candidate(item: Dict[str, Any], mined_from: List[str]) -> Optional[Candidat
         body = body.strip()
         verb = "End" if kind == "append" else "Start"
         return {
-            "id": rule_id(f"llm-{kind}", [body, separator]), "kind": kind, "target": "output", "priority": 20,
+            "id": rule_id(f"llm-{kind}", [body, separator]),
+            "kind": kind,
+            "target": "output",
+            "priority": 20,
             "description": f"{verb} the output with {body!r} when it is missing (proposed by an LLM, checked on the pairs)",
-            "pattern": re.escape(body), "parts": [["lit", body, ""]], "separator": separator,
+            "pattern": re.escape(body),
+            "parts": [["lit", body, ""]],
+            "separator": separator,
             "mined_from": mined_from,
         }
     return None
@@ -108,10 +120,14 @@ class LLMRuleProposer:
 
     def messages(self, diffs: Sequence[Dict[str, Any]]) -> List[Dict[str, str]]:
         cap = self.max_chars
-        items = [{"input": d["input_prompt"][:cap], "bad": d["bad_output"][:cap], "fixed": d["fixed_output"][:cap]}
-                 for d in diffs[: self.max_pairs]]
-        return [{"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": json.dumps(items, ensure_ascii=False, indent=1)}]
+        items = [
+            {"input": d["input_prompt"][:cap], "bad": d["bad_output"][:cap], "fixed": d["fixed_output"][:cap]}
+            for d in diffs[: self.max_pairs]
+        ]
+        return [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": json.dumps(items, ensure_ascii=False, indent=1)},
+        ]
 
     def propose(self, diffs: Sequence[Dict[str, Any]]) -> List[Candidate]:
         """Candidates proposed for ``diffs`` (raises on a failed call; the synthesiser logs it)."""
@@ -121,7 +137,10 @@ class LLMRuleProposer:
 
         with suppress_capture():  # the synthesiser's own calls are never captured
             response = self.client.chat.completions.create(
-                model=self.model, messages=self.messages(diffs), max_tokens=self.max_tokens,
-                temperature=self.temperature)
+                model=self.model,
+                messages=self.messages(diffs),
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+            )
         self.last_answer = response.choices[0].message.content or ""
         return parse_proposals(self.last_answer, [d["pair_id"] for d in diffs[: self.max_pairs]])

@@ -5,6 +5,7 @@ synthesiser drops such rules (``max_negative_share``) and reports its harm rate 
 Approvals (feedback with ``thumbs_up`` and no change) arrive as identical pairs and count as
 outputs that needed no fix.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -15,8 +16,9 @@ from ..types import STATUS_SUCCESS, CallRecord, FeedbackPair
 DEFAULT_LIMIT = 2_000
 
 
-def uncorrected_outputs(function_name: str, feedback: Sequence[FeedbackPair], store: Optional[Any] = None,
-                        limit: int = DEFAULT_LIMIT) -> List[Tuple[str, Dict[str, Any]]]:
+def uncorrected_outputs(
+    function_name: str, feedback: Sequence[FeedbackPair], store: Optional[Any] = None, limit: int = DEFAULT_LIMIT
+) -> List[Tuple[str, Dict[str, Any]]]:
     """``(output, hook context)`` of up to ``limit`` successful captured calls of
     ``function_name`` that no feedback pair in ``feedback`` corrects, newest first."""
     if store is None:

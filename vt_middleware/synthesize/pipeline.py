@@ -1,4 +1,5 @@
 """Feedback pairs -> analysed -> rules -> generated, validated hook version (optionally active)."""
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,9 @@ def synthesize_version(
 
         output_dir = get_config().hooks_dir
     diffs = (analyzer or FeedbackDiffAnalyzer()).analyze_many(pairs)
-    synthesizer = synthesizer or RuleSetSynthesizer(min_support=min_support, min_confidence=min_confidence, llm=llm,
-                                                  prompt_rules=prompt_rules)
+    synthesizer = synthesizer or RuleSetSynthesizer(
+        min_support=min_support, min_confidence=min_confidence, llm=llm, prompt_rules=prompt_rules
+    )
     rules = synthesizer.synthesize(diffs, negatives=negatives)
     store = HookVersionStore(output_dir)
     version = store.reserve_version()
@@ -84,16 +86,24 @@ def synthesize_version(
         source_pairs=[p.pair_id for p in pairs],
         validation=validation,
         version=version,
-        extra={"conflicts": synthesizer.last_report.to_dict(), "dropped_by_validation": dropped,
-               "estimate": synthesizer.last_estimate},
+        extra={
+            "conflicts": synthesizer.last_report.to_dict(),
+            "dropped_by_validation": dropped,
+            "estimate": synthesizer.last_estimate,
+        },
     )
     activated = False
     if activate and validation["ok"]:
         store.activate(version, reason="synthesis")
         activated = True
     return SynthesisResult(
-        hook_path=str(hook_path), version=manifest["version"], rules=rules, validation=validation,
-        conflicts=synthesizer.last_report.to_dict(), activated=activated, dropped_by_validation=dropped,
+        hook_path=str(hook_path),
+        version=manifest["version"],
+        rules=rules,
+        validation=validation,
+        conflicts=synthesizer.last_report.to_dict(),
+        activated=activated,
+        dropped_by_validation=dropped,
         estimate=synthesizer.last_estimate,
     )
 

@@ -1,4 +1,5 @@
 """Rule synthesis: mine candidates from diffs, score them on the pairs, keep the strong ones."""
+
 from __future__ import annotations
 
 import copy
@@ -81,14 +82,16 @@ def _variants_pruned(found: List[Dict[str, Any]], keep: int = 2) -> List[Dict[st
     """At most ``keep`` candidates per (kind, source pairs) -- context variants of one edit, the
     most general first -- and per pattern, the best supported (a slot
     variant beats the literal values it generalises)."""
+
     def prune(items: List[Dict[str, Any]], group_key: Any, order: Any) -> List[Dict[str, Any]]:
         groups: Dict[Any, List[Dict[str, Any]]] = {}
         for candidate in items:
             groups.setdefault(group_key(candidate), []).append(candidate)
         return [c for group in groups.values() for c in sorted(group, key=order)[:keep]]
 
-    found = prune(found, lambda c: (c["kind"], tuple(c["mined_from"])),
-                  lambda c: (tuple(-g for g in generality(c)), c["id"]))
+    found = prune(
+        found, lambda c: (c["kind"], tuple(c["mined_from"])), lambda c: (tuple(-g for g in generality(c)), c["id"])
+    )
     found = prune(found, lambda c: (c["kind"], c.get("pattern") or c["id"]), lambda c: (-len(c["mined_from"]), c["id"]))
     return sorted(found, key=lambda c: c["id"])
 
@@ -166,8 +169,12 @@ class RuleSetSynthesizer:
             sample = sorted(changed, key=lambda d: fold_of(d["pair_id"], 1 << 30))[:CV_MAX_PAIRS]
             left_out = {d["pair_id"] for d in changed} - {d["pair_id"] for d in sample}
             self.last_estimate = cross_validate(
-                sample, [g for g in goods if g[0] not in left_out], negative_texts,
-                lambda d, g, n: self._select(d, g, n, extra), k=self.folds)
+                sample,
+                [g for g in goods if g[0] not in left_out],
+                negative_texts,
+                lambda d, g, n: self._select(d, g, n, extra),
+                k=self.folds,
+            )
             self.last_estimate["sampled_pairs"] = len(sample)
             weak = self._weak(result)
             if weak:
@@ -175,9 +182,15 @@ class RuleSetSynthesizer:
                 self.last_estimate["not_emitted"] = sorted(weak)
         self.last_scores = result.scores
         total = len(result.chosen)
-        rules = [_to_rule({**item.candidate, "priority": 1000 - index}, item.closer,
-                          item.closer / item.fired if item.fired else 0.0, item.sources)
-                 for index, item in enumerate(result.chosen)]
+        rules = [
+            _to_rule(
+                {**item.candidate, "priority": 1000 - index},
+                item.closer,
+                item.closer / item.fired if item.fired else 0.0,
+                item.sources,
+            )
+            for index, item in enumerate(result.chosen)
+        ]
         recency = {d["pair_id"]: str(d.get("created_at") or "") for d in diffs}
         # The search verified the list in order, so a rule sharing another's trigger stays (each
         # fixes its own pairs where it runs); the report still names such pairs of rules.
@@ -185,9 +198,13 @@ class RuleSetSynthesizer:
         self.last_estimate["training"] = {
             "pairs": len(changed),
             "exact_fixed": sum(out == d["fixed_output"] for d, out in zip(changed, result.outputs)),
-            "rules": total, "negatives": len(negative_texts),
-            "negative_harm_rate": round(sum(self._changes(rules, t, c) for t, c in negative_texts)
-                                        / len(negative_texts), 4) if negative_texts else None,
+            "rules": total,
+            "negatives": len(negative_texts),
+            "negative_harm_rate": round(
+                sum(self._changes(rules, t, c) for t, c in negative_texts) / len(negative_texts), 4
+            )
+            if negative_texts
+            else None,
         }
         if self.prompt_rules:
             rules += self._prompt_rules(diffs, rules)
@@ -196,17 +213,20 @@ class RuleSetSynthesizer:
             rule.source_pair_index = min((position[s] for s in rule.sources if s in position), default=-1)
         return sorted(rules, key=lambda r: (-r.priority, r.rule_id))
 
-    def synthesize_with_llm(self, diffs: Sequence[Dict[str, Any]], client: Optional[Any] = None,
-                            model: Optional[str] = None) -> List[Rule]:
+    def synthesize_with_llm(
+        self, diffs: Sequence[Dict[str, Any]], client: Optional[Any] = None, model: Optional[str] = None
+    ) -> List[Rule]:
         """Seed API: :meth:`synthesize` with an LLM proposing rules for the pairs heuristics
         leave unfixed. Uses ``llm`` given at construction, or ``client`` + ``model`` (an
         OpenAI-compatible client) through :class:`~.llm.LLMRuleProposer`."""
         if self.llm is None:
             if client is None or not model:
                 missing = " and ".join(n for n, v in (("client", client), ("model", model)) if not v)
-                raise ConfigError(f"synthesize_with_llm needs an LLM: {missing} missing; pass "
-                                  f"synthesize_with_llm(diffs, client=OpenAI(...), model='...') or "
-                                  f"RuleSetSynthesizer(llm=LLMRuleProposer(client, model))")
+                raise ConfigError(
+                    f"synthesize_with_llm needs an LLM: {missing} missing; pass "
+                    f"synthesize_with_llm(diffs, client=OpenAI(...), model='...') or "
+                    f"RuleSetSynthesizer(llm=LLMRuleProposer(client, model))"
+                )
             from .llm import LLMRuleProposer
 
             self.llm = LLMRuleProposer(client, model)
@@ -226,9 +246,14 @@ class RuleSetSynthesizer:
         entries = _compile_rules([to_hook_dict(r) for r in rules])
         return _apply_rules(entries, text, context) != text
 
-    def _select(self, changed: Sequence[Dict[str, Any]], goods: Sequence[Tuple[str, Dict[str, Any]]],
-                negatives: Sequence[Tuple[str, Dict[str, Any]]], extra: Sequence[Dict[str, Any]] = (),
-                exclude: Set[str] = frozenset()) -> SearchResult:
+    def _select(
+        self,
+        changed: Sequence[Dict[str, Any]],
+        goods: Sequence[Tuple[str, Dict[str, Any]]],
+        negatives: Sequence[Tuple[str, Dict[str, Any]]],
+        extra: Sequence[Dict[str, Any]] = (),
+        exclude: Set[str] = frozenset(),
+    ) -> SearchResult:
         found = mining.mine_replacements(changed, self.min_support)
         found += mining.mine_additions(changed, self.min_support)
         found += mine_line_edits(changed, self.min_support)
@@ -242,9 +267,16 @@ class RuleSetSynthesizer:
             candidate["scope"] = _scope(candidate, names)
         found = [c for c in found if c["id"] not in exclude]
         pairs = [(d["pair_id"], d["bad_output"], d["fixed_output"], eval_context(d)) for d in changed]
-        return greedy_search(found, pairs, goods, negatives, min_support=self.min_support,
-                             min_precision=self.min_confidence, max_negative_share=self.max_negative_share,
-                             max_rules=self.max_rules)
+        return greedy_search(
+            found,
+            pairs,
+            goods,
+            negatives,
+            min_support=self.min_support,
+            min_precision=self.min_confidence,
+            max_negative_share=self.max_negative_share,
+            max_rules=self.max_rules,
+        )
 
     def _prompt_rules(self, diffs: Sequence[Dict[str, Any]], output_rules: List[Rule]) -> List[Rule]:
         """Per function: add learned guidance and a corrected example to similar prompts."""
@@ -288,7 +320,11 @@ class RuleSetSynthesizer:
                 "block": block,
             }
             entries = _compile_rules([candidate])
-            hits = [d["pair_id"] for d in members if _apply_rules(entries, d["input_prompt"], eval_context(d)) != d["input_prompt"]]
+            hits = [
+                d["pair_id"]
+                for d in members
+                if _apply_rules(entries, d["input_prompt"], eval_context(d)) != d["input_prompt"]
+            ]
             confidence = len(hits) / len(members)
             if len(hits) >= self.min_support and confidence >= self.min_confidence:
                 rules.append(_to_rule(candidate, len(hits), confidence, sorted(hits)))

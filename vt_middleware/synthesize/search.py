@@ -14,6 +14,7 @@ already fixed, is on path for at least ``min_support`` pairs and has ``on path /
 min_precision`` on the texts as they are at that point -- so the list
 and its order are what reproduce the training fixes, defects combined in one output included.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -86,8 +87,11 @@ class _Compiled:
     def may_fire(self, texts: Sequence[str], contexts: Sequence[Dict[str, Any]]) -> List[int]:
         """Indexes of the texts this rule can change (in scope, holding its anchor)."""
         anchor = self.anchor
-        return [i for i, (text, context) in enumerate(zip(texts, contexts))
-                if (not anchor or anchor in text) and _in_scope(self.candidate, context)]
+        return [
+            i
+            for i, (text, context) in enumerate(zip(texts, contexts))
+            if (not anchor or anchor in text) and _in_scope(self.candidate, context)
+        ]
 
     def apply(self, text: str, context: Dict[str, Any]) -> str:
         if not _in_scope(self.candidate, context):
@@ -117,7 +121,7 @@ def harm_counts(compiled: _Compiled, texts: Sequence[Text]) -> int:
     anchor, quick, scope = compiled.anchor, compiled.quick, compiled.scope
     changed = 0
     for text, context in texts:
-        if anchor and anchor not in text or scope is not None and context.get("function_name") != scope:
+        if (anchor and anchor not in text) or (scope is not None and context.get("function_name") != scope):
             continue
         if quick is not None and quick.search(text) is None:
             continue
@@ -191,8 +195,12 @@ def greedy_search(
         harm_fixed = harm_counts(compiled, goods)
         harm_negative = harm_counts(compiled, negatives)
         score = scores[candidate["id"]] = {
-            "support": on_path, "fired": len(found), "harm_fixed": harm_fixed, "harm_negative": harm_negative,
-            "harm": harm_fixed + harm_negative + len(found) - on_path}
+            "support": on_path,
+            "fired": len(found),
+            "harm_fixed": harm_fixed,
+            "harm_negative": harm_negative,
+            "harm": harm_fixed + harm_negative + len(found) - on_path,
+        }
         if harm_fixed:
             score["dropped"] = "changes outputs that needed no fix"
         elif harm_negative > negative_limit:
@@ -228,12 +236,18 @@ def greedy_search(
             break
         found = effects[best]
         compiled, harm_fixed, harm_negative = pool[best]
-        chosen.append(Chosen(
-            compiled.candidate, fired=len(found), closer=sum(1 for _, _, on_path in found.values() if on_path),
-            away=sum(1 for i, (_, d, _) in found.items() if d > distance[i]),
-            exact_gain=sum(1 for _, d, _ in found.values() if d == 0),
-            sources=sorted(pairs[i][0] for i, (_, _, on_path) in found.items() if on_path),
-            harm_fixed=harm_fixed, harm_negative=harm_negative))
+        chosen.append(
+            Chosen(
+                compiled.candidate,
+                fired=len(found),
+                closer=sum(1 for _, _, on_path in found.values() if on_path),
+                away=sum(1 for i, (_, d, _) in found.items() if d > distance[i]),
+                exact_gain=sum(1 for _, d, _ in found.values() if d == 0),
+                sources=sorted(pairs[i][0] for i, (_, _, on_path) in found.items() if on_path),
+                harm_fixed=harm_fixed,
+                harm_negative=harm_negative,
+            )
+        )
         for index, (text, d, _) in found.items():
             current[index], distance[index], exact[index] = text, d, d == 0
             current_tokens[index] = tokenize(text)
@@ -252,6 +266,7 @@ def greedy_search(
                 else:
                     known[index] = result
     for item in chosen:
-        scores[item.candidate["id"]].update(chosen_fired=item.fired, chosen_on_path=item.closer, away=item.away,
-                                            exact_gain=item.exact_gain, chosen=True)
+        scores[item.candidate["id"]].update(
+            chosen_fired=item.fired, chosen_on_path=item.closer, away=item.away, exact_gain=item.exact_gain, chosen=True
+        )
     return SearchResult(chosen, current, scores)

@@ -10,6 +10,7 @@ that pair's value for at least ``MIN_AGREEMENT`` of them (and for two pairs or m
 Feedback text enters the expression only through ``re.escape``; the slot itself is a fixed
 pattern, so the expression has no nested quantifiers.
 """
+
 from __future__ import annotations
 
 import re

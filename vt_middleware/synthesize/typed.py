@@ -6,6 +6,7 @@ parts interpreted by the hook runtime). Source and target notations are inferred
 examples: every notation that parses the bad text and every one that renders the fixed text
 gives a candidate; scoring on the pairs keeps the one that fixes them.
 """
+
 from __future__ import annotations
 
 import re
@@ -114,7 +115,7 @@ def conversions(bad: str, fixed: str) -> List[Tuple[str, List[List[str]], str, L
         spans_f = {(v.start, v.end) for v in fixed_values if v.kind == kind}
         if len(spans_b) != 1 or len(spans_f) != 1:
             continue
-        (f0, f1), = spans_f
+        ((f0, f1),) = spans_f
         for source in (v for v in bad_values if v.kind == kind):
             targets = [f for f in fixed_values if f.kind == kind and f.value == source.value]
             if not targets:
@@ -127,7 +128,12 @@ def conversions(bad: str, fixed: str) -> List[Tuple[str, List[List[str]], str, L
                     continue
                 pattern = re.escape(pre_b) + value_regex(kind, source.notation) + re.escape(post_b)
                 parts = [["lit", pre_f, ""], [kind, f"1|{source.notation}|{target}", ""], ["lit", post_f, ""]]
-                out.append((pattern, [p for p in parts if p[0] != "lit" or p[1]], f"{kind} {source.notation}->{target}",
-                            [pre_b, post_b]))
+                out.append(
+                    (
+                        pattern,
+                        [p for p in parts if p[0] != "lit" or p[1]],
+                        f"{kind} {source.notation}->{target}",
+                        [pre_b, post_b],
+                    )
+                )
     return out
-

@@ -6,6 +6,7 @@ each rule reproduces the fixes it claims (with that rule alone, every source pai
 moves toward its fixed output: closer by token edit distance, or only removing and
 adding tokens the fix removes and adds). Whole-hook effects on the pairs are reported.
 """
+
 from __future__ import annotations
 
 import ast
@@ -26,9 +27,18 @@ def validate_hook(path: str | Path, rules: Sequence[Rule], diffs: Sequence[Dict[
     from rapidfuzz.distance import Levenshtein
 
     result: Dict[str, Any] = {
-        "ok": False, "parsed": False, "compiled": False, "imported": False,
-        "rules_checked": 0, "rules_failed": [], "pairs": len(diffs), "exact_fixed": 0,
-        "improved": 0, "worsened": 0, "good_changed": 0, "errors": [],
+        "ok": False,
+        "parsed": False,
+        "compiled": False,
+        "imported": False,
+        "rules_checked": 0,
+        "rules_failed": [],
+        "pairs": len(diffs),
+        "exact_fixed": 0,
+        "improved": 0,
+        "worsened": 0,
+        "good_changed": 0,
+        "errors": [],
     }
     try:
         source = Path(path).read_text(encoding="utf-8")

@@ -6,6 +6,7 @@ with ``os.mkdir`` (atomic, so two writers never share a number) and is complete 
 manifest exists. :meth:`HookVersionStore.activate` records a hooks-only promotion
 (``runtime/live.py``): the promotion record, not ``ACTIVE``, says what is live.
 """
+
 from __future__ import annotations
 
 import json

