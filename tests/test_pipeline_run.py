@@ -128,6 +128,13 @@ def test_full_run_trains_evaluates_promotes_and_records(vt_env, trainer, tmp_pat
     assert gate["metrics"]["rows"]["model"]["model"] == fine_tuned
     assert gate["metrics"]["rows"]["hooks"]["model"] == TINY_ID
     assert result["promoted"] == gate["promote"] and result["promoted_parts"] == gate["parts"]
+    # the synthesiser's own k-fold estimate is shown beside what the gate measured
+    estimate = result["hook_estimate"]
+    if estimate.get("folds"):
+        assert gate["hooks_self_estimate"]["fix_rate"] == estimate["fix_rate"]
+        assert any(e[0] == "log" and "self-estimate" in e[1] for e in monitor.events)
+    else:
+        assert "hooks_self_estimate" not in gate and estimate["reason"]
     live = get_runtime().current()
     assert live.route(TINY_ID) == (fine_tuned if "model" in gate["parts"] else TINY_ID)
     assert live.hook_version == (result["hook_version"] if "hooks" in gate["parts"] else None)

@@ -304,10 +304,24 @@ def evaluate(ctx: RunContext) -> JSONDict:
         decision = _retry_without_prompt_rules(ctx, decision)
     ctx.decision = decision
     ctx.result["gate"] = decision.to_dict()
-    ctx.record.decide(False, decision.reason, decision.metrics)
+    estimate = _hooks_self_estimate(ctx.result.get("hook_estimate"))
+    if estimate is not None:  # the synthesiser's own k-fold figures, beside what the gate measured
+        ctx.result["gate"]["hooks_self_estimate"] = estimate
+        ctx.log(
+            f"gate: hooks' k-fold self-estimate ({estimate['folds']} folds): fix {estimate['fix_rate']}, "
+            f"harm {estimate['harm_rate']}, harm on uncorrected calls {estimate['negative_harm_rate']}"
+        )
+    ctx.record.decide(False, decision.reason, {**decision.metrics, "hooks_self_estimate": estimate})
     verdict = f"promote {' + '.join(decision.parts)}" if decision.promote else "keep incumbent"
     ctx.log(f"gate: {verdict}: {decision.reason}")
     return {"promote": decision.promote, "parts": decision.parts, "reason": decision.reason}
+
+
+def _hooks_self_estimate(estimate: Optional[JSONDict]) -> Optional[JSONDict]:
+    """The overall figures of a synthesis estimate, or None when it held nothing out."""
+    if not estimate or not estimate.get("folds"):
+        return None
+    return {key: estimate.get(key) for key in ("folds", "fix_rate", "harm_rate", "negative_harm_rate")}
 
 
 def _judge(ctx: RunContext, hooks: Optional[LoadedHooks]) -> GateDecision:
