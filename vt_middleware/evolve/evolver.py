@@ -272,7 +272,8 @@ class Evolver:
                 self._stop.wait(self.check_interval)
 
     def _sync(self) -> None:
-        sync = getattr(self.pipeline.promoter, "sync_from_store", None)  # promoters sharing a store have it
+        promoter = getattr(self.pipeline, "promoter", None)  # any pipeline-like object may be driven
+        sync = getattr(promoter, "sync_from_store", None)  # promoters sharing a store have it
         if callable(sync):
             sync()
 
