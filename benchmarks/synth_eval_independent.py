@@ -26,6 +26,7 @@ already-good answers (outputs nobody corrected) of the same kind.
 
 from __future__ import annotations
 
+import calendar
 import random
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -47,20 +48,7 @@ ITEMS = [
     "water bottle",
 ]
 BRANDS = ["Zentro", "Kalvik", "Orbio", "Lumex", "Pravda", "Tessel", "Quorra", "Vantix"]
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
+MONTHS = list(calendar.month_name)[1:]  # English names: the C locale is never changed here
 SUPPORT_FAMILIES = ("greeting", "order_ref", "amount", "date", "signoff", "apology", "bullets", "filler", "clock")
 REVIEW_FAMILIES = ("verdict", "percent", "upsell", "brand_case")
 FAMILIES = SUPPORT_FAMILIES + REVIEW_FAMILIES

@@ -20,6 +20,7 @@ families touch different parts of the answer, so any subset applies in any order
 
 from __future__ import annotations
 
+import calendar
 import random
 from typing import Callable, Dict, List, Tuple
 
@@ -56,20 +57,7 @@ FEATURES = [
     "dishwasher safe parts",
     "USB-C charging",
 ]
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
+MONTHS = list(calendar.month_name)[1:]  # English names: the C locale is never changed here
 FAMILIES = (
     "opener",
     "currency",
