@@ -290,18 +290,20 @@ class Rule:
         quoted = _quoted(action)
         scope = None
         description = self.description or f"{condition} -> {action}".strip(" ->")
+        # the quoted phrase the seed's replace/remove actions act on, found where the condition quotes it
+        phrase = {
+            "scope": scope,
+            "pattern": re.escape(quoted[0]) if quoted else "",
+            "anchor": anchors[0] if anchors else "",
+            "ignore_case": False,
+        }
         if _SEED_REPLACE_RE.match(action) and len(quoted) >= 2:
             return replace(
                 self,
                 description=description,
                 kind="replace",
                 target="output",
-                condition={
-                    "scope": scope,
-                    "pattern": re.escape(quoted[0]),
-                    "anchor": anchors[0] if anchors else "",
-                    "ignore_case": False,
-                },
+                condition=phrase,
                 action={"parts": [["lit", quoted[1], None]]},
             )
         if _SEED_REMOVE_RE.match(action) and quoted:
@@ -310,12 +312,7 @@ class Rule:
                 description=description,
                 kind="remove",
                 target="output",
-                condition={
-                    "scope": scope,
-                    "pattern": re.escape(quoted[0]),
-                    "anchor": anchors[0] if anchors else "",
-                    "ignore_case": False,
-                },
+                condition=phrase,
                 action={"parts": []},
             )
         if _SEED_ADD_RE.match(action) and quoted:
