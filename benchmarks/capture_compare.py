@@ -7,16 +7,18 @@ is skipped with a note where that install fails). This process only hosts the mo
 server (and a sink that answers Langfuse's trace exports), so capture work in an app
 process cannot hide in its own baseline.
 
-Per process:
-- caller-thread cost: one thread, the openai client on a mocked HTTP transport (no
-  network, no server), wrapped call time minus the same process's bare call time
-  (plus, for vt, the wrapper's own time measured inside it);
+Per process, the same workload: two openai clients called in turns, the second one wrapped
+(vt.wrap or Langfuse) or, in the no-vt process, a second plain client.
+- caller-thread cost: one thread, the clients on a mocked HTTP transport (no network, no
+  server): the wrapped client's call time minus the plain client's, in the same process,
+  and minus the no-vt process's second client, quantile by quantile (plus, for vt, the
+  wrapper's own time measured inside it);
 - app calls: ``threads`` threads call the local server for ``seconds``; each thread
   alternates a wrapped and an unwrapped call (the unwrapped calls show what capture
   costs the rest of the process); median and p99 of each, calls/s, CPU seconds.
 Importing ``langfuse.openai`` instruments the ``openai`` module itself, so in its process
-the "unwrapped" client is traced too; its caller cost is taken against the no-vt
-process's bare calls. ``--rounds`` repeats the three processes in turns (load drifts).
+the plain client's calls go to the SDK's own method under Langfuse's wrapper
+(``__wrapped__``), untraced. ``--rounds`` repeats the three processes in turns (load drifts).
 """
 
 from __future__ import annotations
@@ -66,27 +68,37 @@ elif mode == "langfuse":
     from langfuse.openai import OpenAI as LangfuseOpenAI
     make = lambda url, mock=False: client(LangfuseOpenAI, url, mock)
 else:
-    make = None
+    make = lambda url, mock=False: client(openai.OpenAI, url, mock)  # the same workload, nothing wrapped
+
+def messages(i, tag):
+    return [{"role": "system", "content": "You summarise reviews."},
+            {"role": "user", "content": "Summarise review %s-%d: the soup was cold and the staff slow." % (tag, i)}]
 
 def call(c, i, tag):
-    return c.chat.completions.create(model=cfg["model"], max_tokens=1, messages=[
-        {"role": "system", "content": "You summarise reviews."},
-        {"role": "user", "content": "Summarise review %s-%d: the soup was cold and the staff slow." % (tag, i)}])
+    return c.chat.completions.create(model=cfg["model"], max_tokens=1, messages=messages(i, tag))
+
+if mode == "langfuse":  # the plain client's calls skip Langfuse's instrumentation of the SDK
+    from openai.resources.chat.completions import Completions
+    _sdk_create = Completions.create.__wrapped__
+
+    def call_plain(c, i, tag):
+        return _sdk_create(c.chat.completions, model=cfg["model"], max_tokens=1, messages=messages(i, tag))
+else:
+    call_plain = call
 
 out = {"mode": mode}
 # 1. caller-thread cost on a mocked transport (bare and wrapped in turns, one thread)
 bare_m = client(openai.OpenAI, "http://mock/v1", mock=True)
-wrapped_m = make("http://mock/v1", mock=True) if make else None
+wrapped_m = make("http://mock/v1", mock=True)
 for i in range(200):
-    call(bare_m, i, "w")
-    if wrapped_m: call(wrapped_m, i, "w")
+    call_plain(bare_m, i, "w")
+    call(wrapped_m, i, "w")
 if mode == "vt":
     openai_wrapper.overhead_probe = probe = []
 bare_t, wrapped_t = [], []
 for i in range(cfg["mocked_calls"]):
-    t = time.perf_counter(); call(bare_m, i, "b"); bare_t.append(time.perf_counter() - t)
-    if wrapped_m:
-        t = time.perf_counter(); call(wrapped_m, i, "m"); wrapped_t.append(time.perf_counter() - t)
+    t = time.perf_counter(); call_plain(bare_m, i, "b"); bare_t.append(time.perf_counter() - t)
+    t = time.perf_counter(); call(wrapped_m, i, "m"); wrapped_t.append(time.perf_counter() - t)
 if mode == "vt":
     openai_wrapper.overhead_probe = None
 out["mock_bare"], out["mock_wrapped"] = bare_t, wrapped_t
@@ -95,9 +107,9 @@ if mode == "vt":
     vt.flush(30)
 # 2. the app: threads call the local server, wrapped and unwrapped calls in turns
 bare_s = client(openai.OpenAI, cfg["url"])
-wrapped_s = make(cfg["url"]) if make else bare_s
+wrapped_s = make(cfg["url"])
 for i in range(5):
-    call(bare_s, i, "warm"); call(wrapped_s, i, "warm")
+    call_plain(bare_s, i, "warm"); call(wrapped_s, i, "warm")
 lat = {"unwrapped": [], "wrapped": []}
 lock = threading.Lock()
 stop_at = time.monotonic() + cfg["seconds"]
@@ -106,8 +118,8 @@ def loop(t):
     mine = {"unwrapped": [], "wrapped": []}
     i = 0
     while time.monotonic() < stop_at:
-        for kind, c in (("unwrapped", bare_s), ("wrapped", wrapped_s)):
-            s = time.perf_counter(); call(c, i, "t%d" % t); mine[kind].append(time.perf_counter() - s)
+        for kind, c, fn in (("unwrapped", bare_s, call_plain), ("wrapped", wrapped_s, call)):
+            s = time.perf_counter(); fn(c, i, "t%d" % t); mine[kind].append(time.perf_counter() - s)
         i += 1
     with lock:
         for k in lat: lat[k].extend(mine[k])
@@ -257,27 +269,40 @@ def bench_compare(seconds: float, threads: int, mocked_calls: int, rounds: int =
         if runs
     }
     base = merged.get("no vt")
+    costs: Dict[str, Tuple[float, float]] = {}  # name -> median cost (same process, vs no-vt process)
     for name, m in merged.items():
         runs = results[name]
         calls = sum(len(r["wrapped"]) + len(r["unwrapped"]) for r in runs)
         elapsed = sum(r["elapsed"] for r in runs)
         cpu = sum(r["cpu_s"] for r in runs)
-        if m["mock_wrapped"] and name == "vt.wrap":
+        same = _cost(m["mock_wrapped"], m["mock_bare"])
+        rows.append(
+            (
+                f"{name}: caller-thread cost, same process",
+                us(same),
+                "second client's call minus the plain client's, quantile by quantile"
+                + (" (both plain: the floor)" if name == "no vt" else ""),
+            )
+        )
+        if name == "no vt" and len(runs) > 1:
+            medians = [statistics.median(r["mock_bare"]) * 1e6 for r in runs]
             rows.append(
                 (
-                    f"{name}: caller-thread cost (mocked HTTP)",
-                    us(_cost(m["mock_wrapped"], m["mock_bare"])),
-                    "wrapped minus bare call, same process, quantile by quantile",
+                    "no vt: plain call, spread between processes",
+                    "",
+                    f"medians {min(medians):.1f}-{max(medians):.1f} us over {len(runs)} identical processes",
                 )
             )
-        if m["mock_wrapped"] and base:
+        if base and name != "no vt":
+            cross = _cost(m["mock_wrapped"], base["mock_wrapped"])
             rows.append(
                 (
                     f"{name}: caller-thread cost vs no-vt process",
-                    us(_cost(m["mock_wrapped"], base["mock_bare"])),
-                    "wrapped call minus the no-vt process's bare call, quantile by quantile",
+                    us(cross),
+                    "wrapped call minus the no-vt process's second client's call, quantile by quantile",
                 )
             )
+            costs[name] = (statistics.median(same), statistics.median(cross))
         if m["probe"]:
             rows.append((f"{name}: wrapper's own time (probe)", us(m["probe"]), "measured inside the wrapper"))
         note = f"{calls / elapsed:.0f} calls/s, CPU {cpu:.1f} s"
@@ -298,4 +323,14 @@ def bench_compare(seconds: float, threads: int, mocked_calls: int, rounds: int =
                         f"journaled, {s.get('dropped', 0)} dropped; flush after the run {r['flush_s']:.2f} s",
                     )
                 )
+    if "vt.wrap" in costs and "langfuse" in costs:
+        (vt_same, vt_cross), (lf_same, lf_cross) = costs["vt.wrap"], costs["langfuse"]
+        rows.append(
+            (
+                "Langfuse / vt.wrap caller-thread cost",
+                "",
+                f"same process {lf_same / max(vt_same, 1e-9):.1f}x, vs no-vt process {lf_cross / max(vt_cross, 1e-9):.1f}x"
+                " (medians)",
+            )
+        )
     return rows, notes

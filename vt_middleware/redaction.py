@@ -10,15 +10,16 @@ GitHub, GitLab, Stripe, Twilio, SendGrid, npm, PyPI, Azure, Discord, Telegram, b
 URLs, ...), our own for OpenAI/Anthropic keys, bearer tokens, JWTs anywhere, Google API and
 OAuth keys, Hugging Face tokens, whole PEM private key blocks and ``key=value`` secrets; with
 ``redact_emails`` e-mail addresses; with ``redact_pii`` card numbers (Luhn-checked) and
-phone numbers; and ``redact_patterns``. One combined search runs first: text without a
-match (most text) costs one scan.
+phone numbers; and ``redact_patterns``. Most text has none of these: each of our rules runs
+only where a string it needs occurs, detect-secrets' patterns only where they match, and a text redacted recently is looked up, not scanned again (the cache holds what the
+capture queue already holds: the caller's text, in this process's memory).
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-from typing import Any, Callable, Iterable, List, Match, Optional, Pattern, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Match, Optional, Pattern, Tuple, Union
 
 from .config import VTConfig, get_config
 
@@ -102,9 +103,29 @@ _SECRET_KEY = re.compile(
 )
 
 Rule = Tuple[Pattern[str], Replacement]
-# per config: our rules with their triggers (None: always run), detect-secrets' rules and their combined search
-_Plan = Tuple[List[Tuple[Rule, Optional[Tuple[str, ...]]]], List[Rule], Optional[Pattern[str]]]
-_compiled: Optional[Tuple[int, List[Rule], Optional[Pattern[str]], _Plan]] = None
+# How a rule is gated: lower-case strings one of which must occur, or a minimum digit count
+Gate = Union[Tuple[str, ...], int, None]
+_CARD_MIN_DIGITS = 13  # _card changes nothing in text with fewer digits
+_PHONE_MIN_DIGITS = 8  # nor does _phone
+_DIGIT = re.compile(r"\d")  # what the card and phone patterns count as a digit
+_CACHE_ENTRIES = 4096  # distinct texts remembered (system prompts, chat history, tool schemas repeat)
+_CACHE_MAX_CHARS = 4096  # longer texts are redacted every time
+
+
+class _Plan:
+    """Compiled rules for one config: ours with their gates, detect-secrets', and the texts
+    already redacted under them."""
+
+    __slots__ = ("cache", "config", "own", "plugins")
+
+    def __init__(self, config: VTConfig, own: List[Tuple[Rule, Gate]], plugins: List[Rule]) -> None:
+        self.config = config  # held, so no later config object can reuse its id
+        self.own = own
+        self.plugins = plugins
+        self.cache: Dict[str, str] = {}
+
+
+_compiled: Optional[_Plan] = None
 _plugin_patterns: Optional[List[Pattern[str]]] = None
 
 
@@ -189,35 +210,13 @@ def _phone(match: Match[str]) -> str:
     return text if end is None else REDACTED_PHONE + text[end:]
 
 
-def _scoped(pattern: Pattern[str]) -> str:
-    """A pattern as a group that can be joined into one alternation (inline flags scoped)."""
-    source = pattern.pattern
-    flags = "i" if pattern.flags & re.IGNORECASE else ""
-    if source.startswith("(?i)"):
-        source, flags = source[4:], "i"
-    if pattern.flags & re.VERBOSE:
-        source = re.sub(r"\s+|#[^\n]*", "", source)
-    return f"(?{flags}:{source})" if flags else f"(?:{source})"
-
-
-def _any_rule(rules: List[Rule]) -> Optional[Pattern[str]]:
-    """One pattern matching where any rule matches: most text has no secret, and one
-    search is much cheaper than every substitution."""
-    if not rules:
-        return None
-    try:
-        return re.compile("|".join(_scoped(p) for p, _ in rules))
-    except re.error:
-        return None
-
-
-def _compile(config: VTConfig) -> Tuple[int, List[Rule], Optional[Pattern[str]], _Plan]:
-    """Compiled rules for ``config`` (recompiled only when the config object changes): all of
-    them, their combined search, and the plan :func:`redact` follows when that search hits."""
+def _compile(config: VTConfig) -> _Plan:
+    """Compiled rules for ``config`` (recompiled only when the config object changes)."""
     global _compiled
-    if _compiled is not None and _compiled[0] == id(config):
-        return _compiled
-    own: List[Tuple[Rule, Optional[Tuple[str, ...]]]] = []
+    plan = _compiled
+    if plan is not None and plan.config is config:
+        return plan
+    own: List[Tuple[Rule, Gate]] = []
     plugins: List[Rule] = []
     if config.redact_secrets:
         own += [((re.compile(p), r), t) for (p, r), t in zip(_SECRET_PATTERNS, _TRIGGERS)]
@@ -225,29 +224,46 @@ def _compile(config: VTConfig) -> Tuple[int, List[Rule], Optional[Pattern[str]],
     if config.redact_emails:
         own.append(((re.compile(_EMAIL), REDACTED_EMAIL), ("@",)))
     if config.redact_pii:
-        own += [((re.compile(_CARD), _card), None), ((re.compile(_PHONE), _phone), None)]
+        own += [((re.compile(_CARD), _card), _CARD_MIN_DIGITS), ((re.compile(_PHONE), _phone), _PHONE_MIN_DIGITS)]
     own += [((re.compile(p), REDACTED), None) for p in config.redact_patterns]
-    rules = [rule for rule, _ in own] + plugins
-    _compiled = (id(config), rules, _any_rule(rules), (own, plugins, _any_rule(plugins)))
-    return _compiled
+    _compiled = plan = _Plan(config, own, plugins)
+    return plan
 
 
 def redact(text: str, config: Optional[VTConfig] = None) -> str:
     """``text`` with keys, tokens, private keys, ``key=value`` secrets, e-mails, card and
     phone numbers (as configured) and the configured extra patterns replaced by markers.
-    Text no rule matches costs one combined search; otherwise each of our rules runs only
-    where its trigger string occurs, and detect-secrets' patterns only where one matches."""
+    Each of our rules runs only where its trigger string occurs (card and phone numbers only
+    in text with enough digits), detect-secrets' patterns only where they match. Texts seen recently (a system prompt, earlier turns of a chat) are not scanned again."""
     if not text:
         return text
-    _, _, any_rule, (own, plugins, any_plugin) = _compile(config or get_config())
-    if any_rule is not None and any_rule.search(text) is None:
-        return text
+    plan = _compile(config or get_config())
+    cache = plan.cache
+    done = cache.get(text)
+    if done is not None:
+        return done
+    out = _redact(text, plan)
+    if len(text) <= _CACHE_MAX_CHARS:
+        if len(cache) >= _CACHE_ENTRIES:
+            cache.clear()  # cheaper than LRU order upkeep on every hit; refills from live traffic
+        cache[text] = out
+    return out
+
+
+def _redact(text: str, plan: _Plan) -> str:
     lowered = text.lower()
-    for (pattern, replacement), triggers in own:
-        if triggers is None or any(t in lowered for t in triggers):
-            text = pattern.sub(replacement, text)
-    if plugins and (any_plugin is None or any_plugin.search(text) is not None):
-        for pattern, replacement in plugins:
+    digits = -1
+    for (pattern, replacement), gate in plan.own:
+        if type(gate) is int:
+            if digits < 0:
+                digits = len(_DIGIT.findall(text))
+            if digits < gate:
+                continue
+        elif gate is not None and not any(t in lowered for t in gate):  # type: ignore[union-attr]
+            continue
+        text = pattern.sub(replacement, text)
+    for pattern, replacement in plan.plugins:  # one by one: most have a literal prefix sre scans for
+        if pattern.search(text) is not None:
             text = pattern.sub(replacement, text)
     return text
 

@@ -121,35 +121,46 @@ class StaticEmbedder:
         return ids[::-1]
 
     def _word(self, word: str) -> Tuple[np.ndarray, int]:
-        """Sum of the word's token vectors and its token count (cached, LRU)."""
-        with self._lock:
-            hit = self._words.get(word)
-            if hit is not None:
-                self._words.move_to_end(word)
-                return hit
+        """Sum of the word's token vectors and its token count (not cached)."""
         ids = np.asarray(self._segment(word), dtype=np.int64)
         vector = (self._table[self._mapping[ids]] * self._token_weight[ids, None]).sum(axis=0)
-        entry = (vector, len(ids))
+        return vector, len(ids)
+
+    def _words_of(self, words: List[str]) -> List[Tuple[np.ndarray, int]]:
+        """Each word's (vector, token count): cached ones under one lock, new ones segmented
+        outside it and then cached (LRU)."""
+        cache = self._words
+        found: List[Tuple[np.ndarray, int]] = []
+        missing: List[int] = []
         with self._lock:
-            self._words[word] = entry
-            while len(self._words) > _WORD_CACHE:
-                self._words.popitem(last=False)
-        return entry
+            for i, word in enumerate(words):
+                hit = cache.get(word)
+                if hit is None:
+                    missing.append(i)
+                    found.append(hit)  # type: ignore[arg-type] - filled in below
+                else:
+                    cache.move_to_end(word)
+                    found.append(hit)
+        if missing:
+            made = [(words[i], self._word(words[i])) for i in missing]
+            with self._lock:
+                for i, (word, entry) in zip(missing, made):
+                    cache[word] = found[i] = entry
+                while len(cache) > _WORD_CACHE:
+                    cache.popitem(last=False)
+        return found
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         width = self._table.shape[1]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
-            words = _WHITESPACE.split(unicodedata.normalize("NFKC", text or "").strip())
-            total, count = None, 0
-            for word in words:
-                if not word:
-                    continue
-                vector, n = self._word(word)
-                total = vector.copy() if total is None else total + vector
-                count += n
-            if count:
-                out[row, :width] = total / count
+            words = [w for w in _WHITESPACE.split(unicodedata.normalize("NFKC", text or "").strip()) if w]
+            if not words:
+                continue
+            entries = self._words_of(words)
+            count = sum(n for _, n in entries)
+            if count:  # one reduction per text, not one numpy call per word
+                out[row, :width] = np.add.reduce([v for v, _ in entries]) / count
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return out / norms
