@@ -9,6 +9,9 @@ import json
 import httpx
 import pytest
 from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware as LCAgentMiddleware
+from langchain_core.caches import InMemoryCache
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
@@ -92,6 +95,17 @@ def _rows(name):
 
 def _ask(city):
     return {"messages": [{"role": "user", "content": f"weather in {city}?"}]}
+
+
+class ModelRuns(BaseCallbackHandler):
+    """Collects the LangChain run id of every chat model call."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids = []
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, **kwargs):
+        self.ids.append(str(run_id))
 
 
 def test_agent_tool_call_then_answer_hooked_captured_and_feedback_attaches(vt_env, tmp_path, scripted, model):
@@ -249,3 +263,85 @@ def test_streamed_tool_call_is_never_hooked_and_recorded_structured(vt_env, tmp_
     (row,) = _rows("streamed_tools")
     assert row.params["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Accra"}'}
     assert row.params["stream"] and row.params["output_is_tool_calls"]
+
+
+def test_agent_records_carry_the_langchain_run_id_of_each_model_call(vt_env, tmp_path, model):
+    _hooks(tmp_path, WRAP_HOOKS)
+    runs = ModelRuns()
+    agent = create_agent(model, [get_weather], middleware=[vt.AgentMiddleware(function_name="run_ids")])
+    state = agent.invoke(_ask("Hanoi"), config={"callbacks": [runs]})
+    assert len(runs.ids) == 2
+    first, second = _rows("run_ids")
+    assert [first.run_id, second.run_id] == runs.ids  # ChatOpenAI's answers carry LangChain's run id
+    assert first.params["tool_calls"] and second.output == state["messages"][-1].content
+    assert first.parent_run_id == second.parent_run_id  # still the agent run
+    assert vt.last_run_id() == runs.ids[-1]  # the final call, known when invoke returns
+    pair = vt.feedback(vt.last_run_id(), fixed_output="Hanoi: sunny.")
+    assert pair.run_id == second.run_id and pair.bad_output == "<Weather: sunny in Hanoi>"
+    assert [p.run_id for p in vt.get_store().feedback_for_call(second.run_id)] == [second.run_id]
+
+
+async def test_async_agent_records_carry_the_langchain_run_ids(vt_env, model):
+    runs = ModelRuns()
+    agent = create_agent(model, [get_weather], middleware=[vt.AgentMiddleware(function_name="async_run_ids")])
+    await agent.ainvoke(_ask("Seoul"), config={"callbacks": [runs]})
+    assert [r.run_id for r in _rows("async_run_ids")] == runs.ids and len(runs.ids) == 2
+
+
+def test_cached_answers_get_run_ids_of_their_own_and_replace_no_record(vt_env, scripted, model):
+    _, app = scripted
+    cached = model.model_copy(update={"cache": InMemoryCache()})
+    agent = create_agent(cached, [get_weather], middleware=[vt.AgentMiddleware(function_name="cached_agent")])
+    runs = ModelRuns()
+    first = agent.invoke(_ask("Tunis"), config={"callbacks": [runs]})
+    second = agent.invoke(_ask("Tunis"), config={"callbacks": [runs]})
+    # the second run's first call came from LangChain's cache (its answer keeps the first call's id)
+    assert len(app.requests) == 3 and len(runs.ids) == 4
+    assert second["messages"][1].id == first["messages"][1].id
+    rows = _rows("cached_agent")
+    assert len({r.run_id for r in rows}) == 4  # no record replaced another
+    assert [rows[0].run_id, rows[1].run_id, rows[3].run_id] == [runs.ids[0], runs.ids[1], runs.ids[3]]
+    assert rows[2].run_id not in runs.ids and rows[2].params["tool_calls"]  # the cache hit: an id of vt's own
+    assert vt.last_run_id() == rows[-1].run_id == runs.ids[-1]
+
+
+def test_without_tool_capture_the_middleware_defines_no_tool_hook(vt_env, model):
+    middleware = vt.AgentMiddleware(function_name="no_tools", capture_tools=False)
+    assert isinstance(middleware, vt.AgentMiddleware)
+    assert type(middleware).wrap_tool_call is LCAgentMiddleware.wrap_tool_call  # LangChain wraps no tool call
+    assert type(middleware).awrap_tool_call is LCAgentMiddleware.awrap_tool_call
+    assert type(vt.AgentMiddleware()).wrap_tool_call is not LCAgentMiddleware.wrap_tool_call
+    state = create_agent(model, [get_weather], middleware=[middleware]).invoke(_ask("Lyon"))
+    assert state["messages"][-1].content == "Weather: sunny in Lyon"
+    assert len(_rows("no_tools")) == 2 and _rows("langchain.tool:get_weather") == []
+
+
+def test_wrapper_records_carry_the_langchain_run_id_and_a_callback_handler_keeps_its_own(vt_env, model):
+    runs = ModelRuns()
+    wrapped = vt.middleware(model, function_name="wrapped_ids")
+    wrapped.invoke("hello", config={"callbacks": [runs]})
+    (row,) = _rows("wrapped_ids")
+    assert [row.run_id] == runs.ids and vt.last_run_id() == row.run_id
+    handler = vt.CallbackHandler(function_name="handler_ids")
+    wrapped.invoke("again", config={"callbacks": [runs, handler]})
+    (handled,) = _rows("handler_ids")
+    assert handled.run_id == runs.ids[-1]  # the handler records by LangChain's run id
+    assert len(_rows("wrapped_ids")) == 2  # and the wrapper's record, under an id of its own, stays
+
+
+def test_run_id_taken_only_from_an_id_langchain_made_for_a_fresh_uncached_answer():
+    import uuid
+
+    from langchain_core.messages import AIMessage
+
+    from vt_middleware.capture.langchain_common import langchain_run_id
+
+    fresh, cached = str(uuid.uuid4()), str(uuid.uuid4())
+    usage = {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}
+    assert langchain_run_id(AIMessage("a", id=f"lc_run--{fresh}-0", usage_metadata=usage)) == fresh
+    assert langchain_run_id(AIMessage("a", id=f"lc_run--{fresh}-0")) is None  # the same answer again
+    hit = AIMessage("a", id=f"lc_run--{cached}", usage_metadata={**usage, "total_cost": 0})
+    assert langchain_run_id(hit) is None  # LangChain's cache hit (e.g. a persistent cache of another process)
+    assert langchain_run_id(AIMessage("a", id=f"lc_run--{cached}")) == cached  # a streamed answer's id
+    for provider_id in ("msg_0123", "chatcmpl-9", f"lc_run--{uuid.uuid4()}x", "lc_run--short", None):
+        assert langchain_run_id(AIMessage("a", id=provider_id)) is None

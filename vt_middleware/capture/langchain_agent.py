@@ -24,7 +24,7 @@ from ..call_context import capture_suppressed, current_run_id, current_scope
 from ..config import get_config
 from ..health import fail_open
 from . import langchain_callbacks  # noqa: F401 - installs the run-scope tracker (vt.last_run_id)
-from .langchain_common import COMPONENT, ModelRouter, ToolsSnapshot, begin_call, fail_call, finish_call, model_name_of
+from .langchain_common import COMPONENT, ModelRouter, ToolsSnapshot, begin_call, fail_call, finish_call
 from .record import ChatCall, RawCall, content_text, to_jsonable
 from .worker import submit
 
@@ -32,7 +32,20 @@ from .worker import submit
 class AgentMiddleware(_LCAgentMiddleware):
     """Routes, hooks and captures every model call (and captures every tool call) of a
     LangChain agent. ``function_name`` names the agent's calls in the store (default: the
-    enclosing ``@vt.track`` function, else ``"langchain.agent"``)."""
+    enclosing ``@vt.track`` function, else ``"langchain.agent"``).
+
+    A model call's record takes the LangChain run id of that call as its ``run_id`` when the
+    answer carries it (the id LangChain gives an answer whose provider set none, as with
+    ChatOpenAI's chat completions); when the provider set its own message id, or the answer
+    came from LangChain's cache, the record has a run id of vt's own. Either way
+    ``vt.last_run_id()`` after ``agent.invoke`` is the final model call's record.
+    ``capture_tools=False`` leaves tool calls alone: the middleware then defines no tool
+    hook, so LangChain wraps no tool call in it."""
+
+    def __new__(cls, function_name: Optional[str] = None, *, capture_tools: bool = True) -> AgentMiddleware:
+        if not capture_tools and cls is AgentMiddleware:
+            cls = _ModelCallsOnly
+        return super().__new__(cls)
 
     def __init__(self, function_name: Optional[str] = None, *, capture_tools: bool = True) -> None:
         super().__init__()
@@ -46,47 +59,48 @@ class AgentMiddleware(_LCAgentMiddleware):
 
     # model calls -------------------------------------------------------------------------
     def _begin(self, request: ModelRequest) -> Tuple[Optional[ChatCall], ModelRequest]:
-        model = request.model
-        requested = model_name_of(model)
         params: Dict[str, Any] = {}
-        if request.tools:
-            params["tools"] = ToolsSnapshot(request.tools)
+        tools = request.tools
+        if tools:
+            params["tools"] = ToolsSnapshot(tools)
         if request.tool_choice is not None:
             params["tool_choice"] = request.tool_choice
+        model = request.model
         call, messages, routed = begin_call(
             request.messages,
             request.system_message,
-            requested,
+            model,
+            self._router,
             self.function_name,
             "langchain.agent",
             params,
             structured=request.response_format is not None,
         )
-        overrides: Dict[str, Any] = {}
-        if messages is not request.messages:
-            overrides["messages"] = messages
-        if routed is not None and routed != requested:
-            with fail_open(COMPONENT):
-                overrides["model"] = self._router.routed(model, routed)
-        return call, (request.override(**overrides) if overrides else request)
+        if routed is model and messages is request.messages:
+            return call, request
+        return call, _override(request, routed, messages)
 
     @staticmethod
-    def _finish(call: Optional[ChatCall], request: ModelRequest, response: Any) -> Any:
-        if call is None:
-            return response
-        result = response.result if isinstance(response, ModelResponse) else [response]
+    def _finish(call: ChatCall, response: Any) -> Any:
+        if isinstance(response, ModelResponse):
+            result = response.result
+            if getattr(response, "structured_response", None) is not None:
+                call.structured = True
+        else:
+            result = [response]
         index = next((i for i, m in enumerate(result) if isinstance(m, AIMessage)), None)
         if index is None:
             fail_call(call, TypeError(f"model call returned no AIMessage: {type(response).__name__}"))
             return response
-        if getattr(response, "structured_response", None) is not None:
-            call.structured = True
-        message = finish_call(call, result[index])
+        message = finish_call(call, result[index], run_id_from_message=True)
         if message is result[index]:
             return response
         if not isinstance(response, ModelResponse):
             return message
-        return dataclasses.replace(response, result=[*result[:index], message, *result[index + 1 :]])
+        result = [*result[:index], message, *result[index + 1 :]]
+        if type(response) is ModelResponse:  # the common case, without the generic field walk
+            return ModelResponse(result=result, structured_response=response.structured_response)
+        return dataclasses.replace(response, result=result)
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], Any]) -> Any:
         call, request = self._begin(request)
@@ -97,7 +111,7 @@ class AgentMiddleware(_LCAgentMiddleware):
         except Exception as exc:
             fail_call(call, exc)
             raise
-        return self._finish(call, request, response)
+        return response if call is None else self._finish(call, response)
 
     async def awrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[Any]]) -> Any:
         call, request = self._begin(request)
@@ -108,7 +122,7 @@ class AgentMiddleware(_LCAgentMiddleware):
         except Exception as exc:
             fail_call(call, exc)
             raise
-        return self._finish(call, request, response)
+        return response if call is None else self._finish(call, response)
 
     # tool calls ----------------------------------------------------------------------------
     def _tool_start(self, request: Any) -> Optional[Tuple[Dict[str, Any], float]]:
@@ -174,3 +188,24 @@ class AgentMiddleware(_LCAgentMiddleware):
             raise
         self._tool_end(started, result)
         return result
+
+
+def _override(request: ModelRequest, model: Any, messages: Any) -> ModelRequest:
+    """``request.override(model=model, messages=messages)``: a copy of its fields without the
+    generic dataclass walk when the request keeps them in its ``__dict__`` (as LangChain's does)."""
+    state = getattr(request, "__dict__", None)
+    if state is None or type(request) is not ModelRequest:
+        return request.override(model=model, messages=messages)
+    new = object.__new__(ModelRequest)
+    fields = new.__dict__  # filled directly: ModelRequest's __setattr__ warns
+    fields.update(state)
+    fields["model"] = model
+    fields["messages"] = messages
+    return new
+
+
+class _ModelCallsOnly(AgentMiddleware):
+    """``vt.AgentMiddleware(capture_tools=False)``: without tool hooks (LangChain's own no-ops)."""
+
+    wrap_tool_call = _LCAgentMiddleware.wrap_tool_call
+    awrap_tool_call = _LCAgentMiddleware.awrap_tool_call

@@ -27,7 +27,7 @@ from ..call_context import (
 from ..config import get_config
 from ..health import fail_open
 from ..runtime.active import get_runtime
-from .langchain_common import COMPONENT, MessageSnapshot, openai_tool_calls
+from .langchain_common import COMPONENT, MessageSnapshot, claim_run_id, openai_tool_calls
 from .record import RawCall, assistant_output, content_text, to_jsonable
 from .worker import submit
 
@@ -194,6 +194,7 @@ class _RunLog:
             ancestor = str(parent) if parent_run.recorded else parent_run.parent
         metadata = kwargs.get("metadata") or {}
         if kind == "model":
+            claim_run_id(str(run_id))  # no other capture path gives its record this id
             name = (
                 self.function_name
                 or metadata.get("vt_function_name")

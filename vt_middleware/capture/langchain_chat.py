@@ -1,7 +1,10 @@
 """``vt.middleware(chat_model)``: a ``BaseChatModel`` around a chat model that routes its
 model, applies the prompt hook to the last human message and the output hook to final
-text answers, and captures each call. Being a chat model, it works with ``bind_tools``,
-``with_structured_output``, ``create_agent``, ``stream``/``astream`` and ``batch``."""
+text answers, and captures each call under the LangChain run id of the wrapper's run (vt
+makes one when the call runs outside LangChain's callbacks, or the id is already recorded,
+e.g. by a ``vt.CallbackHandler`` on the same run). Being a chat model, it works with
+``bind_tools``, ``with_structured_output``, ``create_agent``, ``stream``/``astream`` and
+``batch``."""
 
 from __future__ import annotations
 
@@ -24,10 +27,12 @@ from .langchain_common import (
     STRUCTURED_KWARGS,
     ModelRouter,
     begin_call,
+    claim_run_id,
     fail_call,
     finish_call,
     finish_stream,
     model_name_of,
+    with_content,
 )
 from .record import ChatCall, content_text
 
@@ -59,15 +64,22 @@ class VTChatModel(BaseChatModel):
 
     # one call --------------------------------------------------------------------------
     def _begin(
-        self, messages: List[BaseMessage], kwargs: Dict[str, Any]
+        self, messages: List[BaseMessage], kwargs: Dict[str, Any], run_manager: Any
     ) -> Tuple[Optional[ChatCall], List[BaseMessage], BaseChatModel]:
         inner = self.inner
-        requested = model_name_of(inner)
         structured = any(k in kwargs for k in STRUCTURED_KWARGS)
-        call, sent, routed = begin_call(
-            messages, None, requested, self.function_name, "langchain." + type(inner).__name__, {}, structured
+        run_id = str(run_manager.run_id) if run_manager is not None else None
+        call, sent, model = begin_call(
+            messages,
+            None,
+            inner,
+            self._router,
+            self.function_name,
+            "langchain." + type(inner).__name__,
+            {},
+            structured,
+            run_id if run_id is not None and claim_run_id(run_id) else None,
         )
-        model = inner if routed is None or routed == requested else self._router.routed(inner, routed)
         return call, list(sent), model
 
     @staticmethod
@@ -88,7 +100,7 @@ class VTChatModel(BaseChatModel):
         run_manager: Optional[CallbackManagerForLLMRun] = None,
         **kwargs: Any,
     ) -> ChatResult:
-        call, sent, model = self._begin(messages, kwargs)
+        call, sent, model = self._begin(messages, kwargs, run_manager)
         try:
             result = model._generate(sent, stop=stop, run_manager=run_manager, **kwargs)
         except Exception as exc:
@@ -103,7 +115,7 @@ class VTChatModel(BaseChatModel):
         run_manager: Optional[AsyncCallbackManagerForLLMRun] = None,
         **kwargs: Any,
     ) -> ChatResult:
-        call, sent, model = self._begin(messages, kwargs)
+        call, sent, model = self._begin(messages, kwargs, run_manager)
         try:
             result = await model._agenerate(sent, stop=stop, run_manager=run_manager, **kwargs)
         except Exception as exc:
@@ -118,7 +130,7 @@ class VTChatModel(BaseChatModel):
         run_manager: Optional[CallbackManagerForLLMRun] = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        call, sent, model = self._begin(messages, kwargs)
+        call, sent, model = self._begin(messages, kwargs, run_manager)
         hook = _StreamHook(call)
         try:
             for chunk in model._stream(sent, stop=stop, run_manager=run_manager, **kwargs):
@@ -138,7 +150,7 @@ class VTChatModel(BaseChatModel):
         run_manager: Optional[AsyncCallbackManagerForLLMRun] = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        call, sent, model = self._begin(messages, kwargs)
+        call, sent, model = self._begin(messages, kwargs, run_manager)
         hook = _StreamHook(call)
         try:
             async for chunk in model._astream(sent, stop=stop, run_manager=run_manager, **kwargs):
@@ -229,9 +241,7 @@ class _StreamHook:
         self.received.append(out)
         if out == text:
             return chunk
-        return ChatGenerationChunk(
-            message=message.model_copy(update={"content": out}), generation_info=chunk.generation_info
-        )
+        return ChatGenerationChunk(message=with_content(message, out), generation_info=chunk.generation_info)
 
     def failed(self, error: BaseException) -> None:
         if not self.done:
