@@ -427,6 +427,19 @@ def test_n_choices_are_all_hooked_and_recorded(plain, client):
     assert record.params["n_choices"] == 3
 
 
+def test_n_streamed_choices_are_each_hooked_and_all_recorded(streaming, client):
+    received: dict = {}
+    for chunk in client.chat.completions.create(messages=MSGS, n=2, stream=True, **M):
+        for choice in chunk.choices:
+            received[choice.index] = received.get(choice.index, "") + (choice.delta.content or "")
+    expected = ANSWER[len(OPENER) :] + SUFFIX
+    assert received == {0: expected, 1: expected}
+    record = _record(last_run_id())
+    assert record.output == expected and record.raw_output == ANSWER
+    choices = [(c["index"], c["output"], c["finish_reason"]) for c in record.params["choices"]]
+    assert choices == [(0, expected, "stop"), (1, expected, "stop")]
+
+
 def test_multimodal_parts_keep_their_order_and_only_text_is_hooked(plain, server, client):
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     parts = [{"type": "text", "text": "Look:"}, image, {"type": "text", "text": "How was dinner?"}]

@@ -53,6 +53,25 @@ def intercept_output(model_output, context):
     return model_output + " [hook:loop]"
 """
 
+# a stream processor whose feed() hangs on the first piece (bounded, as above)
+STREAM_LOOPS = (
+    LOOPS
+    + """
+
+class _Stuck:
+    def feed(self, text):
+        time.sleep(3.0)
+        return text
+
+    def finish(self):
+        return " [hook:loop]"
+
+
+def intercept_output_stream(context):
+    return _Stuck()
+"""
+)
+
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
@@ -134,6 +153,29 @@ def test_looping_hook_is_cut_off_by_hook_timeout_and_disabled(lenient, openai_cl
     assert len(spinning) <= 1  # disabled: later calls never start another
     assert vt.flush(30)
     assert sorted(_stored("hook_loops")) == sorted([first_id, last_run_id()])
+
+
+def test_stuck_stream_processor_is_cut_off_by_hook_timeout_and_the_raw_text_streams_on(lenient, openai_client):
+    vt.reset(**{**lenient.model_dump(), "hook_timeout_s": 0.3})
+    good, stuck = _version(lenient, GOOD), _version(lenient, STREAM_LOOPS)
+    promoter = Promoter()
+    promoter.promote(None, None, good, record=False)
+    promoter.promote(None, None, stuck, record=False)
+    loaded = vt.get_runtime().current().hooks
+    request = {"model": TINY_ID, "messages": MESSAGES, "max_tokens": 6, "stream": True}
+    raw = "".join(c.choices[0].delta.content or "" for c in openai_client.chat.completions.create(**request))
+    wrapped = vt.wrap(openai_client, function_name="stream_stuck")
+    started = time.monotonic()
+    received = "".join(c.choices[0].delta.content or "" for c in wrapped.chat.completions.create(**request))
+    assert time.monotonic() - started < 2.5, "the stream waited for the stuck processor"  # it sleeps 3 s
+    assert received == raw  # everything the model sent, nothing held back, no hook text
+    assert loaded.disabled
+    assert vt.error_counts().get("hooks.intercept_output_stream:HookError", 0) == 1
+    _wait_for_version(good)  # one timeout trips the rollback at once
+    after = "".join(c.choices[0].delta.content or "" for c in wrapped.chat.completions.create(**request))
+    assert after == raw + " [hook:good]"
+    assert vt.flush(30)
+    assert [r.output for r in _stored("stream_stuck").values()].count(raw) == 1
 
 
 def test_without_hook_timeout_hooks_run_inline(lenient, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import queue
 import sys
 import threading
 from pathlib import Path
@@ -119,7 +120,15 @@ class LoadedHooks:
             self._failed()
             record_internal_error("hooks.intercept_output_stream", exc)
             return _PassThrough()
+        if self.timeout_s is not None:
+            inner = _TimedStream(self, inner, self.timeout_s)
         return _GuardedStream(self, inner)
+
+    def _timed_out(self, what: str) -> HookError:
+        """Disable this version (its stuck thread cannot be stopped) and trip the rollback now."""
+        self.disabled = True
+        self._consecutive = max(self._consecutive, self.rollback_after - 1)
+        return HookError(f"{what} of hook version {self.version} ran past {self.timeout_s}s; version disabled")
 
     def _call(self, fn_name: str, text: str, context: Dict[str, Any]) -> str:
         self.calls += 1
@@ -151,9 +160,7 @@ class LoadedHooks:
         thread.start()
         thread.join(self.timeout_s)
         if thread.is_alive():
-            self.disabled = True
-            self._consecutive = max(self._consecutive, self.rollback_after - 1)  # trip now
-            raise HookError(f"{fn_name} of hook version {self.version} ran past {self.timeout_s}s; version disabled")
+            raise self._timed_out(fn_name)
         if "error" in box:
             raise box["error"]
         return box.get("result")
@@ -201,6 +208,67 @@ class _HoldToEnd:
         text = "".join(self.parts)
         self.parts = []
         return self.apply(text, self.context)
+
+
+class _TimedStream:
+    """A module's stream processor under ``hook_timeout_s``: its ``feed``/``finish`` run, one at
+    a time, on a helper thread of this stream's (started at the first piece), each waited for
+    ``timeout_s`` at most; past it :class:`_GuardedStream` releases the raw text."""
+
+    __slots__ = ("hooks", "inner", "jobs", "results", "thread", "timeout_s")
+
+    def __init__(self, hooks: LoadedHooks, inner: Any, timeout_s: float) -> None:
+        self.hooks, self.inner, self.timeout_s = hooks, inner, timeout_s
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.results: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread: Optional[threading.Thread] = None
+
+    def _run(self, what: str, method: Callable[..., Any], arg: Optional[str]) -> Any:
+        if self.thread is None:
+            self.thread = threading.Thread(
+                target=_serve, args=(self.jobs, self.results), name=f"vt-hook-{self.hooks.version}", daemon=True
+            )
+            self.thread.start()
+        self.jobs.put((method, arg))
+        try:
+            ok, value = self.results.get(timeout=self.timeout_s)
+        except queue.Empty:
+            raise self.hooks._timed_out(f"intercept_output_stream {what}") from None
+        if not ok:
+            raise value
+        return value
+
+    def feed(self, text: str) -> Any:
+        return self._run("feed()", self.inner.feed, text)
+
+    def finish(self) -> Any:
+        try:
+            return self._run("finish()", self.inner.finish, None)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End the helper thread (a stuck one ends when its call returns)."""
+        if self.thread is not None:
+            self.thread = None
+            self.jobs.put(None)
+
+    def __del__(self) -> None:  # a stream the caller stopped reading never reaches finish()
+        self.close()
+
+
+def _serve(jobs: queue.SimpleQueue, results: queue.SimpleQueue) -> None:
+    """A :class:`_TimedStream`'s helper thread (holding only the queues, so an abandoned
+    stream can be collected and its ``close`` end the thread)."""
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        method, arg = job
+        try:
+            results.put((True, method(arg) if arg is not None else method()))
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the stream's thread
+            results.put((False, exc))
 
 
 class _GuardedStream:

@@ -184,17 +184,14 @@ def chat_completions(body: Dict[str, Any], request: Request) -> Any:
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if parsed["stream"]:
-        if parsed["n"] != 1:
-            raise APIError(400, "n > 1 is not supported with stream=true here", param="n")
         return StreamingResponse(
-            _sse(backend, params, parsed["schema"], completion_id, created, parsed["include_usage"]),
+            _sse(backend, params, parsed["schema"], completion_id, created, parsed["include_usage"], parsed["n"]),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
     choices, prompt_tokens, completion_tokens = [], 0, 0
     for index in range(parsed["n"]):
-        seed = params.seed if params.seed is None else params.seed + index
-        out = generate(backend, dataclasses.replace(params, seed=seed), parsed["schema"])
+        out = generate(backend, _choice_params(params, index), parsed["schema"])
         prompt_tokens = out.prompt_tokens
         completion_tokens += out.completion_tokens
         message: Dict[str, Any] = {"role": "assistant", "content": out.text, "refusal": None}
@@ -227,6 +224,11 @@ def chat_completions(body: Dict[str, Any], request: Request) -> Any:
     }
 
 
+def _choice_params(params: ChatParams, index: int) -> ChatParams:
+    """Choice ``index`` of an n > 1 request: a seed of its own where one was given."""
+    return params if params.seed is None or index == 0 else dataclasses.replace(params, seed=params.seed + index)
+
+
 def _sse(
     backend: ChatBackend,
     params: ChatParams,
@@ -234,9 +236,11 @@ def _sse(
     completion_id: str,
     created: int,
     include_usage: bool,
+    n: int = 1,
 ) -> Iterator[str]:
-    """OpenAI's chunk sequence: role chunk, content chunks, tool-call chunks (id and name, then
-    argument pieces), finish chunk, [usage chunk], [DONE]."""
+    """OpenAI's chunk sequence, per choice (n > 1: one choice after another, each chunk
+    naming its choice's index): role chunk, content chunks, tool-call chunks (id and name,
+    then argument pieces), finish chunk; then [usage chunk], [DONE]."""
     base = {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -245,40 +249,45 @@ def _sse(
         "system_fingerprint": None,
     }
 
-    def chunk(delta: Dict[str, Any], finish: Optional[str] = None) -> str:
-        body = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    def chunk(index: int, delta: Dict[str, Any], finish: Optional[str] = None) -> str:
+        body = {**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
         if include_usage:
             body["usage"] = None
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    yield chunk({"role": "assistant", "content": "", "refusal": None})
-    streamed = open_stream(backend, params, schema)
+    prompt_tokens = completion_tokens = 0
     cut_after = backend.faults.cut_stream_after
-    for sent, piece in enumerate(streamed):
-        if cut_after is not None and sent >= cut_after:
-            raise InjectedFault(f"stream cut after {cut_after} chunks (injected fault)")
-        yield chunk({"content": piece})
-    for index, call in enumerate(streamed.tool_calls or []):
-        yield chunk(
-            {
-                "tool_calls": [
-                    {
-                        "index": index,
-                        "id": call_id(),
-                        "type": "function",
-                        "function": {"name": call["name"], "arguments": ""},
-                    }
-                ]
-            }
-        )
-        for piece in pieces(call["arguments"]):
-            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-    yield chunk({}, "tool_calls" if streamed.tool_calls else streamed.finish_reason)
+    for choice in range(n):
+        yield chunk(choice, {"role": "assistant", "content": "", "refusal": None})
+        streamed = open_stream(backend, _choice_params(params, choice), schema)
+        for sent, piece in enumerate(streamed):
+            if cut_after is not None and sent >= cut_after:
+                raise InjectedFault(f"stream cut after {cut_after} chunks (injected fault)")
+            yield chunk(choice, {"content": piece})
+        for index, call in enumerate(streamed.tool_calls or []):
+            yield chunk(
+                choice,
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call_id(),
+                            "type": "function",
+                            "function": {"name": call["name"], "arguments": ""},
+                        }
+                    ]
+                },
+            )
+            for piece in pieces(call["arguments"]):
+                yield chunk(choice, {"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        yield chunk(choice, {}, "tool_calls" if streamed.tool_calls else streamed.finish_reason)
+        prompt_tokens = streamed.prompt_tokens
+        completion_tokens += streamed.completion_tokens
     if include_usage:
         usage = {
-            "prompt_tokens": streamed.prompt_tokens,
-            "completion_tokens": streamed.completion_tokens,
-            "total_tokens": streamed.prompt_tokens + streamed.completion_tokens,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         }
         yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
     yield "data: [DONE]\n\n"
