@@ -66,6 +66,54 @@ def test_only_assistant_tokens_carry_loss():
     assert len(encode_chat_example(tokenizer, messages, max_length=20).input_ids) == 20
 
 
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
+TOOL_CHAT = [
+    {"role": "user", "content": "weather in Paris?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "grey"}'},
+    {"role": "assistant", "content": "It is grey in Paris."},
+]
+
+
+def test_tool_call_turns_teach_the_calls_and_tools_are_offered_in_the_prompt():
+    tokenizer = load_tokenizer()
+    encoded = encode_chat_example(tokenizer, TOOL_CHAT, max_length=2048, tools=TOOLS)
+    learned = tokenizer.decode([t for t in encoded.labels if t != IGNORE_INDEX])
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>\n'
+    assert learned == call + "It is grey in Paris.<|im_end|>\n"  # the call is learned, the tool's result is not
+    whole = tokenizer.decode(encoded.input_ids)
+    assert '"name": "get_weather"' in whole.split("<|im_end|>")[0]  # offered in the system turn
+    assert '<tool_response>\n{"sky": "grey"}\n</tool_response>' in whole
+
+
+def test_tool_calls_written_as_text_read_back_as_tool_calls():
+    from vt_middleware.chatml import messages_as_text, parse_tool_calls
+
+    turn = messages_as_text(TOOL_CHAT[1:2])[0]
+    text, calls = parse_tool_calls(turn["content"])
+    assert (text, calls) == ("", [{"name": "get_weather", "arguments": '{"city": "Paris"}'}])
+    mixed = 'Checking.\n<tool_call>\n{"name": "a", "arguments": {}}\n</tool_call>\n<tool_call>{"oops"}</tool_call>'
+    assert parse_tool_calls(mixed) == (
+        'Checking.\n\n<tool_call>{"oops"}</tool_call>',
+        [{"name": "a", "arguments": "{}"}],
+    )
+    assert parse_tool_calls("no calls here") == ("no calls here", [])
+
+
 def test_lora_training_lowers_loss_and_adapter_serves(tmp_path):
     monitor = RecordingMonitor()
     trainer = LocalTrainer(tmp_path / "out", base_model=TINY_ID, lr=5e-3, epochs=4, batch_size=4, monitor=monitor)

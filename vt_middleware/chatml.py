@@ -10,6 +10,7 @@ selection stage, both trainers and the local server's upload endpoint use it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
@@ -156,3 +157,76 @@ def validate_chat_jsonl(path: Union[str, Path], model: Optional[str] = None, min
 def read_chat_examples(path: Union[str, Path]) -> List[Dict[str, Any]]:
     """The examples of a JSONL file already validated (``[{"messages": [...]}, ...]``)."""
     return [json.loads(text) for _, text in iter_jsonl_lines(path)]
+
+
+# -- tool turns as text (for chat templates without tool support) ------------------------------
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+_TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
+
+
+def _tool_schema(tool: Any) -> Any:
+    return tool.get("function", tool) if isinstance(tool, dict) else tool
+
+
+def messages_as_text(messages: List[Dict[str, Any]], tools: Optional[List[Any]] = None) -> List[Dict[str, Any]]:
+    """``messages`` as plain ``{"role", "content"}`` text turns that any chat template can render,
+    tool use included (Hermes-style): the tools offered are listed in the system turn, an
+    assistant's tool calls become ``<tool_call>{"name", "arguments"}</tool_call>`` blocks and a
+    tool result a user turn in ``<tool_response>``. Other keys (``weight``) are kept."""
+    out: List[Dict[str, Any]] = []
+    for message in messages:
+        role = str(message.get("role"))
+        text = content_text(message.get("content"))
+        if role == "assistant" and message.get("tool_calls"):
+            blocks = []
+            for call in message["tool_calls"]:
+                function = call.get("function") or {}
+                try:
+                    arguments = json.loads(function.get("arguments") or "{}")
+                except (TypeError, ValueError):
+                    arguments = function.get("arguments")
+                payload = json.dumps({"name": function.get("name"), "arguments": arguments}, ensure_ascii=False)
+                blocks.append(f"{TOOL_CALL_OPEN}\n{payload}\n{TOOL_CALL_CLOSE}")
+            text = "\n".join([text, *blocks] if text else blocks)
+        elif role in ("tool", "function"):
+            role, text = "user", f"<tool_response>\n{text}\n</tool_response>"
+        turn = {k: v for k, v in message.items() if k not in ("content", "tool_calls", "tool_call_id", "name")}
+        out.append({**turn, "role": role, "content": text})
+    if tools:
+        listing = "\n".join(json.dumps(_tool_schema(t), ensure_ascii=False, sort_keys=True) for t in tools)
+        offer = (
+            "You may call one or more of these functions, each in a <tool_call></tool_call> block "
+            f'holding {{"name": ..., "arguments": ...}}:\n<tools>\n{listing}\n</tools>'
+        )
+        if out and out[0]["role"] == "system":
+            out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{offer}".lstrip()}
+        else:
+            out.insert(0, {"role": "system", "content": offer})
+    return out
+
+
+def parse_tool_calls(text: str) -> Tuple[str, List[Dict[str, str]]]:
+    """``(text outside the blocks, [{"name", "arguments" (JSON text)}])`` of a model's answer
+    written in the form :func:`messages_as_text` teaches; a block that is not a JSON object with
+    a string ``name`` stays text."""
+    calls: List[Dict[str, str]] = []
+    kept: List[str] = []
+    at = 0
+    for match in _TOOL_CALL_BLOCK.finditer(text):
+        try:
+            body = json.loads(match.group(1))
+        except ValueError:
+            continue
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            continue
+        arguments = body.get("arguments", {})
+        calls.append(
+            {
+                "name": body["name"],
+                "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False),
+            }
+        )
+        kept.append(text[at : match.start()])
+        at = match.end()
+    kept.append(text[at:])
+    return ("".join(kept).strip() if calls else text), calls

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple
 
+from ..chatml import messages_as_text, parse_tool_calls
 from ..errors import ConfigError
 
 
@@ -207,23 +208,25 @@ class LocalModelBackend:
         out = generate(
             model,
             tokenizer,
-            params.messages,
+            _text_turns(params),
             max_tokens=params.max_tokens,
             temperature=params.temperature,
             seed=params.seed,
             should_stop=_should_stop(),
         )
-        return Completion(out.text, out.prompt_tokens, out.completion_tokens, out.finish_reason)
+        text, calls = parse_tool_calls(out.text) if params.tools else (out.text, [])
+        return Completion(text, out.prompt_tokens, out.completion_tokens, out.finish_reason, calls or None)
 
     def stream(self, params: ChatParams) -> StreamedCompletion:
         from ..train.local_models import chat_input_ids, stream_generate
 
         model, tokenizer = self.load(params.model)
-        prompt_tokens = int(chat_input_ids(tokenizer, params.messages).shape[1])
+        turns = _text_turns(params)
+        prompt_tokens = int(chat_input_ids(tokenizer, turns).shape[1])
         pieces = stream_generate(
             model,
             tokenizer,
-            params.messages,
+            turns,
             max_tokens=params.max_tokens,
             temperature=params.temperature,
             should_stop=_should_stop(),
@@ -234,3 +237,10 @@ class LocalModelBackend:
             prompt_tokens,
             params.max_tokens,
         )
+
+
+def _text_turns(params: ChatParams) -> List[Dict[str, Any]]:
+    """The request as text turns for a local model's chat template: tools offered, tool calls
+    and tool results written the way the local trainer teaches them (``chatml.messages_as_text``;
+    a non-streamed answer's ``<tool_call>`` blocks come back as tool calls)."""
+    return messages_as_text(params.raw_messages or params.messages, params.tools)

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from ..chatml import read_chat_examples, validate_chat_jsonl
+from ..chatml import messages_as_text, read_chat_examples, validate_chat_jsonl
 from ..errors import ConfigError, DataError, TrainingError
-from ..tokens import content_text
 from .base import TERMINAL_STATUSES, BaseTrainer, logger
 from .cost import resolve_epochs
 from .local_models import BASE_MODEL_IDS, SMOLLM2_ID, load_base_model, load_tokenizer, write_adapter_manifest
@@ -114,19 +113,23 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def encode_chat_example(tokenizer: Any, messages: Sequence[Dict[str, Any]], max_length: int = 512) -> EncodedExample:
+def encode_chat_example(
+    tokenizer: Any, messages: Sequence[Dict[str, Any]], max_length: int = 512, tools: Optional[List[Any]] = None
+) -> EncodedExample:
     """Token ids of a chat with the chat template; labels only on the assistant turns
-    (their text and end-of-turn token), not on the prompt nor on ``weight: 0`` turns."""
-    plain = [{"role": str(m.get("role")), "content": content_text(m.get("content"))} for m in messages]
-    full = _template_ids(tokenizer, plain, add_generation_prompt=False)
+    (their text and end-of-turn token), not on the prompt nor on ``weight: 0`` turns. Tool
+    use is written as text (``chatml.messages_as_text``), so a turn that calls tools teaches
+    the calls, not an empty answer."""
+    turns = messages_as_text(list(messages), tools)
+    full = _template_ids(tokenizer, turns, add_generation_prompt=False)
     labels = [IGNORE_INDEX] * len(full)
-    for index, message in enumerate(messages):
-        if message.get("role") != "assistant" or message.get("weight", 1) == 0:
+    for index, turn in enumerate(turns):
+        if turn["role"] != "assistant" or turn.get("weight", 1) == 0:
             continue
-        upto = _template_ids(tokenizer, plain[: index + 1], add_generation_prompt=False)
+        upto = _template_ids(tokenizer, turns[: index + 1], add_generation_prompt=False)
         start = 0
         if index > 0:
-            prompt = _template_ids(tokenizer, plain[:index], add_generation_prompt=True)
+            prompt = _template_ids(tokenizer, turns[:index], add_generation_prompt=True)
             start = _common_prefix(prompt, upto)
         end = _common_prefix(upto, full)
         labels[start:end] = full[start:end]
@@ -344,7 +347,7 @@ class LocalTrainer(BaseTrainer):
 
         tokenizer = load_tokenizer()
         examples = [
-            encode_chat_example(tokenizer, ex["messages"], self.max_length)
+            encode_chat_example(tokenizer, ex["messages"], self.max_length, ex.get("tools"))
             for ex in read_chat_examples(job.training_path)
         ]
         examples = [e for e in examples if any(label != IGNORE_INDEX for label in e.labels)]
@@ -412,7 +415,10 @@ class LocalTrainer(BaseTrainer):
     def _validation_loss(self, model: Any, tokenizer: Any, path: Path) -> Optional[float]:
         import torch
 
-        examples = [encode_chat_example(tokenizer, ex["messages"], self.max_length) for ex in read_chat_examples(path)]
+        examples = [
+            encode_chat_example(tokenizer, ex["messages"], self.max_length, ex.get("tools"))
+            for ex in read_chat_examples(path)
+        ]
         examples = [e for e in examples if any(label != IGNORE_INDEX for label in e.labels)]
         if not examples:
             return None
