@@ -89,7 +89,10 @@ class AgentMiddleware(_LCAgentMiddleware):
                 call.structured = True
         else:
             result = [response]
-        index = next((i for i, m in enumerate(result) if isinstance(m, AIMessage)), None)
+        if result and isinstance(result[0], AIMessage):  # the common case
+            index: Optional[int] = 0
+        else:
+            index = next((i for i, m in enumerate(result) if isinstance(m, AIMessage)), None)
         if index is None:
             fail_call(call, TypeError(f"model call returned no AIMessage: {type(response).__name__}"))
             return response
