@@ -1,6 +1,7 @@
 """What LangChain capture paths share: one model call of a chat model (routing the model
 instance, the prompt hook on the last human message, the output hook on a final text
-answer, the record), and message snapshots converted to OpenAI's format on the worker."""
+answer, the record and its run id), with messages, tools and answers read into OpenAI's
+format on the worker."""
 
 from __future__ import annotations
 
@@ -218,9 +219,10 @@ def fail_call(call: Optional[ChatCall], error: BaseException) -> None:
 
 def finish_call(call: Optional[ChatCall], message: Any, run_id_from_message: bool = False) -> Any:
     """Record the call; returns ``message`` with its text hooked (the same object if
-    unchanged). Messages with tool calls are never hooked. The message is read for the
-    record on the worker. ``run_id_from_message``: the record takes the LangChain run id
-    in the message's id (:func:`langchain_run_id`)."""
+    unchanged). Messages with tool calls are never hooked. The worker reads the message for
+    the record (LangChain messages are not mutated in place), so the caller's thread only
+    hooks. ``run_id_from_message``: the record takes the LangChain run id in the message's
+    id (:func:`langchain_run_id`), settled here, before the caller can read ``last_run_id``."""
     if call is None:
         return message
     with fail_open(COMPONENT):
