@@ -12,6 +12,7 @@ from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware as LCAgentMiddleware
 from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessageChunk
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
@@ -279,6 +280,12 @@ def test_agent_records_carry_the_langchain_run_id_of_each_model_call(vt_env, tmp
     pair = vt.feedback(vt.last_run_id(), fixed_output="Hanoi: sunny.")
     assert pair.run_id == second.run_id and pair.bad_output == "<Weather: sunny in Hanoi>"
     assert [p.run_id for p in vt.get_store().feedback_for_call(second.run_id)] == [second.run_id]
+
+    streamed = list(agent.stream(_ask("Lima"), stream_mode="messages", config={"callbacks": [runs]}))
+    assert {m.id for m, _ in streamed if isinstance(m, AIMessageChunk)} == {f"lc_run--{i}" for i in runs.ids[2:]}
+    rows = _rows("run_ids")
+    assert [r.run_id for r in rows] == runs.ids and len(runs.ids) == 4  # also for streamed model calls
+    assert vt.last_run_id() == runs.ids[-1]
 
 
 async def test_async_agent_records_carry_the_langchain_run_ids(vt_env, model):
