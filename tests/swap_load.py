@@ -1,4 +1,4 @@
-"""Shared by the hot-swap load tests: tagging hook versions and a promote/rollback storm."""
+"""Shared by the hot-swap tests: tagging hook versions, a promote/rollback storm, waiting for a condition."""
 
 from __future__ import annotations
 
@@ -54,3 +54,11 @@ def swap_storm(threads: List[threading.Thread], stop: threading.Event, va: str, 
     stop.set()
     for thread in threads:
         thread.join(30)
+
+
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 import vt_middleware as vt
-from swap_load import make_version, swap_storm, tagged_fine_tunes
+from swap_load import make_version, swap_storm, tagged_fine_tunes, wait_for
 from vt_middleware.evolve.swap import PairState, Promoter, get_promoter, promote, promotion_history
 from vt_middleware.runtime.active import Runtime, get_runtime
 from vt_middleware.runtime.hook_dir import HookDir
@@ -202,9 +201,9 @@ class BlockedLog:
     def __init__(self, rows):
         self.rows, self.release, self.reads = rows, threading.Event(), 0
 
-    def record_promotion(self, promotion):
-        self.rows.append(promotion)
-        return promotion["promotion_id"]
+    def record_promotions(self, promotions):
+        self.rows.extend(promotions)
+        return len(promotions)
 
     def promotions(self):
         self.reads += 1
@@ -226,13 +225,6 @@ def test_first_call_serves_the_mirror_while_the_record_is_still_being_read(vt_en
     assert pair.route("base") == "ft-1" and pair.hook_version == v1
     assert wait_for(lambda: log.reads == 1)  # ...and the record is being checked in the background
     log.release.set()
-
-
-def wait_for(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
 
 
 def test_first_call_boots_once_and_explicit_activation_wins(vt_env):
@@ -366,3 +358,18 @@ def test_weaviate_instance_boots_from_its_mirror_then_the_shared_store(tmp_path)
     finally:
         vt.reset()
         fake.stop()
+
+
+def test_promoters_sharing_a_runtime_never_put_an_older_row_back(vt_env):
+    v1, v2 = make_version(vt_env.hooks_dir, "one"), make_version(vt_env.hooks_dir, "two")
+    runtime = Runtime()
+    writer = Promoter(runtime=runtime, instance_id="writer")
+    older = writer.promote("base", "ft-1", v1)
+    writer.promote("base", "ft-2", v2)
+    follower = Promoter(runtime=runtime, instance_id="follower")  # e.g. a start-up check, read before v2
+    assert follower.apply_row(older) is None
+    assert runtime.current().hook_version == v2 and runtime.current().route("base") == "ft-2"
+    assert active_on_disk(vt_env.hooks_dir, writer) == v2
+    follower.files.write(older, mirror=True)  # the derived files of an older row are not written either
+    assert HookDir(vt_env.hooks_dir).active_version() == v2
+    assert json.loads((vt_env.store_path / "VTPromotions.latest.json").read_text())["hook_version"] == v2

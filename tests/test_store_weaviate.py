@@ -139,7 +139,7 @@ _OTHER_INSTANCE = """
 import json, sys
 import numpy as np
 import vt_middleware as vt
-from vt_middleware.evolve.swap import promote, sync_from_store
+from vt_middleware.evolve.swap import get_promoter, promote, sync_from_store
 from vt_middleware.runtime.active import get_runtime
 from vt_middleware.types import CallRecord, FeedbackPair
 
@@ -151,6 +151,7 @@ record = CallRecord(function_name="shared", inputs={"args": {}}, output="from in
 store.write_calls([{"uuid": record.run_id, "properties": record.to_properties(), "vector": np.ones(384).tolist()}])
 store.add_feedback(FeedbackPair("q", "bad", "good", context={"function_name": "shared"}))
 promote("base-model", "ft-from-B", None, reason="instance B")
+assert get_promoter().flush_records(60)  # in the shared store before this instance closes it
 print(json.dumps({"route": seen_route, "calls": seen_calls}))
 store.close()
 """
@@ -165,6 +166,7 @@ def test_two_app_instances_share_rows_feedback_and_promotions(weaviate_env, fake
     store.write_calls([_item(mine, 0)])
     promoter_a = Promoter(runtime=Runtime(), store=store, hooks_dir=tmp_path / "hooks_a")
     promoter_a.promote("base-model", "ft-from-A", None, reason="instance A")
+    assert promoter_a.flush_records(60)  # the row's store write follows the promotion
 
     settings = {
         **_settings(fake),

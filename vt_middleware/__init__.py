@@ -74,9 +74,11 @@ def reset(**config_overrides: Any) -> VTConfig:
     from .capture.worker import shutdown_worker
     from .health import reset_error_counts
     from .runtime.active import get_runtime
+    from .runtime.pending import retire_all as retire_promotion_writers
     from .store import reset_store
 
     shutdown_worker()
+    retire_promotion_writers()  # rows into the store before it goes (what is left stays journaled)
     reset_store()
     get_runtime().reset()
     reset_error_counts()

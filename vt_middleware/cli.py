@@ -379,6 +379,7 @@ def flush(timeout: float = typer.Option(120.0, help="Seconds to wait for the sto
     """Land records a process left in the journal (exited, killed, or the store was down)."""
     from .capture.worker import capture_stats
     from .capture.worker import flush as flush_capture
+    from .runtime.live import get_promoter
 
     before = capture_stats()["journal_pending"]
     done = flush_capture(timeout)
@@ -387,7 +388,14 @@ def flush(timeout: float = typer.Option(120.0, help="Seconds to wait for the sto
         f"journal: {before} records waiting; {stats['replayed']} replayed into the store; "
         f"{stats['journal_pending']} still waiting"
     )
-    if not done or stats["journal_pending"]:
+    records = get_promoter().records
+    promotions_before = len(records.waiting())
+    if promotions_before:
+        records.replay()
+        done = records.flush(timeout) and done
+    promotions_left = len(records.waiting())
+    console.print(f"promotion rows: {promotions_before} waiting; {promotions_left} still waiting")
+    if not done or stats["journal_pending"] or promotions_left:
         _fail("the store did not take every journaled record (see vt status); run vt flush again later")
 
 
@@ -409,16 +417,25 @@ def doctor(
     journal_path: Optional[Path] = typer.Option(None, help="Capture journal directory (VT_JOURNAL_PATH)."),
 ) -> None:
     """Check capture's journal: records waiting for the store, records quarantined (could not be
-    read or were rejected by the store), where they are and what to do with them."""
+    read or were rejected by the store), where they are and what to do with them; and promotion
+    rows journaled but not yet in the store."""
     from .capture.journal import Journal
     from .config import get_config
+    from .runtime.pending import pending_dir, waiting_rows
 
     info = Journal(journal_path or get_config().journal_path).report()
+    folder = pending_dir(get_config())
+    info["promotion_rows_waiting"] = len(waiting_rows(folder))
+    info["promotion_journal_path"] = str(folder)
+    if info["promotion_rows_waiting"]:
+        flush_them = "run `vt flush` to write the waiting promotion rows into the store"
+        info["advice"] = flush_them if not info["quarantined"] else f"{info['advice']}; {flush_them}"
     if as_json:
         print(json.dumps(info, indent=2))
         return
     table = Table(title="vt doctor", show_header=False)
-    for key in ("journal_path", "segments", "pending_records", "quarantined", "quarantine_path"):
+    keys = ("journal_path", "segments", "pending_records", "quarantined", "quarantine_path")
+    for key in (*keys, "promotion_journal_path", "promotion_rows_waiting"):
         table.add_row(key, Text(str(info[key])))
     for reason, n in info["quarantine_reasons"].items():
         table.add_row("  reason", Text(f"{n} x {reason}"))

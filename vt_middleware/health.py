@@ -31,6 +31,15 @@ def record_internal_error(component: str, exc: BaseException) -> None:
         raise exc
 
 
+def record_thread_error(component: str, exc: BaseException) -> None:
+    """:func:`record_internal_error` for a background thread of ours: counted and logged, never
+    raised (in strict mode too), so the thread lives on."""
+    try:
+        record_internal_error(component, exc)
+    except Exception:  # noqa: BLE001 - strict mode raises; the count is taken
+        pass
+
+
 def _safe_message(exc: BaseException) -> str:
     """The exception's text with secrets redacted: provider errors can quote an API key."""
     try:

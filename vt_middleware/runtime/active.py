@@ -29,6 +29,7 @@ class ActivePair:
     routes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     generation: int = 0
     label: str = "initial"
+    at_ns: int = 0  # the time of the promotion record row it serves (0: not from the record)
 
     @property
     def hook_version(self) -> Optional[str]:
@@ -92,15 +93,41 @@ class Runtime:
         keep_hooks: bool = False,
         keep_routes: bool = False,
         label: str = "",
+        at_ns: int = 0,
     ) -> ActivePair:
         """Make a new pair current in one step. ``keep_*`` carries a half over unchanged."""
+        new = self._activate(hooks, routes, keep_hooks, keep_routes, label, at_ns, unless_older=False)
+        assert new is not None  # only an unless_older swap is ever refused
+        return new
+
+    def activate_unless_older(
+        self, *, hooks: Optional[LoadedHooks], routes: Mapping[str, str], label: str, at_ns: int
+    ) -> Optional[ActivePair]:
+        """:meth:`activate` the pair of the record row of time ``at_ns`` unless the current pair
+        serves a newer row (None then). Checked and swapped under one lock, so two
+        promoters sharing a runtime never put an older row back over a newer one."""
+        return self._activate(hooks, routes, False, False, label, at_ns, unless_older=True)
+
+    def _activate(
+        self,
+        hooks: Optional[LoadedHooks],
+        routes: Optional[Mapping[str, str]],
+        keep_hooks: bool,
+        keep_routes: bool,
+        label: str,
+        at_ns: int,
+        unless_older: bool,
+    ) -> Optional[ActivePair]:
         with self._lock:
             old = self._current
+            if unless_older and at_ns < old.at_ns:
+                return None
             new = ActivePair(
                 hooks=old.hooks if keep_hooks else hooks,
                 routes=old.routes if keep_routes else MappingProxyType(dict(routes or {})),
                 generation=old.generation + 1,
                 label=label or f"generation-{old.generation + 1}",
+                at_ns=at_ns,
             )
             self._history.append(old)
             self._current = new

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..config import VTConfig
-from ..health import record_internal_error
+from ..health import record_thread_error
 from .hook_dir import HookDir, write_atomic
 
 logger = logging.getLogger("vt_middleware.runtime")
@@ -101,8 +101,12 @@ class DerivedFiles:
                     self._cond.notify_all()
 
     def write(self, row: Dict[str, Any], *, mirror: bool) -> None:
-        """Write the mirror (if asked) and the hooks folder's pointer for ``row`` now."""
+        """Write the mirror (if asked) and the hooks folder's pointer for ``row`` now, unless the
+        mirror holds a newer row (whose writer writes them: two promoters of one process)."""
         try:
+            newest = read_mirror(self.config)
+            if newest is not None and int(newest.get("at_ns") or 0) > int(row.get("at_ns") or 0):
+                return
             if mirror:
                 write_mirror(self.config, row)
             folder = str(row.get("hooks_dir") or self.hooks_dir)
@@ -122,10 +126,7 @@ class DerivedFiles:
                     )
                 self._pointed[folder] = version
         except Exception as exc:  # noqa: BLE001 - caches only: the record and the live pair stand
-            try:
-                record_internal_error("runtime.derived_files", exc)
-            except Exception:  # noqa: BLE001 - strict mode: a thread of ours still must not die loudly
-                logger.warning("writing derived files failed: %s: %s", type(exc).__name__, exc)
+            record_thread_error("runtime.derived_files", exc)
 
 
 _writers: weakref.WeakSet[DerivedFiles] = weakref.WeakSet()

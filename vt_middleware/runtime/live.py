@@ -4,10 +4,17 @@ The promotion record (the store's promotions collection, shared by every app ins
 truth about the live (hook version, model routes) pair. A promotion
 
 1. loads the hook version (before anything changes: a version that does not import never goes live),
-2. writes the record row,
+2. journals the record row (``runtime/pending.py``: one file beside the store, written whole before
+   the swap, so it outlives the process; when that fails, nothing changes),
 3. swaps the runtime's pair (one reference: calls in flight finish on the old pair),
-4. leaves the derived files (latest-row mirror, ``ACTIVE``, ``history.jsonl``) to a background
-   writer (``runtime/derived.py``).
+4. leaves the rest to background writers: the row fsynced and written into the store (then its
+   journal file is removed) and the derived files (latest-row mirror, ``ACTIVE``, ``history.jsonl``,
+   ``runtime/derived.py``).
+
+Until its store write lands, a row is read from the journal by every reader of the record in a
+process sharing the store folder (:meth:`Promoter.promotion_history`, the boot path, instances
+following the record, ``vt hooks``, the API); other machines see it once it lands. A process
+that dies first leaves the row journaled: the next start serves it and writes it into the store.
 
 Each row carries the stack of pairs a rollback goes back to, so :meth:`Promoter.rollback` needs
 only the live row, in memory: ``vt.rollback``, ``vt hooks rollback``, the dashboard, the
@@ -30,11 +37,12 @@ from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 from ..config import PerConfig, VTConfig, get_config
 from ..errors import ConfigError, StoreError
 from ..health import record_internal_error
-from ..types import utc_now_iso
+from ..types import new_id, utc_now_iso
 from .active import ActivePair, Runtime, get_runtime
 from .derived import DerivedFiles
 from .hook_dir import HookDir
 from .hooks import LoadedHooks
+from .pending import RecordWriter, pending_dir
 
 logger = logging.getLogger("vt_middleware.runtime")
 
@@ -44,7 +52,7 @@ STACK_DEPTH = 32  # pairs a row remembers for rollback
 class PromotionLog(Protocol):
     """Where promotion rows are recorded and read back (``store.executions.ExecutionStore``)."""
 
-    def record_promotion(self, promotion: Dict[str, Any]) -> str: ...
+    def record_promotions(self, promotions: Sequence[Dict[str, Any]]) -> int: ...
 
     def promotions(self) -> List[Dict[str, Any]]: ...
 
@@ -118,8 +126,9 @@ class Promoter:
         if live.hooks is not None:
             self._hooks[(None, live.hooks.version)] = live.hooks
         self.files = DerivedFiles(self.config, self.hooks_dir)
+        self.records = RecordWriter(pending_dir(self.config), lambda: self.store)
         self.last_swap_s: Optional[float] = None  # the runtime's reference swap alone
-        self.last_record_s: Optional[float] = None  # writing the record row
+        self.last_record_s: Optional[float] = None  # journaling the record row (the store write follows)
         self.auto_rollbacks: List[str] = []
 
     @property
@@ -145,7 +154,7 @@ class Promoter:
     ) -> Dict[str, Any]:
         """Route ``base_model`` to ``fine_tuned_model`` (None: routes unchanged) and make
         ``hook_version`` live (None: hooks unchanged), atomically; return the promotion row.
-        Raises (and changes nothing) when the version does not load or the row cannot be recorded."""
+        Raises (and changes nothing) when the version does not load or the row cannot be journaled."""
         if fine_tuned_model and not base_model:
             raise ConfigError("promote: base_model is required to route to a fine-tuned model")
         folder = str(Path(hooks_dir).absolute()) if hooks_dir is not None else str(self.hooks_dir)
@@ -229,7 +238,9 @@ class Promoter:
                 return None
             state, stack = PairState.from_row(latest), rollback_stack(latest)
             hooks = self.serving_hooks(state, stack)
-            self._swap(hooks, dict(state.routes), f"sync:{state.promotion_id}", latest, state, stack)
+            label = f"sync:{state.promotion_id}"
+            if self._swap(hooks, dict(state.routes), label, latest, state, stack, unless_older=True) is None:
+                return None  # the runtime serves a newer row (another promoter of this process)
         self.files.submit(latest, mirror=True)
         return latest
 
@@ -241,8 +252,16 @@ class Promoter:
 
     # --- reading ---------------------------------------------------------------------------
     def promotion_history(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
-        """Promotion and rollback rows of the record, oldest first."""
-        rows = [r for r in self.store.promotions() if r.get("action") in ("promote", "rollback")]
+        """Promotion and rollback rows of the record, oldest first: the store's and those still
+        journaled on their way to it."""
+        waiting = self.records.waiting()  # first: a row landing meanwhile is then in the store's read
+        stored = self.store.promotions()
+        landed = {r.get("record_id") for r in stored}
+        rows = [
+            r
+            for r in [*stored, *(w for w in waiting if w.get("record_id") not in landed)]
+            if r.get("action") in ("promote", "rollback")
+        ]
         rows.sort(key=lambda r: int(r.get("at_ns") or 0))
         return rows[-limit:] if limit else rows
 
@@ -259,6 +278,10 @@ class Promoter:
     def flush_files(self, timeout: float = 5.0) -> bool:
         """Wait until the derived files (mirror, ``ACTIVE``, history) show the live row."""
         return self.files.flush(timeout)
+
+    def flush_records(self, timeout: float = 5.0) -> bool:
+        """Wait until the rows recorded here are in the store (other instances see them)."""
+        return self.records.flush(timeout)
 
     # --- hooks -------------------------------------------------------------------------------
     def serving_hooks(self, state: PairState, earlier: Sequence[PairState] = ()) -> Optional[LoadedHooks]:
@@ -333,24 +356,30 @@ class Promoter:
         row: Optional[Dict[str, Any]],
         state: PairState,
         stack: List[PairState],
-    ) -> ActivePair:
+        unless_older: bool = False,
+    ) -> Optional[ActivePair]:
+        at_ns = int(row.get("at_ns") or 0) if row is not None else 0
         started = time.perf_counter()
-        pair = self.runtime.activate(hooks=hooks, routes=routes, label=label)
+        if unless_older:
+            pair = self.runtime.activate_unless_older(hooks=hooks, routes=routes, label=label, at_ns=at_ns)
+        else:
+            pair = self.runtime.activate(hooks=hooks, routes=routes, label=label, at_ns=at_ns)
         self.last_swap_s = time.perf_counter() - started
-        self._state, self._stack = state, stack
-        if row is not None:
-            self._applied_at_ns = max(self._applied_at_ns, int(row.get("at_ns") or 0))
+        if pair is not None:
+            self._state, self._stack = state, stack
+            self._applied_at_ns = max(self._applied_at_ns, at_ns)
         return pair
 
     def _record(self, row: Dict[str, Any]) -> None:
         started = time.perf_counter()
-        self.store.record_promotion(row)
+        self.records.journal(row)
         self.last_record_s = time.perf_counter() - started
 
     def _row(self, action: str, state: PairState, stack: List[PairState], **extra: Any) -> Dict[str, Any]:
-        at_ns = max(time.time_ns(), self._applied_at_ns + 1)
+        at_ns = max(time.time_ns(), self._applied_at_ns + 1, self.runtime.peek().at_ns + 1)
         return {
             "action": action,
+            "record_id": new_id(),
             **state.to_row(),
             "previous": json.dumps([s.to_dict() for s in stack]),
             "instance_id": self.instance_id,
@@ -378,12 +407,13 @@ def promote(
 def rollback(reason: str = "rollback", to: Optional[str] = None, *, catch_up: bool = False) -> Dict[str, Any]:
     """``vt.rollback()``: restore the previous (model routing, hooks) pair; see :meth:`Promoter.rollback`.
     ``catch_up`` (tools: CLI, dashboard, API): first apply the record's latest row, which this
-    process may not have seen, and return once the derived files show the result."""
+    process may not have seen, and return once the store and the derived files show the result."""
     promoter = get_promoter()
     if catch_up:
         promoter.sync_from_store()
     outcome = promoter.rollback(reason=reason, to=to)
     if catch_up:
+        promoter.flush_records()
         promoter.flush_files()
     return outcome
 

@@ -2,9 +2,11 @@
 
 ``bootstrap`` runs once, on the process-wide runtime's first ``current()`` (a live call through
 ``vt.wrap`` / the LangChain middleware), so a restarted app serves the promoted pair without
-calling anything. The first call reads only a fast cache, never the store (opening VectorWave
+calling anything. The first call reads only local files, never the store (opening VectorWave
 takes seconds): the mirror of the record's latest row (``VTPromotions.latest.json``, next to a
-lite store or in ``state_dir`` with Weaviate). A background thread then reads the record itself
+lite store or in ``state_dir`` with Weaviate) and the rows journaled on their way to the store
+(``runtime/pending.py``: a process that died before its row landed), the newest of them served.
+A background thread then writes those journaled rows into the store, reads the record itself
 and applies its latest row when it is newer. The hooks folder's ``ACTIVE`` file is never read
 here: it names a hook version without its model routes, and serving it alone could mix a pair. With ``VTConfig.sync_interval_s`` set, a :class:`HookWatcher` keeps doing that, so
 app instances sharing a store converge.
@@ -12,8 +14,6 @@ app instances sharing a store converge.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import threading
 from typing import Optional
@@ -22,6 +22,7 @@ from ..config import get_config
 from .active import Runtime
 from .derived import read_mirror
 from .live import Promoter, get_promoter
+from .pending import import_before_threads
 from .watcher import HookWatcher
 
 logger = logging.getLogger("vt_middleware.sync")
@@ -36,10 +37,13 @@ def bootstrap(runtime: Runtime) -> None:
     promoter = get_promoter()
     if promoter.runtime is not runtime:
         promoter = Promoter(runtime=runtime, config=config)
-    row = read_mirror(config)
-    if row is not None:
-        promoter.apply_row(row)
-    _import_before_threads()
+    waiting = promoter.records.waiting()
+    rows = [r for r in (read_mirror(config), *waiting) if r is not None]
+    if rows:
+        promoter.apply_row(max(rows, key=lambda r: int(r.get("at_ns") or 0)))
+    import_before_threads()
+    if waiting:
+        promoter.records.replay()  # left by a process that exited before they landed
     watcher = HookWatcher(promoter=promoter, poll_interval=config.sync_interval_s or 1.0)
     if config.sync_interval_s is None:
         threading.Thread(target=_check_logged, args=(watcher,), name="vt-promotion-check", daemon=True).start()
@@ -50,14 +54,6 @@ def bootstrap(runtime: Runtime) -> None:
             _periodic.stop()
         _periodic = watcher
     watcher.start(check_now=False)  # first check right away in its thread, then every interval
-
-
-def _import_before_threads() -> None:
-    """Import httpx here, in the caller's thread, before a thread of ours opens the store (whose
-    client libraries import it): the openai SDK reads ``sys.modules["httpx"]`` while it parses a
-    response, and a module another thread is still importing there breaks the app's call."""
-    if importlib.util.find_spec("httpx") is not None:
-        importlib.import_module("httpx")
 
 
 def _check_logged(watcher: HookWatcher) -> None:

@@ -155,7 +155,7 @@ class ExecutionStore:
         return calls[:limit]
 
     def function_names(self) -> List[str]:
-        names = set()
+        names: set[str] = set()
         for page in self.iter_calls():
             names.update(str(c.properties.get("function_name")) for c in page)
         return sorted(n for n in names if n and n != "None")
@@ -231,23 +231,25 @@ class ExecutionStore:
 
     # -- promotions (shared across app instances) --------------------------------
     def record_promotion(self, promotion: Dict[str, Any]) -> str:
+        """Write one promotion row; returns its ``record_id`` (a new one when it has none)."""
+        from ..types import new_id
+
+        row = {"record_id": new_id(), **promotion}
+        self.record_promotions([row])
+        return str(row["record_id"])
+
+    def record_promotions(self, promotions: Sequence[Dict[str, Any]]) -> int:
+        """Write promotion rows in one batch, each under its ``record_id`` (a new id when it has
+        none): a row already stored is not written again (a replayed journal). Returns rows written."""
         from ..types import new_id, utc_now_iso
 
-        uid = new_id()
-        row = {"created_at": utc_now_iso(), **promotion}
-        self.backend.upsert_many(
-            PROMOTIONS,
-            [
-                {
-                    "uuid": uid,
-                    "properties": _document(
-                        row, kind="promotion", created_at=row["created_at"], action=promotion.get("action")
-                    ),
-                }
-            ],
-            fresh=True,
-        )  # a new id: no lookup (promotion latency)
-        return uid
+        created_at = utc_now_iso()
+        items = []
+        for promotion in promotions:
+            row = {"created_at": created_at, **promotion}
+            document = _document(row, kind="promotion", created_at=row["created_at"], action=promotion.get("action"))
+            items.append({"uuid": str(promotion.get("record_id") or new_id()), "properties": document})
+        return self.backend.upsert_many(PROMOTIONS, items)
 
     def promotions(self) -> List[Dict[str, Any]]:
         rows = self._documents(PROMOTIONS)

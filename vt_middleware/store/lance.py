@@ -56,8 +56,9 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
         # Interval 0: every read checks for a newer table version (other processes' writes).
         session = self._lancedb.Session(index_cache_size_bytes=CACHE_BYTES, metadata_cache_size_bytes=CACHE_BYTES)
         self._db = self._lancedb.connect(db_path, read_consistency_interval=timedelta(0), session=session)
-        self._write_lock = threading.Lock()
+        self._write_locks: Dict[str, threading.Lock] = {}  # one per table: a big batch never holds up another table
         self._schema_lock = threading.Lock()
+        self._dims: Dict[str, int] = {}  # fixed when a table is created
         self._writes: Dict[str, int] = {}
         self.compactor = ChildCompactor(db_path, KEEP_OLD_VERSIONS)
 
@@ -86,6 +87,7 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
         if self.collection_exists(collection):
             self._db.drop_table(collection)
         self._open_tables.pop(collection, None)
+        self._dims.pop(collection, None)
 
     def _open(self, collection: str):
         cached = self._open_tables.get(collection)
@@ -114,9 +116,18 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
         super().close()
 
     def table_dim(self, collection: str) -> int:
-        """The vector dimension the table was created with."""
-        field = self._open(collection).schema.field("vector")
-        return int(field.type.list_size)
+        """The vector dimension the table was created with (read once: a schema read is a round trip)."""
+        dim = self._dims.get(collection)
+        if dim is None:
+            dim = self._dims[collection] = int(self._open(collection).schema.field("vector").type.list_size)
+        return dim
+
+    def _write_lock(self, collection: str) -> threading.Lock:
+        lock = self._write_locks.get(collection)
+        if lock is None:
+            with self._schema_lock:
+                lock = self._write_locks.setdefault(collection, threading.Lock())
+        return lock
 
     # -- writes -----------------------------------------------------------------
     def upsert_many(self, collection: str, items: Sequence[Dict[str, Any]], fresh: bool = False) -> int:
@@ -138,7 +149,7 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
                 )
             uid = str(item["uuid"])
             rows.setdefault(uid, {"uuid": uid, "vector": vector, "payload": _serialize_properties(item["properties"])})
-        with self._write_lock:
+        with self._write_lock(collection):
             if not fresh:
                 for uid in self._stored_ids(table, list(rows)):
                     del rows[uid]
@@ -164,7 +175,7 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
             }
             for item in items
         ]
-        with self._write_lock:
+        with self._write_lock(collection):
             table.merge_insert("uuid").when_matched_update_all().when_not_matched_insert_all().execute(rows)
         return len(rows)
 
@@ -174,7 +185,7 @@ class FixedLanceStore(UpsertWrites, LanceVectorStore):
             return 0
         where = "uuid IN (" + ", ".join(sql_quote(str(u)) for u in uuids) + ")"
         table = self._open(collection)
-        with self._write_lock:
+        with self._write_lock(collection):
             found = int(table.count_rows(where))
             if found:
                 table.delete(where)
