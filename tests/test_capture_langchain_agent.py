@@ -352,3 +352,12 @@ def test_run_id_taken_only_from_an_id_langchain_made_for_a_fresh_uncached_answer
     assert langchain_run_id(AIMessage("a", id=f"lc_run--{cached}")) == cached  # a streamed answer's id
     for provider_id in ("msg_0123", "chatcmpl-9", f"lc_run--{uuid.uuid4()}x", "lc_run--short", None):
         assert langchain_run_id(AIMessage("a", id=provider_id)) is None
+
+
+def test_agent_streaming_tokens_through_the_wrapper_model_are_hooked(vt_env, tmp_path, model):
+    _hooks(tmp_path, WRAP_HOOKS)  # holds the streamed text to the end, then wraps it
+    agent = create_agent(vt.middleware(model, function_name="streamed_agent"), [get_weather])
+    streamed = list(agent.stream(_ask("Oslo"), stream_mode="messages"))
+    text = "".join(m.content for m, _ in streamed if isinstance(m, AIMessageChunk) and isinstance(m.content, str))
+    assert text == "<Weather: sunny in Oslo>"  # what the caller received
+    assert _rows("streamed_agent")[-1].output == text
