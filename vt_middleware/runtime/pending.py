@@ -148,7 +148,13 @@ class RecordWriter:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the rows journaled here (and a requested replay) are in the store."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._mine and not self._replay and not self._busy, timeout)
+            return self._cond.wait_for(lambda: not self._unlanded() and not self._replay and not self._busy, timeout)
+
+    def _unlanded(self) -> bool:
+        """Rows journaled here still waiting (one another writer landed is done); under ``_cond``."""
+        for name in [n for n in self._mine if not (self.folder / n).exists()]:
+            del self._mine[name]
+        return bool(self._mine)
 
     def stop(self) -> None:
         """End the thread (rows not yet in the store stay journaled); a later row starts it again."""
