@@ -13,12 +13,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from .cli_views import doctor_table, estimate_text, rules_table, status_table
 
 app = typer.Typer(
     help="vt_middleware: capture, learn from feedback, fine-tune, gate and hot-swap an LLM app.",
@@ -175,7 +177,7 @@ def dashboard(
     import importlib.util
 
     if once:
-        console.print(_status_table(_status_info()))
+        console.print(status_table(_status_info()))
         _print_last_run()
         return
     if importlib.util.find_spec("streamlit") is None:
@@ -281,8 +283,8 @@ def synthesize(
             min_confidence=min_confidence,
             negatives=negatives,
         )
-    console.print(_rules_table(result.version, [r.to_dict() for r in result.rules], result.estimate))
-    console.print(_estimate_text(result.estimate))
+    console.print(rules_table(result.version, [r.to_dict() for r in result.rules], result.estimate))
+    console.print(estimate_text(result.estimate))
     state = "active" if result.activated else "not active"
     console.print(
         f"hook version {result.version} ({state}), validation ok={result.validation.get('ok')}: {result.hook_path}"
@@ -407,7 +409,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     if as_json:
         print(json.dumps(info, indent=2, default=str))
         return
-    console.print(_status_table(info))
+    console.print(status_table(info))
 
 
 @app.command()
@@ -433,15 +435,7 @@ def doctor(
     if as_json:
         print(json.dumps(info, indent=2))
         return
-    table = Table(title="vt doctor", show_header=False)
-    keys = ("journal_path", "segments", "pending_records", "quarantined", "quarantine_path")
-    for key in (*keys, "promotion_journal_path", "promotion_rows_waiting"):
-        table.add_row(key, Text(str(info[key])))
-    for reason, n in info["quarantine_reasons"].items():
-        table.add_row("  reason", Text(f"{n} x {reason}"))
-    for example in info["examples"]:
-        table.add_row("  e.g.", Text(f"{example['segment']} @ byte {example['offset']}: {example['reason']}"))
-    console.print(table)
+    console.print(doctor_table(info))
     console.print(Text(f"what to do: {info['advice']}"), style="yellow" if info["quarantined"] else "green")
 
 
@@ -472,35 +466,6 @@ def _status_info() -> dict:
     return info
 
 
-def _status_table(info: dict) -> Table:
-    table = Table(title="vt status", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value", overflow="fold")
-    for key in ("store_path", "hooks_dir", "state_dir"):
-        table.add_row(key, Text(info[key]))
-    table.add_row("calls", Text(", ".join(f"{k}: {n}" for k, n in info["calls"].items()) or "none"))
-    table.add_row("feedback pairs", str(info["feedback_pairs"]))
-    table.add_row("hook versions", Text(", ".join(info["hook_versions"]) or "none"))
-    table.add_row("active hooks", info["active_hook_version"] or "none")
-    table.add_row("promotions", str(info["promotions"]))
-    evolver = info["evolver"]
-    table.add_row(
-        "evolver",
-        Text(
-            "not running here"
-            if not evolver
-            else f"{evolver.get('state')} ({evolver.get('runs', 0)} runs, next trigger "
-            f"{evolver.get('next_trigger_at') or 'on new calls/feedback'})"
-        ),
-    )
-    for run in info["runs"]:
-        table.add_row(
-            "run",
-            Text(f"{run['run_id']} {run['function_name']} {run['status']}{' promoted' if run['promoted'] else ''}"),
-        )
-    return table
-
-
 def _print_last_run() -> None:
     """The newest run record as the CLI dashboard's stage and outcome tables."""
     from .api import service as data
@@ -522,60 +487,6 @@ def _print_last_run() -> None:
     )
     result["promoted"] = bool(result.get("promoted") or decision.get("promoted"))
     monitor.summary(result)
-
-
-def _rules_table(version: str, rules: List[dict], estimate: Optional[dict] = None) -> Table:
-    per_rule = (estimate or {}).get("per_rule") or {}
-    table = Table(title=f"rules of hook version {version}")
-    for column in (
-        "rule",
-        "kind",
-        "target",
-        "support",
-        "confidence",
-        "held-out fires",
-        "held-out precision",
-        "description",
-    ):
-        table.add_column(column, overflow="fold")
-    for rule in rules:
-        held = per_rule.get(str(rule.get("rule_id")), {})
-        precision = held.get("precision")
-        table.add_row(
-            Text(str(rule.get("rule_id", ""))),
-            str(rule.get("kind", "")),
-            str(rule.get("target", "")),
-            str(rule.get("support", "")),
-            f"{float(rule.get('confidence', 0)):.2f}",
-            str(held.get("fires", "-")),
-            "-" if precision is None else f"{precision:.2f}",
-            Text(str(rule.get("description", ""))),
-        )
-    return table
-
-
-def _estimate_text(estimate: Optional[dict]) -> Text:
-    """The synthesiser's k-fold self-estimate as one line (or why there is none)."""
-    estimate = estimate or {}
-    if not estimate.get("folds"):
-        return Text(f"self-estimate: none ({estimate.get('reason', 'not recorded for this version')})")
-
-    def rate(key: str) -> str:
-        value = estimate.get(key)
-        return "-" if value is None else f"{value:.1%}"
-
-    training = estimate.get("training") or {}
-    return Text(
-        f"self-estimate ({estimate['folds']}-fold cross-validation on {estimate.get('held_out_pairs')} pairs): "
-        f"held-out exact-fix rate {rate('fix_rate')}, harm rate on good outputs {rate('harm_rate')}; "
-        f"harm on {training.get('negatives', 0)} uncorrected outputs {rate('negative_harm_rate')}; "
-        f"training pairs fixed exactly {training.get('exact_fixed', '-')}/{training.get('pairs', '-')}"
-        + (
-            f"; not emitted (low held-out precision): {', '.join(estimate['not_emitted'])}"
-            if estimate.get("not_emitted")
-            else ""
-        )
-    )
 
 
 @hooks_app.command("list")
@@ -624,8 +535,8 @@ def hooks_show(
     if version is None:
         raise HookError("no active hook version; name one: vt hooks show v0001")
     estimate = data.hook_manifest(version).get("estimate")
-    console.print(_rules_table(version, [r.to_dict() for r in data.rules(version)], estimate))
-    console.print(_estimate_text(estimate))
+    console.print(rules_table(version, [r.to_dict() for r in data.rules(version)], estimate))
+    console.print(estimate_text(estimate))
     if code:
         console.print(Syntax(data.hook_source(version), "python", line_numbers=True))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..config import VTConfig
-from ..health import record_internal_error
+from ..health import record_thread_error
 from ..types import CallRecord
 from .journal import Item, Journal
 from .vectors import VectorCache
@@ -39,14 +39,6 @@ STAT_NAMES = (
     "embedded",
     "embed_cache_hits",
 )
-
-
-def report(component: str, exc: BaseException) -> None:
-    """Count an internal error from a capture thread; never let it kill the thread."""
-    try:
-        record_internal_error(component, exc)
-    except Exception:  # noqa: BLE001 - strict mode raises; the thread must live on
-        pass
 
 
 def remaining(deadline: Optional[float]) -> Optional[float]:
@@ -150,7 +142,7 @@ class Delivery:
     def count_error(self, component: str, exc: BaseException) -> None:
         with self._cond:
             self.stats["errors"] += 1
-        report(component, exc)
+        record_thread_error(component, exc)
 
     def count_dropped(self, n: int) -> None:
         with self._cond:
@@ -213,7 +205,7 @@ class Delivery:
         try:
             self.journal.close()
         except Exception as exc:  # noqa: BLE001
-            report("capture.journal", exc)
+            record_thread_error("capture.journal", exc)
         return not left and not held
 
     def stop(self) -> None:
@@ -247,11 +239,11 @@ class Delivery:
                 self.store()
             self._embedder()
         except Exception as exc:  # noqa: BLE001 - the first batch reports it again
-            report("capture.warmup", exc)
+            record_thread_error("capture.warmup", exc)
         try:
             self.journal.recover_orphans()
         except Exception as exc:  # noqa: BLE001
-            report("capture.journal", exc)
+            record_thread_error("capture.journal", exc)
         self._maybe_replay(force=True)
         self.ready.set()
         while not self._stop.is_set():
