@@ -20,6 +20,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 import vt_middleware as vt
+from scripted_backend import ScriptedBackend, tool_call
 from scripted_tools_server import ToolCalls, start_scripted_tools_server
 from vt_middleware.runtime.hooks import LoadedHooks
 
@@ -295,7 +296,7 @@ async def test_async_agent_records_carry_the_langchain_run_ids(vt_env, model):
     assert [r.run_id for r in _rows("async_run_ids")] == runs.ids and len(runs.ids) == 2
 
 
-def test_cached_answers_get_run_ids_of_their_own_and_replace_no_record(vt_env, scripted, model):
+def test_cached_answers_keep_their_own_calls_run_ids_and_replace_no_record(vt_env, scripted, model):
     _, app = scripted
     cached = model.model_copy(update={"cache": InMemoryCache()})
     agent = create_agent(cached, [get_weather], middleware=[vt.AgentMiddleware(function_name="cached_agent")])
@@ -307,9 +308,33 @@ def test_cached_answers_get_run_ids_of_their_own_and_replace_no_record(vt_env, s
     assert second["messages"][1].id == first["messages"][1].id
     rows = _rows("cached_agent")
     assert len({r.run_id for r in rows}) == 4  # no record replaced another
-    assert [rows[0].run_id, rows[1].run_id, rows[3].run_id] == [runs.ids[0], runs.ids[1], runs.ids[3]]
-    assert rows[2].run_id not in runs.ids and rows[2].params["tool_calls"]  # the cache hit: an id of vt's own
+    assert [r.run_id for r in rows] == runs.ids  # the cache hit's record: the run of that (cached) call
+    assert rows[2].params["tool_calls"]
     assert vt.last_run_id() == rows[-1].run_id == runs.ids[-1]
+
+
+def _weather_answer(messages):
+    if messages[-1].get("role") == "tool" or messages[-1].get("type") == "function_call_output":
+        return "It is sunny."
+    return tool_call("get_weather", city="Oslo")
+
+
+def test_responses_api_agent_records_carry_the_langchain_run_ids(vt_env, tmp_path):
+    """The provider names its own answers here (``msg_...``): the run ids still match."""
+    from vt_middleware.server.runner import LocalServer
+
+    with LocalServer(ScriptedBackend(_weather_answer), data_dir=tmp_path / "server") as server:
+        responses_model = ChatOpenAI(
+            base_url=server.base_url, api_key="sk-local", model="scripted", max_retries=0, use_responses_api=True
+        )
+        agent = create_agent(responses_model, [get_weather], middleware=[vt.AgentMiddleware(function_name="resp_ids")])
+        runs = ModelRuns()
+        state = agent.invoke(_ask("Oslo"), config={"callbacks": [runs]})
+    assert not state["messages"][-1].id.startswith("lc_run")  # the provider's own id
+    rows = _rows("resp_ids")
+    assert [r.run_id for r in rows] == runs.ids and len(runs.ids) == 2
+    assert rows[0].params["tool_calls"] and rows[1].output == "It is sunny."
+    assert vt.last_run_id() == runs.ids[-1]
 
 
 def test_without_tool_capture_the_middleware_defines_no_tool_hook(vt_env, model):

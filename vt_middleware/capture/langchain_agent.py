@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from contextvars import Token
 from time import perf_counter
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
+from uuid import UUID
 
 from langchain.agents.middleware import AgentMiddleware as _LCAgentMiddleware
 from langchain.agents.middleware import ModelRequest, ModelResponse
 from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.errors import GraphBubbleUp
 
 from ..call_context import capture_suppressed, current_run_id, current_scope
@@ -35,11 +38,11 @@ class AgentMiddleware(_LCAgentMiddleware):
     LangChain agent. ``function_name`` names the agent's calls in the store (default: the
     enclosing ``@vt.track`` function, else ``"langchain.agent"``).
 
-    A model call's record takes the LangChain run id of that call as its ``run_id`` when the
-    answer carries it (the id LangChain gives an answer whose provider set none, as with
-    ChatOpenAI's chat completions); when the provider set its own message id, or the answer
-    came from LangChain's cache, the record has a run id of vt's own. Either way
-    ``vt.last_run_id()`` after ``agent.invoke`` is the final model call's record.
+    A model call's record and the LangChain run of that call share one run id: the record's
+    id is handed to the model call as its ``run_id`` (and, should something between this
+    middleware and the model have started a run with it, the id LangChain gives an answer whose
+    provider set none, ``lc_run--<run id>``, names the model's run instead). ``vt.last_run_id()``
+    after ``agent.invoke`` is the final model call's record.
     ``capture_tools=False`` leaves tool calls alone: the middleware then defines no tool
     hook, so LangChain wraps no tool call in it."""
 
@@ -108,6 +111,7 @@ class AgentMiddleware(_LCAgentMiddleware):
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], Any]) -> Any:
         call, request = self._begin(request)
+        lent = _lend_run_id(call)
         try:
             response = handler(request)
         except GraphBubbleUp:  # an interrupt, not a failed call
@@ -115,10 +119,14 @@ class AgentMiddleware(_LCAgentMiddleware):
         except Exception as exc:
             fail_call(call, exc)
             raise
+        finally:
+            if lent is not None:
+                var_child_runnable_config.reset(lent)
         return response if call is None else self._finish(call, response)
 
     async def awrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[Any]]) -> Any:
         call, request = self._begin(request)
+        lent = _lend_run_id(call)
         try:
             response = await handler(request)
         except GraphBubbleUp:
@@ -126,6 +134,9 @@ class AgentMiddleware(_LCAgentMiddleware):
         except Exception as exc:
             fail_call(call, exc)
             raise
+        finally:
+            if lent is not None:
+                var_child_runnable_config.reset(lent)
         return response if call is None else self._finish(call, response)
 
     # tool calls ----------------------------------------------------------------------------
@@ -224,3 +235,17 @@ class _ModelCallsOnly(AgentMiddleware):
 
     wrap_tool_call = _LCAgentMiddleware.wrap_tool_call
     awrap_tool_call = _LCAgentMiddleware.awrap_tool_call
+
+
+def _lend_run_id(call: Optional[ChatCall]) -> Optional[Token]:
+    """Make the record's run id the run id of the model call about to start: LangChain's
+    runnables take ``run_id`` from the config their context passes down, and the agent's model
+    node calls the model with none of its own. Returns the token that undoes it."""
+    if call is None:
+        return None
+    with fail_open(COMPONENT):
+        parent = var_child_runnable_config.get()
+        config: Dict[str, Any] = dict(parent) if parent else {}
+        config["run_id"] = UUID(call.run_id)
+        return var_child_runnable_config.set(config)  # type: ignore[arg-type]
+    return None
