@@ -11,8 +11,9 @@ URLs, ...), our own for OpenAI/Anthropic keys, bearer tokens, JWTs anywhere, Goo
 OAuth keys, Hugging Face tokens, whole PEM private key blocks and ``key=value`` secrets; with
 ``redact_emails`` e-mail addresses; with ``redact_pii`` card numbers (Luhn-checked) and
 phone numbers; and ``redact_patterns``. Most text has none of these: each of our rules runs
-only where a string it needs occurs, detect-secrets' patterns only where they match, and a text redacted recently is looked up, not scanned again (the cache holds what the
-capture queue already holds: the caller's text, in this process's memory).
+only where a string it needs occurs, detect-secrets' patterns only where they match, and a text
+redacted recently is looked up, not scanned again (the cache, at most 4096 texts and 2 Mi
+characters, holds what the capture queue already holds: the caller's text, in this process's memory).
 """
 
 from __future__ import annotations
@@ -110,19 +111,21 @@ _PHONE_MIN_DIGITS = 8  # nor does _phone
 _DIGIT = re.compile(r"\d")  # what the card and phone patterns count as a digit
 _CACHE_ENTRIES = 4096  # distinct texts remembered (system prompts, chat history, tool schemas repeat)
 _CACHE_MAX_CHARS = 4096  # longer texts are redacted every time
+_CACHE_CHARS = 1 << 21  # characters held in all (2 MiB of ASCII text), so the cache stays small
 
 
 class _Plan:
     """Compiled rules for one config: ours with their gates, detect-secrets', and the texts
     already redacted under them."""
 
-    __slots__ = ("cache", "config", "own", "plugins")
+    __slots__ = ("cache", "cached_chars", "config", "own", "plugins")
 
     def __init__(self, config: VTConfig, own: List[Tuple[Rule, Gate]], plugins: List[Rule]) -> None:
         self.config = config  # held, so no later config object can reuse its id
         self.own = own
         self.plugins = plugins
         self.cache: Dict[str, str] = {}
+        self.cached_chars = 0  # approximate (updated without a lock)
 
 
 _compiled: Optional[_Plan] = None
@@ -244,9 +247,12 @@ def redact(text: str, config: Optional[VTConfig] = None) -> str:
         return done
     out = _redact(text, plan)
     if len(text) <= _CACHE_MAX_CHARS:
-        if len(cache) >= _CACHE_ENTRIES:
+        size = len(text) + (len(out) if out is not text else 0)
+        if len(cache) >= _CACHE_ENTRIES or plan.cached_chars + size > _CACHE_CHARS:
             cache.clear()  # cheaper than LRU order upkeep on every hit; refills from live traffic
+            plan.cached_chars = 0
         cache[text] = out
+        plan.cached_chars += size
     return out
 
 
