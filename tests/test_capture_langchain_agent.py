@@ -361,6 +361,18 @@ def test_wrapper_records_carry_the_langchain_run_id_and_a_callback_handler_keeps
     assert len(_rows("wrapped_ids")) == 2  # and the wrapper's record, under an id of its own, stays
 
 
+def test_agent_middleware_and_a_callback_handler_on_one_run_keep_a_record_each(vt_env, model):
+    runs = ModelRuns()
+    handler = vt.CallbackHandler(function_name="handler_agent")
+    agent = create_agent(model, [get_weather], middleware=[vt.AgentMiddleware(function_name="mw_agent")])
+    agent.invoke(_ask("Quito"), config={"callbacks": [runs, handler]})
+    ours = _rows("mw_agent")
+    assert [r.run_id for r in ours] == runs.ids and len(runs.ids) == 2  # the middleware: LangChain's ids
+    handled = [r for r in _rows("handler_agent") if r.kind == "langchain"]
+    assert len(handled) == 2 and not {r.run_id for r in handled} & set(runs.ids)  # ids of their own
+    assert vt.flush(30) and len({r.run_id for r in ours + handled}) == 4  # no record replaced another
+
+
 def test_run_id_taken_only_from_an_id_langchain_made_for_a_fresh_uncached_answer():
     import uuid
 

@@ -28,7 +28,15 @@ from ..call_context import capture_suppressed, current_run_id, current_scope
 from ..config import get_config
 from ..health import fail_open
 from . import langchain_callbacks  # noqa: F401 - installs the run-scope tracker (vt.last_run_id)
-from .langchain_common import COMPONENT, ModelRouter, ToolsSnapshot, begin_call, fail_call, finish_call
+from .langchain_common import (
+    COMPONENT,
+    ModelRouter,
+    ToolsSnapshot,
+    begin_call,
+    claim_run_id,
+    fail_call,
+    finish_call,
+)
 from .record import ChatCall, RawCall, content_text, to_jsonable
 from .worker import submit
 
@@ -247,5 +255,6 @@ def _lend_run_id(call: Optional[ChatCall]) -> Optional[Token]:
         parent = var_child_runnable_config.get()
         config: Dict[str, Any] = dict(parent) if parent else {}
         config["run_id"] = UUID(call.run_id)
+        claim_run_id(call.run_id)  # a vt.CallbackHandler on the same run records under an id of its own
         return var_child_runnable_config.set(config)  # type: ignore[arg-type]
     return None

@@ -21,6 +21,7 @@ from ..call_context import (
     close_scope,
     current_function_name,
     current_run_id,
+    new_run_id,
     open_scope,
     set_last_run_id,
 )
@@ -147,7 +148,7 @@ def _output_text(value: Any) -> Any:
 
 
 class _Run:
-    __slots__ = ("inputs", "kind", "model", "name", "params", "parent", "recorded", "started", "tokens")
+    __slots__ = ("inputs", "kind", "model", "name", "params", "parent", "record_id", "recorded", "started", "tokens")
 
     def __init__(
         self,
@@ -158,9 +159,10 @@ class _Run:
         parent: Optional[str],
         params: Dict[str, Any],
         recorded: bool,
+        record_id: str,
     ) -> None:
         self.name, self.kind, self.inputs, self.model, self.parent = name, kind, inputs, model, parent
-        self.params, self.recorded = params, recorded
+        self.params, self.recorded, self.record_id = params, recorded, record_id
         self.started = perf_counter()
         self.tokens: List[str] = []
 
@@ -193,8 +195,10 @@ class _RunLog:
         if parent_run is not None:
             ancestor = str(parent) if parent_run.recorded else parent_run.parent
         metadata = kwargs.get("metadata") or {}
+        record_id = str(run_id)
         if kind == "model":
-            claim_run_id(str(run_id))  # no other capture path gives its record this id
+            if not claim_run_id(record_id):  # vt.AgentMiddleware records this model call under its id
+                record_id = new_run_id()
             name = (
                 self.function_name
                 or metadata.get("vt_function_name")
@@ -220,6 +224,7 @@ class _RunLog:
             ancestor or current_run_id(),
             params,
             recorded,
+            record_id,
         )
         with self._lock:
             self._runs[run_id] = run
@@ -265,14 +270,14 @@ class _RunLog:
                     "params": params,
                     "latency_ms": (perf_counter() - run.started) * 1000.0,
                     "hook_version": get_runtime().current().hook_version if run.kind == "model" else None,
-                    "run_id": str(run_id),
+                    "run_id": run.record_id,
                     "parent_run_id": run.parent,
                 },
                 error,
             )
         )
         if run.kind == "model":
-            set_last_run_id(str(run_id))
+            set_last_run_id(run.record_id)
 
     @staticmethod
     def _read_response(response: Any, params: Dict[str, Any]) -> Tuple[Any, Any, Any]:
