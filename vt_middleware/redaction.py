@@ -11,7 +11,7 @@ URLs, ...), our own for OpenAI/Anthropic keys, bearer tokens, JWTs anywhere, Goo
 OAuth keys, Hugging Face tokens, whole PEM private key blocks and ``key=value`` secrets; with
 ``redact_emails`` e-mail addresses; with ``redact_pii`` card numbers (Luhn-checked) and
 phone numbers; and ``redact_patterns``. Most text has none of these: each of our rules runs
-only where a string it needs occurs, detect-secrets' patterns only where they match, and a text
+only where a string it needs occurs, detect-secrets' patterns one by one (one scan each), and a text
 redacted recently is looked up, not scanned again (the cache, at most 4096 texts and 2 Mi
 characters, holds what the capture queue already holds: the caller's text, in this process's memory).
 """
@@ -237,7 +237,8 @@ def redact(text: str, config: Optional[VTConfig] = None) -> str:
     """``text`` with keys, tokens, private keys, ``key=value`` secrets, e-mails, card and
     phone numbers (as configured) and the configured extra patterns replaced by markers.
     Each of our rules runs only where its trigger string occurs (card and phone numbers only
-    in text with enough digits), detect-secrets' patterns only where they match. Texts seen recently (a system prompt, earlier turns of a chat) are not scanned again."""
+    in text with enough digits), detect-secrets' patterns each in one scan. Texts seen recently
+    (a system prompt, earlier turns of a chat) are not scanned again."""
     if not text:
         return text
     plan = _compile(config or get_config())
@@ -269,8 +270,7 @@ def _redact(text: str, plan: _Plan) -> str:
             continue
         text = pattern.sub(replacement, text)
     for pattern, replacement in plan.plugins:  # one by one: most have a literal prefix sre scans for
-        if pattern.search(text) is not None:
-            text = pattern.sub(replacement, text)
+        text = pattern.sub(replacement, text)  # no match: one scan, the same text back
     return text
 
 
